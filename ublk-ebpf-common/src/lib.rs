@@ -1,0 +1,202 @@
+//! The ABI shared by the ublk BPF program (`ublk-ebpf`), its loader
+//! (`ublk-user`) and the kernel patches in `kernel-patches/`.
+//!
+//! Everything here mirrors a definition in the patched kernel's
+//! `include/uapi/linux/ublk_cmd.h` or a layout both sides of the BPF
+//! program must agree on. Host tests in `ublk-user` check the sizes and
+//! offsets against the patched header.
+#![no_std]
+
+/// `enum bpf_prog_type`: appended after `BPF_PROG_TYPE_NETFILTER` (32).
+pub const BPF_PROG_TYPE_UBLK: u32 = 33;
+/// `enum bpf_func_id`: `BPF_FUNC_ublk_queue_sqe`.
+pub const BPF_FUNC_UBLK_QUEUE_SQE: u32 = 212;
+
+/// Feature flag negotiated at ADD_DEV and advertised by GET_FEATURES.
+pub const UBLK_F_BPF: u64 = 1 << 20;
+/// `ublksrv_io_desc.op_flags` bit: the program redirected this request; the
+/// server must not serve its data, only wait for the backing CQE and commit.
+pub const UBLK_IO_F_BPF_REDIRECT: u32 = 1 << 20;
+
+/// Control command numbers (ioctl-encoded as `_IOWR('u', nr, struct ublksrv_ctrl_cmd)`);
+/// the program fd travels in `ublksrv_ctrl_cmd.data[0]`.
+pub const UBLK_CMD_REG_BPF_PROG: u32 = 0x1a;
+pub const UBLK_CMD_UNREG_BPF_PROG: u32 = 0x1b;
+
+/// Program return codes.
+pub const UBLK_BPF_PASS: i32 = 0;
+pub const UBLK_BPF_REDIRECT: i32 = 1;
+
+/// Errors `bpf_ublk_queue_sqe` returns (negated errno values).
+pub mod helper_err {
+    /// `sqe_len != sizeof(struct io_uring_sqe)`.
+    pub const BAD_SQE_LEN: i32 = -90; // -EMSGSIZE
+    /// Opcode other than `IORING_OP_READ` / `IORING_OP_WRITE`.
+    pub const BAD_OPCODE: i32 = -95; // -EOPNOTSUPP
+    /// Forbidden `flags`, `buf_index`, `personality`, `addr3`, `rw_flags`...
+    pub const BAD_FIELD: i32 = -22; // -EINVAL
+    /// `addr + len` outside the request's bytes, or `len == 0`.
+    pub const OUT_OF_RANGE: i32 = -34; // -ERANGE
+    /// `fd` is not an open file of the calling task.
+    pub const BAD_FD: i32 = -9; // -EBADF
+    /// `fd` is open but not an io_uring.
+    pub const NOT_IO_URING: i32 = -77; // -EBADFD
+    /// `fd` is an io_uring, but not the ring this request's queue is served on.
+    pub const WRONG_RING: i32 = -18; // -EXDEV
+    /// An SQE was already queued for this request.
+    pub const ALREADY_QUEUED: i32 = -16; // -EBUSY
+}
+
+/// `struct ublk_bpf_ctx`: what the program sees of a request. Read-only.
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+#[cfg_attr(feature = "user", derive(Debug, PartialEq, Eq))]
+pub struct UblkBpfCtx {
+    /// First sector (512 B) of the request on the ublk device.
+    pub start_sector: u64,
+    /// Length in sectors.
+    pub nr_sectors: u32,
+    /// `UBLK_IO_F_*` bits, as in `ublksrv_io_desc.op_flags >> 8 << 8`.
+    pub op_flags: u32,
+    pub q_id: u16,
+    pub tag: u16,
+    /// `UBLK_IO_OP_*`.
+    pub op: u8,
+    pub reserved: [u8; 3],
+}
+
+/// `UBLK_IO_OP_*` values (from the kernel's uapi).
+pub mod op {
+    pub const READ: u8 = 0;
+    pub const WRITE: u8 = 1;
+    pub const FLUSH: u8 = 2;
+    pub const DISCARD: u8 = 3;
+    pub const WRITE_SAME: u8 = 4;
+    pub const WRITE_ZEROES: u8 = 5;
+}
+
+/// The 64-byte `struct io_uring_sqe`, flattened to the fields a BPF program
+/// may set for `bpf_ublk_queue_sqe`.
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+#[cfg_attr(feature = "user", derive(Debug))]
+pub struct IoUringSqe {
+    pub opcode: u8,
+    pub flags: u8,
+    pub ioprio: u16,
+    pub fd: i32,
+    /// Backing-file offset in bytes.
+    pub off: u64,
+    /// Offset into the request's data (not an address).
+    pub addr: u64,
+    pub len: u32,
+    pub rw_flags: u32,
+    pub user_data: u64,
+    pub buf_index: u16,
+    pub personality: u16,
+    pub splice_fd_in: i32,
+    pub addr3: u64,
+    pub pad2: u64,
+}
+
+pub const IORING_OP_READ: u8 = 22;
+pub const IORING_OP_WRITE: u8 = 23;
+
+/// Per-queue map value (`UBLK_QUEUES`, an array indexed by queue id) that the
+/// loader fills before registering the program.
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+#[cfg_attr(feature = "user", derive(Debug))]
+pub struct QueueTarget {
+    /// The server's io_uring fd for this queue.
+    pub ring_fd: i32,
+    /// Backing file fd, in the server's file table.
+    pub backing_fd: i32,
+    /// Byte offset of the device's data in the backing file.
+    pub backing_offset: u64,
+    /// Non-zero once the entry is filled.
+    pub valid: u32,
+    pub reserved: u32,
+}
+
+/// Indices of the program's per-CPU counters (`UBLK_STATS`).
+pub mod stat {
+    /// Requests the helper accepted (served by BPF, zero copy).
+    pub const REDIRECTED: u32 = 0;
+    /// PASS because the op is not READ/WRITE.
+    pub const PASS_OP: u32 = 1;
+    /// PASS because the queue has no map entry.
+    pub const PASS_NO_TARGET: u32 = 2;
+    /// PASS because the helper returned an error.
+    pub const PASS_HELPER_ERR: u32 = 3;
+    /// Bytes redirected.
+    pub const REDIRECTED_BYTES: u32 = 4;
+    pub const COUNT: u32 = 8;
+}
+
+/// `user_data` layout for every SQE on a queue ring, so each CQE is routed
+/// without a lookup: `kind:8 | op:8 | tag:16` in the low 32 bits, the high
+/// 32 bits free for the kind's own use.
+pub mod user_data {
+    /// FETCH_REQ / COMMIT_AND_FETCH_REQ uring_cmd.
+    pub const KIND_UBLK_CMD: u8 = 1;
+    /// Backing I/O issued by the server (copy / zc paths).
+    pub const KIND_TARGET: u8 = 2;
+    /// Backing I/O issued by the BPF program through the helper.
+    pub const KIND_BPF: u8 = 3;
+    /// Internal bookkeeping (e.g. eventfd wakeups).
+    pub const KIND_INTERNAL: u8 = 4;
+
+    #[inline(always)]
+    pub const fn encode(kind: u8, op: u8, tag: u16, extra: u32) -> u64 {
+        ((extra as u64) << 32) | ((kind as u64) << 24) | ((op as u64) << 16) | tag as u64
+    }
+    #[inline(always)]
+    pub const fn kind(ud: u64) -> u8 {
+        (ud >> 24) as u8
+    }
+    #[inline(always)]
+    pub const fn op(ud: u64) -> u8 {
+        (ud >> 16) as u8
+    }
+    #[inline(always)]
+    pub const fn tag(ud: u64) -> u16 {
+        ud as u16
+    }
+    #[inline(always)]
+    pub const fn extra(ud: u64) -> u32 {
+        (ud >> 32) as u32
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use core::mem::{offset_of, size_of};
+
+    #[test]
+    fn layouts() {
+        assert_eq!(size_of::<UblkBpfCtx>(), 24);
+        assert_eq!(offset_of!(UblkBpfCtx, nr_sectors), 8);
+        assert_eq!(offset_of!(UblkBpfCtx, op_flags), 12);
+        assert_eq!(offset_of!(UblkBpfCtx, q_id), 16);
+        assert_eq!(offset_of!(UblkBpfCtx, tag), 18);
+        assert_eq!(offset_of!(UblkBpfCtx, op), 20);
+        assert_eq!(size_of::<IoUringSqe>(), 64);
+        assert_eq!(offset_of!(IoUringSqe, off), 8);
+        assert_eq!(offset_of!(IoUringSqe, addr), 16);
+        assert_eq!(offset_of!(IoUringSqe, len), 24);
+        assert_eq!(offset_of!(IoUringSqe, user_data), 32);
+        assert_eq!(offset_of!(IoUringSqe, buf_index), 40);
+        assert_eq!(size_of::<QueueTarget>(), 24);
+    }
+
+    #[test]
+    fn user_data_roundtrip() {
+        let ud = user_data::encode(user_data::KIND_BPF, op::WRITE, 0xbeef, 0xdead_0001);
+        assert_eq!(user_data::kind(ud), user_data::KIND_BPF);
+        assert_eq!(user_data::op(ud), op::WRITE);
+        assert_eq!(user_data::tag(ud), 0xbeef);
+        assert_eq!(user_data::extra(ud), 0xdead_0001);
+    }
+}
