@@ -1,1 +1,170 @@
-fn main() {}
+//! `cargo xtask`: build the kernel and the BPF object, boot the QEMU VM, run
+//! the server, the tests and the benchmarks inside it.
+
+mod build;
+mod kernel;
+mod setup;
+mod test;
+mod util;
+mod vm;
+
+use anyhow::Result;
+use clap::{Args, Parser, Subcommand};
+use std::time::Duration;
+
+#[derive(Parser)]
+#[command(name = "cargo xtask", about = "Build, boot and test ublk-ebpf in a QEMU VM")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Install what is missing: Debian packages, rust-src (nightly), bpf-linker.
+    Setup,
+    /// Download Linux 7.2, apply kernel-patches/, build bzImage (cached).
+    Kernel {
+        #[arg(long, value_enum, default_value = "ublk")]
+        flavor: kernel::Flavor,
+        /// Shorthand for --flavor vanilla.
+        #[arg(long)]
+        vanilla: bool,
+        /// Shorthand for --flavor debug (KASAN, lockdep, ...).
+        #[arg(long)]
+        debug: bool,
+        /// Print where the tree, build directory and image are.
+        #[arg(long)]
+        print_path: bool,
+    },
+    /// Build the BPF object (target/bpf/ublk-ebpf.o).
+    BuildEbpf,
+    /// Build the BPF object and the release userspace binaries.
+    Build,
+    /// Boot the VM and run the demo, or `-- CMD [ARGS...]` as root inside it.
+    Run {
+        #[command(flatten)]
+        vm: VmArgs,
+        /// Command and arguments to run in the guest (after `--`).
+        #[arg(last = true)]
+        command: Vec<String>,
+    },
+    /// The whole test suite: fmt, clippy, unit tests, checkpatch, kernel, VM tests.
+    Test {
+        /// Only VM tests whose name contains this.
+        #[arg(long)]
+        filter: Option<String>,
+        /// Skip fmt, clippy, unit tests and checkpatch.
+        #[arg(long)]
+        vm_only: bool,
+        #[command(flatten)]
+        vm: VmArgs,
+    },
+    /// fio comparisons of copy vs zero copy (not implemented yet).
+    Bench,
+}
+
+#[derive(Args, Clone)]
+struct VmArgs {
+    /// Boot vanilla 7.2 (no patches) instead of the patched kernel.
+    #[arg(long)]
+    vanilla: bool,
+    /// Boot the debug kernel flavor.
+    #[arg(long, conflicts_with = "vanilla")]
+    debug_kernel: bool,
+    /// Guest vCPUs.
+    #[arg(long, default_value_t = 2, env = "XTASK_VM_CPUS")]
+    cpus: u32,
+    /// Guest memory (QEMU syntax).
+    #[arg(long, default_value = "4G", env = "XTASK_VM_MEM")]
+    mem: String,
+    /// Accelerator: auto uses KVM only if a probe boot works.
+    #[arg(long, value_enum, default_value = "auto", env = "XTASK_VM_ACCEL")]
+    accel: vm::Accel,
+    /// Seconds before the VM is killed.
+    #[arg(long, default_value_t = 3600)]
+    timeout: u64,
+}
+
+impl VmArgs {
+    fn opts(&self) -> vm::VmOpts {
+        vm::VmOpts {
+            flavor: if self.vanilla {
+                kernel::Flavor::Vanilla
+            } else if self.debug_kernel {
+                kernel::Flavor::Debug
+            } else {
+                kernel::Flavor::Ublk
+            },
+            cpus: self.cpus,
+            mem: self.mem.clone(),
+            timeout: Duration::from_secs(self.timeout),
+            boot_timeout: Duration::from_secs(120),
+            accel: self.accel,
+            tmp_size: "2G".into(),
+        }
+    }
+}
+
+fn main() {
+    let cli = Cli::parse();
+    match real_main(cli) {
+        Ok(code) => std::process::exit(code),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::exit(1);
+        }
+    }
+}
+
+fn real_main(cli: Cli) -> Result<i32> {
+    setup::setup()?;
+    vm::prune_runs();
+    match cli.cmd {
+        Cmd::Setup => {
+            util::say("setup: everything is installed");
+            Ok(0)
+        }
+        Cmd::Kernel { mut flavor, vanilla, debug, print_path } => {
+            if vanilla {
+                flavor = kernel::Flavor::Vanilla;
+            }
+            if debug {
+                flavor = kernel::Flavor::Debug;
+            }
+            let k = kernel::ensure(flavor)?;
+            if print_path {
+                println!("tree:    {}", k.tree.display());
+                println!("build:   {}", k.build.display());
+                println!("image:   {}", k.image.display());
+                println!("release: {}", k.release);
+            } else {
+                util::say(format!("kernel {} ({}): {}", k.release, flavor.name(), k.image.display()));
+            }
+            Ok(0)
+        }
+        Cmd::BuildEbpf => {
+            let o = build::build_ebpf()?;
+            println!("{}", o.display());
+            Ok(0)
+        }
+        Cmd::Build => {
+            build::build()?;
+            Ok(0)
+        }
+        Cmd::Run { vm, command } => {
+            build::build()?;
+            let script = if command.is_empty() {
+                include_str!("demo.sh").to_string()
+            } else {
+                vm::command_script(&command)
+            };
+            let r = vm::run_script(&vm.opts(), &script)?;
+            Ok(r.status)
+        }
+        Cmd::Test { filter, vm_only, vm } => test::test(filter.as_deref(), vm_only, &vm.opts()),
+        Cmd::Bench => {
+            anyhow::bail!("bench: not implemented yet (tracked by the benchmark issue)")
+        }
+    }
+}

@@ -1,0 +1,42 @@
+#!/bin/sh
+# VM test runner, run inside the guest by `cargo xtask test`.
+# Usage: tests/vm/run.sh RESULTS_FILE TEST...
+# Each TEST is tests/vm/NN-name.sh: exit 0 pass, 77 skip, else fail. A test
+# also fails when the kernel logs a warning, oops, or lockdep/KASAN report
+# while it runs. Results go to RESULTS_FILE as "PASS|FAIL|SKIP name seconds".
+results=$1
+shift
+: > "$results"
+bad_kernel='WARNING:|BUG:|Oops|general protection|KASAN|kmemleak|possible circular|possible recursive|INFO: task .* blocked|Kernel panic|UBSAN|refcount_t:'
+for t in "$@"; do
+  name=$(basename "$t" .sh)
+  limit=$(sed -n 's/^# timeout: *\([0-9]*\).*/\1/p' "$t" | head -n 1)
+  [ -n "$limit" ] || limit=300
+  TEST_TMP=$(mktemp -d /tmp/vmtest.XXXXXX)
+  export TEST_TMP
+  before=$(dmesg | wc -l)
+  echo "=== RUN   $name (timeout ${limit}s)"
+  start=$(date +%s)
+  timeout -k 10 "$limit" sh "$t"
+  rc=$?
+  secs=$(( $(date +%s) - start ))
+  new_kernel=$(dmesg | tail -n +"$((before + 1))" | grep -E "$bad_kernel")
+  if [ "$rc" = 0 ] && [ -n "$new_kernel" ]; then
+    echo "kernel reported a problem during $name:"
+    dmesg | tail -n +"$((before + 1))" | head -n 60
+    rc=1
+  fi
+  case $rc in
+    0) verdict=PASS ;;
+    77) verdict=SKIP ;;
+    124|137) verdict=FAIL; echo "$name: timed out after ${limit}s" ;;
+    *) verdict=FAIL ;;
+  esac
+  echo "--- $verdict $name (${secs}s)"
+  echo "$verdict $name $secs" >> "$results"
+  # Leave nothing behind for the next test.
+  command -v ublk-user > /dev/null 2>&1 && ublk-user del --all > /dev/null 2>&1
+  grep -q " $TEST_TMP" /proc/mounts && umount -l $(grep " $TEST_TMP" /proc/mounts | cut -d' ' -f2)
+  losetup -D 2> /dev/null
+  rm -rf "$TEST_TMP"
+done

@@ -1,0 +1,351 @@
+//! `cargo xtask kernel`: Debian's linux-source-7.2, our patches, our config,
+//! a cached bzImage.
+//!
+//! Cache layout (under `~/.cache/ublk-ebpf`):
+//! - `dl/`: the downloaded `.deb`
+//! - `src/<ver>/pristine`: the unpacked source as a git repo (one commit)
+//! - `src/<ver>/<flavor>`: a worktree per flavor with its patches applied
+//! - `build/<ver>/<flavor>`: the `O=` build directory (incremental)
+//! - `images/<flavor>-<key>/bzImage`: finished images, keyed by a hash of
+//!   base version + patches + config: a second run is instant.
+
+use crate::util::{cache_dir, cmd, lock, log_path, run_logged, run_with_progress, say, Fnv};
+use anyhow::{bail, Context, Result};
+use std::fs;
+use std::path::{Path, PathBuf};
+
+/// Pinned first, then fallbacks seen in trixie-backports / sid.
+const VERSIONS: &[&str] = &[
+    "7.2.12-1~bpo13+1",
+    "7.2.11-1~bpo13+1",
+    "7.2.13-1",
+    "7.2.9-1~bpo13+1",
+    "7.2.6-1~bpo13+1",
+];
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug, clap::ValueEnum)]
+pub enum Flavor {
+    /// Linux 7.2 with kernel-patches/ applied.
+    Ublk,
+    /// Linux 7.2 as released (no patches): the fallback reference.
+    Vanilla,
+    /// Patched, plus KASAN, lockdep and friends (kernel-patches/config.debug).
+    Debug,
+}
+
+impl Flavor {
+    pub fn name(self) -> &'static str {
+        match self {
+            Flavor::Ublk => "ublk",
+            Flavor::Vanilla => "vanilla",
+            Flavor::Debug => "debug",
+        }
+    }
+    fn patched(self) -> bool {
+        self != Flavor::Vanilla
+    }
+}
+
+pub struct Kernel {
+    pub tree: PathBuf,
+    pub build: PathBuf,
+    pub image: PathBuf,
+    pub release: String,
+}
+
+/// The patch files in `kernel-patches/series` order.
+pub fn series() -> Result<Vec<PathBuf>> {
+    let dir = crate::util::root().join("kernel-patches");
+    let series = dir.join("series");
+    let text = fs::read_to_string(&series)
+        .with_context(|| format!("cannot read {}", series.display()))?;
+    let mut out = Vec::new();
+    for line in text.lines().map(str::trim) {
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let p = dir.join(line);
+        if !p.is_file() {
+            bail!("kernel-patches/series lists {line}, which does not exist");
+        }
+        out.push(p);
+    }
+    Ok(out)
+}
+
+fn config_fragments(flavor: Flavor) -> Vec<PathBuf> {
+    let dir = crate::util::root().join("kernel-patches");
+    let mut v = vec![dir.join("config")];
+    if flavor == Flavor::Debug {
+        v.push(dir.join("config.debug"));
+    }
+    v
+}
+
+fn sanitize(ver: &str) -> String {
+    ver.replace('~', "_")
+}
+
+/// Cache key of an image: base version + flavor + patches + config.
+fn image_key(ver: &str, flavor: Flavor) -> Result<String> {
+    let mut h = Fnv::default();
+    h.add(ver.as_bytes()).add(flavor.name().as_bytes());
+    if flavor.patched() {
+        for p in series()? {
+            h.add(p.file_name().unwrap().as_encoded_bytes());
+            h.add(&fs::read(&p)?);
+        }
+    }
+    for f in config_fragments(flavor) {
+        h.add(&fs::read(&f).with_context(|| format!("cannot read {}", f.display()))?);
+    }
+    Ok(h.hex())
+}
+
+/// Make sure a kernel of this flavor is built; return its paths.
+pub fn ensure(flavor: Flavor) -> Result<Kernel> {
+    let cache = cache_dir()?;
+    let _lock = lock(&cache.join(".kernel.lock"), "the kernel build")?;
+    let ver = ensure_source(&cache)?;
+    let sver = sanitize(&ver);
+    let key = image_key(&ver, flavor)?;
+    let tree = cache.join("src").join(&sver).join(flavor.name());
+    let build = cache.join("build").join(&sver).join(flavor.name());
+    let img_dir = cache.join("images").join(format!("{}-{key}", flavor.name()));
+    let image = img_dir.join("bzImage");
+    if image.is_file() {
+        let release = fs::read_to_string(img_dir.join("release")).unwrap_or_default();
+        return Ok(Kernel { tree, build, image, release: release.trim().into() });
+    }
+
+    prepare_tree(&cache, &sver, flavor, &tree, &key)?;
+    configure(flavor, &tree, &build)?;
+
+    say(format!(
+        "kernel: building {} bzImage (flavor {}) in {}; a cold build takes ~7 min on 2 cores",
+        ver,
+        flavor.name(),
+        build.display()
+    ));
+    let jobs = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+    let expected = fs::read_to_string(build.join(".xtask-steps"))
+        .ok()
+        .and_then(|s| s.trim().parse().ok());
+    let steps = run_with_progress(
+        "kernel build",
+        cmd("make")
+            .current_dir(&tree)
+            .arg(format!("O={}", build.display()))
+            .arg(format!("-j{jobs}"))
+            .arg("bzImage"),
+        &log_path(&format!("kernel-build-{}.log", flavor.name()))?,
+        |l| {
+            let l = l.trim_start();
+            l.starts_with("CC ") || l.starts_with("LD ") || l.starts_with("AR ") || l.starts_with("AS ")
+        },
+        expected,
+    )?;
+    if expected.is_none() || steps > 200 {
+        let _ = fs::write(build.join(".xtask-steps"), steps.to_string());
+    }
+    let release = fs::read_to_string(build.join("include/config/kernel.release"))
+        .unwrap_or_default()
+        .trim()
+        .to_string();
+    fs::create_dir_all(&img_dir)?;
+    fs::copy(build.join("arch/x86/boot/bzImage"), img_dir.join("bzImage.tmp"))
+        .context("kernel build produced no arch/x86/boot/bzImage")?;
+    fs::copy(build.join(".config"), img_dir.join("config"))?;
+    fs::write(img_dir.join("release"), &release)?;
+    fs::rename(img_dir.join("bzImage.tmp"), &image)?;
+    say(format!("kernel: {} ready: {}", release, image.display()));
+    Ok(Kernel { tree, build, image, release })
+}
+
+/// The unpatched source tree (for scripts/checkpatch.pl).
+pub fn ensure_pristine() -> Result<PathBuf> {
+    let cache = cache_dir()?;
+    let _lock = lock(&cache.join(".kernel.lock"), "the kernel source")?;
+    let ver = ensure_source(&cache)?;
+    Ok(cache.join("src").join(sanitize(&ver)).join("pristine"))
+}
+
+/// Download and unpack linux-source-7.2 once; returns the Debian version.
+fn ensure_source(cache: &Path) -> Result<String> {
+    // Already unpacked? Use the first version we have, in preference order.
+    for ver in VERSIONS {
+        if cache.join("src").join(sanitize(ver)).join("pristine/.git").is_dir() {
+            return Ok(ver.to_string());
+        }
+    }
+    let dl = cache.join("dl");
+    fs::create_dir_all(&dl)?;
+    let deb = |ver: &str| dl.join(format!("linux-source-7.2_{}_all.deb", ver.replace(':', "%3a")));
+    let mut have = VERSIONS.iter().find(|v| deb(v).is_file()).map(|v| v.to_string());
+    if have.is_none() {
+        let apt = cache.join("apt");
+        fs::create_dir_all(apt.join("sources"))?;
+        fs::create_dir_all(apt.join("lists/partial"))?;
+        fs::write(
+            apt.join("sources/newer.sources"),
+            "Types: deb\nURIs: http://deb.debian.org/debian\nSuites: trixie-backports sid\n\
+             Components: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n",
+        )?;
+        let opts = [
+            "-o".to_string(),
+            "Dir::Etc::SourceList=/dev/null".to_string(),
+            "-o".to_string(),
+            format!("Dir::Etc::SourceParts={}", apt.join("sources").display()),
+            "-o".to_string(),
+            format!("Dir::State::Lists={}", apt.join("lists").display()),
+        ];
+        say("kernel: fetching the package lists of trixie-backports and sid");
+        run_logged(
+            "apt-get update (trixie-backports, sid)",
+            cmd("apt-get").args(&opts).arg("update"),
+            &log_path("apt-newer-update.log")?,
+        )?;
+        for ver in VERSIONS {
+            say(format!("kernel: downloading linux-source-7.2={ver} (165 MB)"));
+            let ok = run_logged(
+                "apt-get download",
+                cmd("apt-get")
+                    .current_dir(&dl)
+                    .args(&opts)
+                    .args(["download", &format!("linux-source-7.2={ver}")]),
+                &log_path("apt-download.log")?,
+            );
+            match ok {
+                Ok(()) if deb(ver).is_file() => {
+                    have = Some(ver.to_string());
+                    break;
+                }
+                Ok(()) => say(format!("kernel: {ver} downloaded under an unexpected name")),
+                Err(e) => say(format!("kernel: {ver} not available ({e:#}); trying the next")),
+            }
+        }
+    }
+    let Some(ver) = have else {
+        bail!("kernel: none of linux-source-7.2 {} could be downloaded", VERSIONS.join(", "));
+    };
+
+    let base = cache.join("src").join(sanitize(&ver));
+    let tmp = base.join("unpack.tmp");
+    let _ = fs::remove_dir_all(&tmp);
+    fs::create_dir_all(&tmp)?;
+    say(format!("kernel: unpacking linux-source-7.2 {ver}"));
+    run_logged(
+        "dpkg -x",
+        cmd("dpkg").arg("-x").arg(deb(&ver)).arg(tmp.join("deb")),
+        &log_path("unpack.log")?,
+    )?;
+    run_logged(
+        "tar xf linux-source-7.2.tar.xz",
+        cmd("tar")
+            .current_dir(&tmp)
+            .arg("xf")
+            .arg(tmp.join("deb/usr/src/linux-source-7.2.tar.xz")),
+        &log_path("unpack.log")?,
+    )?;
+    let src = tmp.join("linux-source-7.2");
+    say("kernel: recording the pristine tree in git (for incremental patching)");
+    let git = |args: &[&str]| -> Result<()> {
+        run_logged(
+            &format!("git {}", args[0]),
+            cmd("git")
+                .current_dir(&src)
+                .args(["-c", "user.name=xtask", "-c", "user.email=xtask@localhost"])
+                .args(args),
+            &log_path("git-pristine.log")?,
+        )
+    };
+    git(&["init", "-q"])?;
+    git(&["add", "-A", "-f"])?;
+    git(&["commit", "-q", "-m", &format!("linux-source-7.2 {ver}")])?;
+    git(&["tag", "base"])?;
+    fs::rename(&src, base.join("pristine"))?;
+    let _ = fs::remove_dir_all(&tmp);
+    Ok(ver)
+}
+
+/// The flavor's worktree with exactly its patches applied. Files a patch does
+/// not touch keep their mtime, so the O= build stays incremental.
+fn prepare_tree(cache: &Path, sver: &str, flavor: Flavor, tree: &Path, key: &str) -> Result<()> {
+    let pristine = cache.join("src").join(sver).join("pristine");
+    let stamp = tree.join(".xtask-applied");
+    if fs::read_to_string(&stamp).ok().as_deref() == Some(key) {
+        return Ok(());
+    }
+    let log = log_path(&format!("patch-{}.log", flavor.name()))?;
+    let git = |dir: &Path, args: &[&str]| -> Result<()> {
+        run_logged(&format!("git {}", args[0]), cmd("git").current_dir(dir).args(args), &log)
+    };
+    if !tree.join(".git").exists() {
+        git(&pristine, &["worktree", "prune"])?;
+        git(&pristine, &["worktree", "add", "-f", "--detach", tree.to_str().unwrap(), "base"])?;
+    }
+    let _ = fs::remove_file(&stamp);
+    git(tree, &["reset", "-q", "--hard", "base"])?;
+    git(tree, &["clean", "-fdxq"])?;
+    if flavor.patched() {
+        for p in series()? {
+            let name = p.file_name().unwrap().to_string_lossy().to_string();
+            let out = cmd("git")
+                .current_dir(tree)
+                .args(["apply", "--whitespace=nowarn"])
+                .arg(&p)
+                .output()?;
+            if !out.status.success() {
+                let err = String::from_utf8_lossy(&out.stderr);
+                bail!(
+                    "kernel: patch kernel-patches/{name} does not apply to linux 7.2: {}",
+                    err.lines().find(|l| l.starts_with("error:")).unwrap_or(err.trim())
+                );
+            }
+        }
+    }
+    fs::write(&stamp, key)?;
+    Ok(())
+}
+
+fn configure(flavor: Flavor, tree: &Path, build: &Path) -> Result<()> {
+    fs::create_dir_all(build)?;
+    let log = log_path(&format!("kernel-config-{}.log", flavor.name()))?;
+    let o = format!("O={}", build.display());
+    run_logged("make tinyconfig", cmd("make").current_dir(tree).args([&o, "tinyconfig"]), &log)?;
+    let frags = config_fragments(flavor);
+    run_logged(
+        "merge_config.sh",
+        cmd(tree.join("scripts/kconfig/merge_config.sh").to_str().unwrap())
+            .current_dir(tree)
+            .args(["-m", "-O"])
+            .arg(build)
+            .arg(build.join(".config"))
+            .args(&frags),
+        &log,
+    )?;
+    run_logged("make olddefconfig", cmd("make").current_dir(tree).args([&o, "olddefconfig"]), &log)?;
+    // Every requested option must have stuck.
+    let cfg = fs::read_to_string(build.join(".config"))?;
+    let mut bad = Vec::new();
+    for frag in &frags {
+        for line in fs::read_to_string(frag)?.lines().map(str::trim) {
+            if line.starts_with("CONFIG_") {
+                if !cfg.lines().any(|l| l == line) {
+                    bad.push(line.to_string());
+                }
+            } else if let Some(opt) = line.strip_prefix("# ").and_then(|l| l.strip_suffix(" is not set")) {
+                if cfg.lines().any(|l| l.starts_with(&format!("{opt}="))) {
+                    bad.push(line.to_string());
+                }
+            }
+        }
+    }
+    if !bad.is_empty() {
+        bail!(
+            "kernel: config options did not stick (missing dependency or typo): {}",
+            bad.join(", ")
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,131 @@
+//! `cargo xtask setup`: install what is missing, say what is installed.
+
+use crate::util::{cmd, log_path, run_logged, say, which};
+use anyhow::{bail, Context, Result};
+
+/// Debian packages the build and the VM need, with the binary that proves
+/// each one is there (checked first: it is much faster than dpkg).
+const PACKAGES: &[(&str, &str)] = &[
+    ("qemu-system-x86", "/usr/bin/qemu-system-x86_64"),
+    ("fio", "/usr/bin/fio"),
+    ("busybox-static", "/bin/busybox"),
+    ("flex", "/usr/bin/flex"),
+    ("bison", "/usr/bin/bison"),
+    ("bc", "/usr/bin/bc"),
+    ("libelf-dev", "/usr/include/libelf.h"),
+    ("libssl-dev", "/usr/include/openssl/ssl.h"),
+    ("cpio", "/usr/bin/cpio"),
+    ("dwarves", "/usr/bin/pahole"),
+    ("xz-utils", "/usr/bin/xz"),
+    ("e2fsprogs", "/sbin/mkfs.ext4"),
+    ("util-linux", "/usr/sbin/blkdiscard"),
+    ("make", "/usr/bin/make"),
+    ("gcc", "/usr/bin/gcc"),
+    ("perl", "/usr/bin/perl"),
+    ("git", "/usr/bin/git"),
+    ("debian-archive-keyring", "/usr/share/keyrings/debian-archive-keyring.gpg"),
+];
+
+pub const BPF_LINKER_VERSION: &str = "0.10.4";
+
+pub fn setup() -> Result<()> {
+    let missing: Vec<&str> = PACKAGES
+        .iter()
+        .filter(|(_, probe)| !std::path::Path::new(probe).exists())
+        .map(|(p, _)| *p)
+        .collect();
+    if !missing.is_empty() {
+        if !is_root() {
+            bail!(
+                "setup: missing Debian packages {} and not root: run `sudo apt-get install {}`",
+                missing.join(" "),
+                missing.join(" ")
+            );
+        }
+        say(format!("setup: installing Debian packages: {}", missing.join(" ")));
+        let log = log_path("apt-install.log")?;
+        let install = |log: &std::path::Path| {
+            run_logged(
+                "apt-get install",
+                cmd("apt-get")
+                    .env("DEBIAN_FRONTEND", "noninteractive")
+                    .args(["install", "-y", "-q", "--no-install-recommends"])
+                    .args(&missing),
+                log,
+            )
+        };
+        if install(&log).is_err() {
+            // Stale package lists are the usual cause: refresh and retry once.
+            run_logged(
+                "apt-get update",
+                cmd("apt-get").args(["update", "-q"]),
+                &log_path("apt-update.log")?,
+            )?;
+            install(&log).with_context(|| {
+                format!("setup: cannot install Debian packages {}", missing.join(" "))
+            })?;
+        }
+    }
+
+    if !nightly_has_rust_src()? {
+        say("setup: installing rust-src for the nightly toolchain");
+        run_logged(
+            "rustup component add rust-src",
+            cmd("rustup").args(["component", "add", "rust-src", "--toolchain", "nightly"]),
+            &log_path("rustup-rust-src.log")?,
+        )?;
+    }
+
+    if !bpf_linker_ok() {
+        say(format!(
+            "setup: installing bpf-linker@{BPF_LINKER_VERSION} (builds against rustc's LLVM, ~2 min)"
+        ));
+        run_logged(
+            "cargo install bpf-linker",
+            cmd("cargo").args([
+                "+nightly",
+                "install",
+                &format!("bpf-linker@{BPF_LINKER_VERSION}"),
+                "--locked",
+            ]),
+            &log_path("bpf-linker-install.log")?,
+        )?;
+    }
+    Ok(())
+}
+
+pub fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() == 0 }
+}
+
+fn nightly_has_rust_src() -> Result<bool> {
+    let out = cmd("rustup")
+        .args(["component", "list", "--installed", "--toolchain", "nightly"])
+        .output()
+        .context("setup: rustup is not available")?;
+    if !out.status.success() {
+        bail!(
+            "setup: the nightly toolchain is missing (needed for the BPF build): {}",
+            String::from_utf8_lossy(&out.stderr).lines().next().unwrap_or("")
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .any(|l| l.starts_with("rust-src")))
+}
+
+fn bpf_linker_ok() -> bool {
+    let Some(bin) = which("bpf-linker").or_else(|| {
+        std::env::var_os("HOME")
+            .map(|h| std::path::PathBuf::from(h).join(".cargo/bin/bpf-linker"))
+            .filter(|p| p.exists())
+    }) else {
+        return false;
+    };
+    cmd(bin.to_str().unwrap_or("bpf-linker"))
+        .arg("--version")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).contains(BPF_LINKER_VERSION))
+        .unwrap_or(false)
+}

@@ -1,0 +1,199 @@
+//! `cargo xtask test`: static checks, host tests, checkpatch, the kernel
+//! build and the VM tests. The last line is `N passed, N failed` (VM tests).
+
+use crate::kernel::{self, Flavor};
+use crate::util::{cmd, log_path, root, run_logged, say};
+use crate::vm::{self, VmOpts};
+use anyhow::{Context, Result};
+use std::fs;
+use std::path::PathBuf;
+
+struct VmTest {
+    name: String,
+    path: PathBuf,
+    flavor: Flavor,
+}
+
+/// tests/vm/NN-name.sh, in order; `# kernel: vanilla` runs a test on the
+/// unpatched kernel instead of ours.
+fn discover(filter: Option<&str>) -> Result<Vec<VmTest>> {
+    let dir = root().join("tests/vm");
+    let mut tests = Vec::new();
+    for e in fs::read_dir(&dir).with_context(|| format!("cannot list {}", dir.display()))? {
+        let path = e?.path();
+        let name = path.file_stem().unwrap().to_string_lossy().to_string();
+        let is_test = path.extension().is_some_and(|x| x == "sh")
+            && name.len() > 3
+            && name.as_bytes()[..2].iter().all(u8::is_ascii_digit)
+            && name.as_bytes()[2] == b'-';
+        if !is_test || filter.is_some_and(|f| !name.contains(f)) {
+            continue;
+        }
+        let text = fs::read_to_string(&path)?;
+        let flavor = if text.lines().any(|l| l.trim() == "# kernel: vanilla") {
+            Flavor::Vanilla
+        } else {
+            Flavor::Ublk
+        };
+        tests.push(VmTest { name, path, flavor });
+    }
+    tests.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(tests)
+}
+
+pub fn test(filter: Option<&str>, vm_only: bool, opts: &VmOpts) -> Result<i32> {
+    let root = root();
+    let mut failed_steps: Vec<String> = Vec::new();
+    let mut step = |name: &str, c: &mut std::process::Command| {
+        let log = log_path(&format!("test-{}.log", name.replace(' ', "-"))).unwrap();
+        match run_logged(name, c.current_dir(&root), &log) {
+            Ok(()) => say(format!("test: {name}: ok")),
+            Err(e) => {
+                say(format!("test: {name}: FAILED: {e:#}"));
+                failed_steps.push(name.to_string());
+            }
+        }
+    };
+    if !vm_only {
+        step("cargo fmt", cmd("cargo").args(["fmt", "--all", "--", "--check"]));
+        if root.join("ublk-ebpf/Cargo.toml").exists() {
+            step(
+                "cargo fmt ublk-ebpf",
+                cmd("cargo").args(["fmt", "--manifest-path", "ublk-ebpf/Cargo.toml", "--", "--check"]),
+            );
+        }
+        step(
+            "cargo clippy",
+            cmd("cargo").args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]),
+        );
+        step("unit tests", cmd("cargo").args(["test", "--workspace"]));
+        checkpatch(&mut failed_steps)?;
+    }
+
+    let tests = discover(filter)?;
+    // Build what the VM tests need: kernels first (longest), then binaries.
+    let mut flavors: Vec<Flavor> = Vec::new();
+    for t in &tests {
+        if !flavors.contains(&t.flavor) {
+            flavors.push(t.flavor);
+        }
+    }
+    if flavors.is_empty() {
+        flavors.push(Flavor::Ublk);
+    }
+    let mut kernel_ok = true;
+    for f in &flavors {
+        if let Err(e) = kernel::ensure(*f) {
+            say(format!("test: kernel build ({}): FAILED: {e:#}", f.name()));
+            failed_steps.push(format!("kernel build ({})", f.name()));
+            kernel_ok = false;
+        }
+    }
+    if let Err(e) = crate::build::build() {
+        say(format!("test: build: FAILED: {e:#}"));
+        failed_steps.push("build".into());
+        kernel_ok = false;
+    }
+
+    let mut results: Vec<(String, String, String)> = Vec::new();
+    if kernel_ok {
+        for f in &flavors {
+            let group: Vec<&VmTest> = tests.iter().filter(|t| t.flavor == *f).collect();
+            if group.is_empty() {
+                continue;
+            }
+            say(format!("test: {} VM tests on the {} kernel", group.len(), f.name()));
+            let mut script = String::from("sh tests/vm/run.sh /xtask/results");
+            for t in &group {
+                script.push(' ');
+                script.push_str(&t.path.strip_prefix(&root)?.to_string_lossy());
+            }
+            script.push('\n');
+            let o = VmOpts { flavor: *f, ..opts.clone() };
+            match vm::run_script(&o, &script) {
+                Ok(r) => {
+                    let text = fs::read_to_string(r.dir.join("results")).unwrap_or_default();
+                    for t in &group {
+                        let line = text
+                            .lines()
+                            .find(|l| l.split_whitespace().nth(1) == Some(t.name.as_str()));
+                        let (verdict, secs) = match line {
+                            Some(l) => {
+                                let mut it = l.split_whitespace();
+                                (it.next().unwrap_or("FAIL").to_string(), it.nth(1).unwrap_or("?").to_string())
+                            }
+                            None => ("FAIL".into(), "not run (VM stopped early)".into()),
+                        };
+                        results.push((t.name.clone(), verdict, secs));
+                    }
+                    if fs::read_to_string(&r.console)
+                        .unwrap_or_default()
+                        .contains("Kernel panic")
+                    {
+                        say(format!("test: the kernel panicked; console log: {}", r.console.display()));
+                    }
+                }
+                Err(e) => {
+                    say(format!("test: VM run failed: {e:#}"));
+                    for t in &group {
+                        results.push((t.name.clone(), "FAIL".into(), "VM failed".into()));
+                    }
+                }
+            }
+        }
+    } else {
+        for t in &tests {
+            results.push((t.name.clone(), "FAIL".into(), "not run: build failed".into()));
+        }
+    }
+
+    println!();
+    println!("VM tests:");
+    for (name, verdict, secs) in &results {
+        let detail = if secs.parse::<u64>().is_ok() { format!("{secs}s") } else { secs.clone() };
+        println!("  {verdict:<4} {name} ({detail})");
+    }
+    let passed = results.iter().filter(|r| r.1 == "PASS").count();
+    let failed = results.iter().filter(|r| r.1 == "FAIL").count();
+    let skipped = results.iter().filter(|r| r.1 == "SKIP").count();
+    if !failed_steps.is_empty() {
+        println!("failed steps: {}", failed_steps.join(", "));
+    }
+    if skipped > 0 {
+        println!("{skipped} skipped");
+    }
+    println!("{passed} passed, {failed} failed");
+    Ok(if failed == 0 && failed_steps.is_empty() { 0 } else { 1 })
+}
+
+/// scripts/checkpatch.pl --strict on every patch in the series.
+fn checkpatch(failed: &mut Vec<String>) -> Result<()> {
+    let patches = kernel::series()?;
+    if patches.is_empty() {
+        say("test: checkpatch: no patches in kernel-patches/series");
+        return Ok(());
+    }
+    let tree = kernel::ensure_pristine()?;
+    let mut bad = Vec::new();
+    for p in &patches {
+        let out = cmd("perl")
+            .current_dir(&tree)
+            .args(["scripts/checkpatch.pl", "--strict", "--no-color", "--terse"])
+            .arg(p)
+            .output()?;
+        if !out.status.success() {
+            let text = String::from_utf8_lossy(&out.stdout);
+            say(format!("test: checkpatch: {}:", p.file_name().unwrap().to_string_lossy()));
+            for l in text.lines().take(20) {
+                eprintln!("    {l}");
+            }
+            bad.push(p.file_name().unwrap().to_string_lossy().to_string());
+        }
+    }
+    if bad.is_empty() {
+        say(format!("test: checkpatch --strict: ok ({} patches)", patches.len()));
+    } else {
+        failed.push(format!("checkpatch ({})", bad.join(", ")));
+    }
+    Ok(())
+}

@@ -1,0 +1,355 @@
+//! The QEMU guest: an initramfs with busybox, fio and a few tools, our
+//! kernel, the project shared over 9p at the same path, one command run.
+
+use crate::kernel::{self, Flavor};
+use crate::util::{cache_dir, lock, log_path, root, run_logged, say, shell_quote, which, Fnv};
+use anyhow::{bail, Context, Result};
+use std::collections::BTreeSet;
+use std::fs;
+use std::io::{Read, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+/// Host programs copied into the guest, with their shared libraries.
+const GUEST_PROGRAMS: &[&str] = &[
+    "/usr/bin/fio",
+    "/bin/bash",
+    "/sbin/mkfs.ext4",
+    "/sbin/mke2fs",
+    "/sbin/e2fsck",
+    "/sbin/fsck.ext4",
+    "/usr/sbin/blkdiscard",
+    "/sbin/losetup",
+    "/usr/bin/fallocate",
+    "/usr/bin/truncate",
+    "/usr/bin/cmp",
+    "/usr/bin/od",
+    "/usr/bin/sha256sum",
+    "/usr/bin/timeout",
+    "/usr/bin/stat",
+    "/usr/bin/dd",
+];
+
+#[derive(Clone, Debug)]
+pub struct VmOpts {
+    pub flavor: Flavor,
+    pub cpus: u32,
+    pub mem: String,
+    /// Whole-run limit; the VM is killed after it.
+    pub timeout: Duration,
+    /// The guest must have started /init within this.
+    pub boot_timeout: Duration,
+    pub accel: Accel,
+    pub tmp_size: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Accel {
+    /// KVM when a probe boot proves it works, else TCG.
+    Auto,
+    Tcg,
+    Kvm,
+}
+
+pub struct VmResult {
+    /// Exit status of the command in the guest.
+    pub status: i32,
+    /// The kernel's console log (serial).
+    pub console: PathBuf,
+    /// Per-run directory shared with the guest as /xtask.
+    pub dir: PathBuf,
+}
+
+/// Build (or reuse) the initramfs.
+fn initramfs(opts: &VmOpts) -> Result<PathBuf> {
+    let cache = cache_dir()?;
+    let root = root();
+    let init = include_str!("guest-init.sh")
+        .replace("@ROOT@", root.to_str().context("project path is not UTF-8")?)
+        .replace("@ROOT_TAG@", "project")
+        .replace("@TMP_SIZE@", &opts.tmp_size);
+    let mut files: BTreeSet<PathBuf> = BTreeSet::new();
+    for p in GUEST_PROGRAMS {
+        let p = Path::new(p);
+        if !p.exists() {
+            continue;
+        }
+        files.insert(p.to_path_buf());
+        for lib in shared_libs(p)? {
+            files.insert(lib);
+        }
+    }
+    let mut key = Fnv::default();
+    key.add(init.as_bytes());
+    for f in &files {
+        let m = fs::metadata(f)?;
+        key.add(f.as_os_str().as_encoded_bytes());
+        key.add(&m.len().to_le_bytes());
+        key.add(&m.modified()?.duration_since(std::time::UNIX_EPOCH)?.as_secs().to_le_bytes());
+    }
+    let out = cache.join(format!("initramfs/{}.cpio.gz", key.hex()));
+    if out.is_file() {
+        return Ok(out);
+    }
+    say("vm: building the initramfs (busybox, fio, e2fsprogs, util-linux)");
+    let stage = cache.join("initramfs/stage");
+    let _ = fs::remove_dir_all(&stage);
+    for d in ["bin", "sbin", "usr/bin", "usr/sbin", "lib", "lib64", "etc", "root"] {
+        fs::create_dir_all(stage.join(d))?;
+    }
+    fs::copy("/bin/busybox", stage.join("bin/busybox")).context("busybox-static is missing")?;
+    for f in &files {
+        let dst = stage.join(f.strip_prefix("/")?);
+        fs::create_dir_all(dst.parent().unwrap())?;
+        fs::copy(f, &dst).with_context(|| format!("cannot copy {}", f.display()))?;
+    }
+    // Debian's /bin, /sbin and /lib are symlinks into /usr; the guest has
+    // real directories, so resolve the common aliases.
+    for (alias, target) in [("usr/lib64", "../lib64")] {
+        let _ = std::os::unix::fs::symlink(target, stage.join(alias));
+    }
+    fs::write(stage.join("init"), init)?;
+    fs::set_permissions(stage.join("init"), fs::Permissions::from_mode(0o755))?;
+    fs::write(stage.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/sh\n")?;
+    fs::write(stage.join("etc/group"), "root:x:0:\nnogroup:x:65534:\n")?;
+    let tmp = out.with_extension("tmp");
+    let script = format!(
+        "cd {} && find . -print0 | cpio --null -o -H newc --quiet | gzip -1 > {}",
+        shell_quote(stage.to_str().unwrap()),
+        shell_quote(tmp.to_str().unwrap())
+    );
+    run_logged("cpio", Command::new("sh").args(["-c", &script]), &log_path("initramfs.log")?)?;
+    fs::rename(&tmp, &out)?;
+    let _ = fs::remove_dir_all(&stage);
+    Ok(out)
+}
+
+/// The shared libraries `ldd` lists for a binary (with the loader).
+fn shared_libs(bin: &Path) -> Result<Vec<PathBuf>> {
+    let out = Command::new("ldd").arg(bin).output()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut libs = Vec::new();
+    for line in text.lines() {
+        let path = match line.split("=>").nth(1) {
+            Some(rhs) => rhs.split_whitespace().next(),
+            None => line.split_whitespace().next(),
+        };
+        if let Some(p) = path.filter(|p| p.starts_with('/')) {
+            libs.push(PathBuf::from(p));
+        }
+    }
+    Ok(libs)
+}
+
+/// Decide the accelerator: KVM only when a probe boot proves it works here.
+fn choose_accel(opts: &VmOpts, kernel: &Path, initrd: &Path) -> Result<Accel> {
+    match opts.accel {
+        Accel::Tcg => return Ok(Accel::Tcg),
+        Accel::Kvm => return Ok(Accel::Kvm),
+        Accel::Auto => {}
+    }
+    if !Path::new("/dev/kvm").exists() {
+        return Ok(Accel::Tcg);
+    }
+    // Cache the verdict per host boot: the probe costs up to 20 s.
+    let boot_id = fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap_or_default();
+    let stamp = cache_dir()?.join("kvm-probe");
+    if let Ok(s) = fs::read_to_string(&stamp) {
+        if let Some((id, verdict)) = s.split_once(' ') {
+            if id == boot_id.trim() {
+                return Ok(if verdict.trim() == "kvm" { Accel::Kvm } else { Accel::Tcg });
+            }
+        }
+    }
+    say("vm: probing whether KVM really boots guests here (once per host boot)");
+    let probe = VmOpts {
+        accel: Accel::Kvm,
+        timeout: Duration::from_secs(20),
+        boot_timeout: Duration::from_secs(20),
+        ..opts.clone()
+    };
+    let ok = matches!(boot(&probe, kernel, initrd, "exit 0", true), Ok(r) if r.status == 0);
+    let verdict = if ok { "kvm" } else { "tcg" };
+    fs::write(&stamp, format!("{} {verdict}", boot_id.trim()))?;
+    say(format!("vm: KVM {}; using {verdict}", if ok { "works" } else { "hangs guests" }));
+    Ok(if ok { Accel::Kvm } else { Accel::Tcg })
+}
+
+/// Boot the VM and run `script` (sh) as root; stream its output to stdout.
+pub fn run_script(opts: &VmOpts, script: &str) -> Result<VmResult> {
+    let k = kernel::ensure(opts.flavor)?;
+    let initrd = {
+        let _l = lock(&cache_dir()?.join(".initramfs.lock"), "the initramfs")?;
+        initramfs(opts)?
+    };
+    let accel = choose_accel(opts, &k.image, &initrd)?;
+    let opts = VmOpts { accel, ..opts.clone() };
+    boot(&opts, &k.image, &initrd, script, false)
+}
+
+fn boot(opts: &VmOpts, kernel: &Path, initrd: &Path, script: &str, quiet: bool) -> Result<VmResult> {
+    let qemu = which("qemu-system-x86_64").context("qemu-system-x86_64 is not installed")?;
+    let runs = cache_dir()?.join("runs");
+    fs::create_dir_all(&runs)?;
+    let dir = runs.join(format!("{}-{}", std::process::id(), unique()));
+    fs::create_dir_all(&dir)?;
+    fs::write(dir.join("cmd.sh"), script)?;
+    let console = dir.join("console.log");
+    let root = root();
+    let accel = match opts.accel {
+        Accel::Kvm => "kvm",
+        _ => "tcg",
+    };
+    let mut c = Command::new(qemu);
+    c.args(["-accel", accel, "-cpu", "max", "-machine", "q35"])
+        .args(["-smp", &opts.cpus.to_string(), "-m", &opts.mem])
+        .args(["-nodefaults", "-display", "none", "-no-reboot", "-monitor", "none"])
+        .arg("-kernel")
+        .arg(kernel)
+        .arg("-initrd")
+        .arg(initrd)
+        .args([
+            "-append",
+            "console=ttyS0 panic=-1 loglevel=5 printk.devkmsg=on nokaslr",
+        ])
+        .arg("-serial")
+        .arg(format!("file:{}", console.display()))
+        .arg("-virtfs")
+        .arg(format!(
+            "local,path={},mount_tag=xtask,security_model=none,id=xtask",
+            dir.display()
+        ))
+        .arg("-virtfs")
+        .arg(format!(
+            "local,path={},mount_tag=project,security_model=none,id=project",
+            root.display()
+        ))
+        .args(["-device", "virtio-serial-pci", "-chardev", "stdio,id=out,signal=off"])
+        .args(["-device", "virtconsole,chardev=out"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = c.spawn().context("cannot start qemu")?;
+    let mut stdout = child.stdout.take().unwrap();
+    let quiet_out = quiet;
+    let pump = std::thread::spawn(move || {
+        let mut buf = [0u8; 8192];
+        let mut so = std::io::stdout();
+        while let Ok(n) = stdout.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            if !quiet_out {
+                let _ = so.write_all(&buf[..n]);
+                let _ = so.flush();
+            }
+        }
+    });
+    let mut stderr = child.stderr.take().unwrap();
+    let errpump = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = stderr.read_to_string(&mut s);
+        s
+    });
+
+    let start = Instant::now();
+    let mut booted = false;
+    let status: Option<ExitStatus> = loop {
+        if let Some(st) = child.try_wait()? {
+            break Some(st);
+        }
+        if !booted && dir.join("booted").exists() {
+            booted = true;
+        }
+        let limit = if booted { opts.timeout } else { opts.boot_timeout.min(opts.timeout) };
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let _ = pump.join();
+    let qemu_err = errpump.join().unwrap_or_default();
+    let Some(st) = status else {
+        if quiet {
+            bail!("probe timed out");
+        }
+        if !booted {
+            bail!(
+                "vm: the guest did not boot within {}s ({}); last console line: {} (console log: {})",
+                opts.boot_timeout.as_secs(),
+                accel,
+                last_line(&console),
+                console.display()
+            );
+        }
+        bail!(
+            "vm: the command did not finish within {}s, VM killed (raise it with --timeout; console log: {})",
+            opts.timeout.as_secs(),
+            console.display()
+        );
+    };
+    if !st.success() && !quiet {
+        bail!(
+            "vm: qemu failed ({st}): {}",
+            qemu_err.lines().next().unwrap_or("no message")
+        );
+    }
+    let status = match fs::read_to_string(dir.join("status")) {
+        Ok(s) => s.trim().parse().unwrap_or(255),
+        Err(_) => {
+            if quiet {
+                bail!("probe failed");
+            }
+            bail!(
+                "vm: the guest stopped without reporting a result (kernel panic?); last console line: {} (console log: {})",
+                last_line(&console),
+                console.display()
+            );
+        }
+    };
+    Ok(VmResult { status, console, dir })
+}
+
+fn last_line(p: &Path) -> String {
+    fs::read_to_string(p)
+        .unwrap_or_default()
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("(empty)")
+        .trim()
+        .to_string()
+}
+
+fn unique() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0)
+}
+
+/// `cargo xtask run -- CMD ARGS...` as a shell script.
+pub fn command_script(argv: &[String]) -> String {
+    let quoted: Vec<String> = argv.iter().map(|a| shell_quote(a)).collect();
+    format!("exec {}\n", quoted.join(" "))
+}
+
+/// Remove run directories older than a day (they hold console logs).
+pub fn prune_runs() {
+    let Ok(dir) = cache_dir().map(|c| c.join("runs")) else { return };
+    let Ok(entries) = fs::read_dir(dir) else { return };
+    for e in entries.flatten() {
+        let old = e
+            .metadata()
+            .and_then(|m| m.modified())
+            .map(|t| t.elapsed().unwrap_or_default() > Duration::from_secs(86400))
+            .unwrap_or(false);
+        if old {
+            let _ = fs::remove_dir_all(e.path());
+        }
+    }
+}
