@@ -1,1 +1,7 @@
-fn main() {}
+//! `ublk-user`: see the library (`ublk_user`) for the server itself.
+use clap::Parser;
+
+fn main() {
+    let cli = ublk_user::cli::args::Cli::parse();
+    std::process::exit(ublk_user::cli::main_with(cli));
+}

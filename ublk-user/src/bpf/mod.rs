@@ -1,0 +1,1 @@
+//! BPF loader (placeholder; owned by the BPF loader work).

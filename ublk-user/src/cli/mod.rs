@@ -1,0 +1,425 @@
+//! The `ublk-user` command: a thin user of the library.
+
+pub mod args;
+pub mod meta;
+
+use crate::ctrl::{self, Control};
+use crate::device::{Device, DeviceOptions};
+use crate::mode::DataMode;
+use crate::sys;
+use crate::target::{LoopTarget, NullTarget, Target};
+use anyhow::{bail, Context, Result};
+use args::{AddTarget, Cli, Command, CommonArgs, ModeArg};
+use meta::Meta;
+use std::io::{Read, Write};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Run the CLI; returns the process exit code. Errors are printed as one line.
+pub fn main_with(cli: Cli) -> i32 {
+    let r = match cli.cmd {
+        Command::Add { target } => add(target),
+        Command::List { json } => list(json),
+        Command::Del(d) => del(d.id, d.all),
+        Command::Features { json } => features(json),
+    };
+    match r {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("ublk-user: {}", one_line(&e));
+            1
+        }
+    }
+}
+
+fn one_line(e: &anyhow::Error) -> String {
+    format!("{e:#}").replace('\n', " ")
+}
+
+fn require_root() -> Result<()> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        bail!("must be run as root (ublk device management needs CAP_SYS_ADMIN)");
+    }
+    Ok(())
+}
+
+/// Why the BPF data path cannot be used, if it cannot.
+fn bpf_unavailable(features: u64) -> Option<String> {
+    if features & sys::UBLK_F_BPF == 0 {
+        return Some("kernel lacks UBLK_F_BPF (GET_FEATURES bit 20)".into());
+    }
+    // The loader (crate::bpf) is not wired in yet.
+    Some("the BPF loader is not built into this ublk-user yet".into())
+}
+
+fn add(t: AddTarget) -> Result<()> {
+    let (target, common): (Arc<dyn Target>, CommonArgs) = match t {
+        AddTarget::Loop { file, common } => {
+            require_root()?;
+            (Arc::new(LoopTarget::open(&file, common.buffered)?), common)
+        }
+        AddTarget::Null { size, common } => {
+            require_root()?;
+            (Arc::new(NullTarget::new(size)?), common)
+        }
+    };
+    let mut ctl = Control::open()?;
+    let features = ctl.get_features()?;
+    drop(ctl);
+    let mode = match common.mode {
+        ModeArg::Copy => DataMode::Copy,
+        ModeArg::Zc => DataMode::Zc,
+        ModeArg::Bpf => match bpf_unavailable(features) {
+            Some(why) if common.no_fallback => bail!("--mode bpf: BPF is not available: {why}"),
+            Some(why) => {
+                eprintln!("ublk-user: BPF is not available ({why}); falling back to --mode copy");
+                DataMode::Copy
+            }
+            None => DataMode::Copy,
+        },
+    };
+    let opts = DeviceOptions {
+        id: common.id,
+        queues: common.queues,
+        depth: common.depth,
+        mode,
+        bpf: false,
+        ..Default::default()
+    };
+    crate::device::validate_options(&opts)?;
+    let neg = crate::device::negotiate_flags(&opts, features)?;
+    let _ = neg;
+    let info = ServeInfo {
+        requested: common.mode.name(),
+        mode: mode.name(),
+    };
+    if common.foreground {
+        return serve(target, opts, info, None);
+    }
+    daemonize(target, opts, info)
+}
+
+struct ServeInfo {
+    requested: &'static str,
+    mode: &'static str,
+}
+
+/// Fork; the child serves and reports "OK <bdev>" or "ERR <message>" through
+/// a pipe; the parent prints the device path or the error.
+fn daemonize(target: Arc<dyn Target>, opts: DeviceOptions, info: ServeInfo) -> Result<()> {
+    let mut fds = [0; 2];
+    // SAFETY: pipe2 writes two fds into our array.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } < 0 {
+        bail!("pipe: {}", std::io::Error::last_os_error());
+    }
+    // SAFETY: both fds were just created and are owned by nobody else.
+    let (rd, wr) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    let _ = std::io::stdout().flush();
+    let _ = std::io::stderr().flush();
+    // SAFETY: the process is single-threaded here (no queue threads yet), so
+    // the child may keep running Rust code after fork.
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
+        bail!("fork: {}", std::io::Error::last_os_error());
+    }
+    if pid == 0 {
+        drop(rd);
+        detach_stdio();
+        let code = match serve(target, opts, info, Some(wr)) {
+            Ok(()) => 0,
+            Err(_) => 1,
+        };
+        std::process::exit(code);
+    }
+    drop(wr);
+    drop(target);
+    let mut f = std::fs::File::from(rd);
+    let mut msg = String::new();
+    let _ = f.read_to_string(&mut msg);
+    let line = msg.lines().next().unwrap_or("");
+    if let Some(p) = line.strip_prefix("OK ") {
+        println!("{p}");
+        Ok(())
+    } else if let Some(e) = line.strip_prefix("ERR ") {
+        bail!("{e}")
+    } else {
+        bail!("the server exited before the device was ready")
+    }
+}
+
+/// In the daemon: new session, stdin from /dev/null, stdout/stderr to the log.
+fn detach_stdio() {
+    let _ = std::fs::create_dir_all(meta::RUN_DIR);
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(format!("{}/server.log", meta::RUN_DIR));
+    let null = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/null");
+    // SAFETY: setsid/dup2 on fds we own; the sources stay open until after dup2.
+    unsafe {
+        libc::setsid();
+        if let Ok(n) = &null {
+            libc::dup2(n.as_raw_fd(), 0);
+            libc::dup2(n.as_raw_fd(), 1);
+            libc::dup2(n.as_raw_fd(), 2);
+        }
+        if let Ok(l) = &log {
+            libc::dup2(l.as_raw_fd(), 2);
+        }
+    }
+}
+
+fn notify(fd: &Option<OwnedFd>, msg: &str) {
+    if let Some(fd) = fd {
+        let s = format!("{}\n", msg.replace('\n', " "));
+        // SAFETY: writes our own bytes to an fd we own.
+        unsafe { libc::write(fd.as_raw_fd(), s.as_ptr() as *const libc::c_void, s.len()) };
+    }
+}
+
+fn signal_set() -> libc::sigset_t {
+    // SAFETY: sigset manipulation on a local, initialised by sigemptyset.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGINT);
+        libc::sigaddset(&mut set, libc::SIGTERM);
+        libc::sigaddset(&mut set, libc::SIGHUP);
+        set
+    }
+}
+
+/// Create, start, and serve the device until SIGINT/SIGTERM/SIGHUP or until
+/// the device is stopped from outside; then stop it cleanly.
+fn serve(
+    target: Arc<dyn Target>,
+    opts: DeviceOptions,
+    info: ServeInfo,
+    ready: Option<OwnedFd>,
+) -> Result<()> {
+    let set = signal_set();
+    // SAFETY: blocks the stop signals in this thread (and so in the queue
+    // threads it spawns); they are taken synchronously with sigtimedwait.
+    unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) };
+    let started = (|| -> Result<Device> {
+        let ctl = Control::open()?;
+        let mut dev = Device::create(ctl, target.clone(), opts)?;
+        dev.start()?;
+        Ok(dev)
+    })();
+    let dev = match started {
+        Ok(d) => d,
+        Err(e) => {
+            notify(&ready, &format!("ERR {}", one_line(&e)));
+            if ready.is_none() {
+                return Err(e);
+            }
+            eprintln!("ublk-user: {}", one_line(&e));
+            return Err(e);
+        }
+    };
+    let id = dev.id();
+    let m = Meta {
+        id,
+        // SAFETY: getpid has no preconditions.
+        pid: unsafe { libc::getpid() },
+        target: target.name().into(),
+        backing: target.backing_path().unwrap_or_default(),
+        size: target.size(),
+        queues: dev.info().nr_hw_queues,
+        depth: dev.info().queue_depth,
+        mode_requested: info.requested.into(),
+        mode: info.mode.into(),
+        bdev: dev.bdev_path(),
+    };
+    if let Err(e) = m.write() {
+        eprintln!("ublk-user: cannot write {}: {e}", meta::path(id).display());
+    }
+    if ready.is_some() {
+        notify(&ready, &format!("OK {}", dev.bdev_path()));
+        drop(ready);
+    } else {
+        println!("{}", dev.bdev_path());
+        let _ = std::io::stdout().flush();
+    }
+    let ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 200_000_000,
+    };
+    loop {
+        // SAFETY: waits for one of the blocked signals in `set`, with a timeout.
+        let sig = unsafe { libc::sigtimedwait(&set, std::ptr::null_mut(), &ts) };
+        if sig > 0 || dev.any_queue_exited() {
+            break;
+        }
+    }
+    let r = dev.stop();
+    Meta::remove(id);
+    if let Err(e) = &r {
+        eprintln!("ublk-user: device {id}: stop: {}", one_line(e));
+    }
+    r.map(|_| ())
+}
+
+fn proc_alive(pid: i32) -> bool {
+    // SAFETY: kill with signal 0 only checks for existence.
+    pid > 0 && unsafe { libc::kill(pid, 0) } == 0
+}
+
+fn is_our_server(pid: i32) -> bool {
+    proc_alive(pid)
+        && std::fs::read_to_string(format!("/proc/{pid}/cmdline"))
+            .map(|c| c.split('\0').next().unwrap_or("").ends_with("ublk-user"))
+            .unwrap_or(false)
+}
+
+fn del(id: Option<u32>, all: bool) -> Result<()> {
+    require_root()?;
+    let mut ctl = Control::open()?;
+    let ids = if all {
+        ctrl::list_dev_ids()
+    } else {
+        id.into_iter().collect()
+    };
+    let mut failed = 0;
+    for id in ids {
+        if let Err(e) = del_one(&mut ctl, id, all) {
+            eprintln!("ublk-user: device {id}: {}", one_line(&e));
+            failed += 1;
+        }
+    }
+    if failed > 0 {
+        bail!("{failed} device(s) could not be deleted");
+    }
+    Ok(())
+}
+
+fn gone(ctl: &mut Control, id: u32) -> bool {
+    matches!(ctl.get_dev_info(id), Err(e) if e.errno() == Some(libc::ENODEV))
+}
+
+fn del_one(ctl: &mut Control, id: u32, all: bool) -> Result<()> {
+    let info = match ctl.get_dev_info(id) {
+        Ok(i) => i,
+        Err(e) if e.errno() == Some(libc::ENODEV) => {
+            Meta::remove(id);
+            if all {
+                return Ok(());
+            }
+            bail!("no ublk device with id {id}");
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let pid = Some(info.ublksrv_pid)
+        .filter(|p| is_our_server(*p))
+        .or_else(|| Meta::read(id).map(|m| m.pid).filter(|p| is_our_server(*p)));
+    if let Some(pid) = pid {
+        // SAFETY: sends SIGTERM to the device's server process.
+        unsafe { libc::kill(pid, libc::SIGTERM) };
+        let t0 = Instant::now();
+        while t0.elapsed() < Duration::from_secs(30) {
+            if !proc_alive(pid) && gone(ctl, id) {
+                Meta::remove(id);
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        eprintln!("ublk-user: device {id}: server {pid} did not stop in 30 s, deleting the device directly");
+    }
+    // No (live) server: stop and delete from here.
+    ctl.stop_dev(id).context("stop")?;
+    ctl.del_dev(id).context("delete")?;
+    Meta::remove(id);
+    Ok(())
+}
+
+fn list(json: bool) -> Result<()> {
+    let ids = ctrl::list_dev_ids();
+    let mut rows = Vec::new();
+    if !ids.is_empty() {
+        require_root()?;
+        let mut ctl = Control::open()?;
+        for id in ids {
+            let Ok(info) = ctl.get_dev_info(id) else {
+                continue;
+            };
+            rows.push((info, Meta::read(id)));
+        }
+    }
+    if json {
+        let items: Vec<String> = rows
+            .iter()
+            .map(|(i, m)| {
+                let m = m.clone().unwrap_or_default();
+                format!(
+                    "{{\"id\":{},\"state\":{},\"target\":{},\"backing\":{},\"size\":{},\"queues\":{},\"depth\":{},\"mode_requested\":{},\"mode\":{},\"pid\":{},\"bdev\":{},\"flags\":{},\"features\":[{}]}}",
+                    i.dev_id,
+                    meta::json_str(sys::state_name(i.state)),
+                    meta::json_str(&m.target),
+                    meta::json_str(&m.backing),
+                    m.size,
+                    i.nr_hw_queues,
+                    i.queue_depth,
+                    meta::json_str(&m.mode_requested),
+                    meta::json_str(&m.mode),
+                    i.ublksrv_pid,
+                    meta::json_str(&format!("/dev/ublkb{}", i.dev_id)),
+                    i.flags,
+                    sys::feature_names(i.flags).iter().map(|n| meta::json_str(n)).collect::<Vec<_>>().join(",")
+                )
+            })
+            .collect();
+        println!("[{}]", items.join(","));
+        return Ok(());
+    }
+    println!(
+        "{:<4} {:<6} {:<6} {:<28} {:>6} {:>5} {:<14} {:>7}",
+        "ID", "STATE", "TARGET", "BACKING", "QUEUES", "DEPTH", "MODE(req/eff)", "PID"
+    );
+    for (i, m) in rows {
+        let m = m.unwrap_or_default();
+        let backing = if m.backing.is_empty() {
+            "-".to_string()
+        } else {
+            m.backing.clone()
+        };
+        let mode = if m.mode.is_empty() {
+            "-".to_string()
+        } else {
+            format!("{}/{}", m.mode_requested, m.mode)
+        };
+        println!(
+            "{:<4} {:<6} {:<6} {:<28} {:>6} {:>5} {:<14} {:>7}",
+            i.dev_id,
+            sys::state_name(i.state),
+            if m.target.is_empty() { "-" } else { &m.target },
+            backing,
+            i.nr_hw_queues,
+            i.queue_depth,
+            mode,
+            i.ublksrv_pid
+        );
+    }
+    Ok(())
+}
+
+fn features(json: bool) -> Result<()> {
+    let mut ctl = Control::open()?;
+    let f = ctl.get_features()?;
+    let names = sys::feature_names(f);
+    if json {
+        let n: Vec<String> = names.iter().map(|n| meta::json_str(n)).collect();
+        println!("{{\"features\":{f},\"names\":[{}]}}", n.join(","));
+    } else {
+        println!("features: {f:#x}");
+        for n in names {
+            println!("  {n}");
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,229 @@
+//! Control plane: `/dev/ublk-control` driven by io_uring `URING_CMD` with
+//! 128-byte SQEs and ioctl-encoded commands (`UBLK_U_CMD_*`).
+
+use crate::sys::{self, CtrlCmd, DevInfo, Params};
+use io_uring::{cqueue, opcode, squeue, types, IoUring};
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::os::fd::AsRawFd;
+use std::path::Path;
+
+pub const CONTROL_PATH: &str = "/dev/ublk-control";
+
+/// An error from a control command, naming the command.
+#[derive(Debug)]
+pub struct CtrlError {
+    pub cmd: &'static str,
+    pub err: io::Error,
+}
+
+impl std::fmt::Display for CtrlError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} failed: {}", self.cmd, self.err)
+    }
+}
+impl std::error::Error for CtrlError {}
+
+impl CtrlError {
+    pub fn errno(&self) -> Option<i32> {
+        self.err.raw_os_error()
+    }
+}
+
+pub type CtrlResult<T> = Result<T, CtrlError>;
+
+/// The control device and the io_uring (SQE128) its commands go through.
+pub struct Control {
+    file: File,
+    ring: IoUring<squeue::Entry128, cqueue::Entry>,
+}
+
+impl Control {
+    /// Open `/dev/ublk-control`, with a clear message when it is missing.
+    pub fn open() -> anyhow::Result<Self> {
+        if !Path::new(CONTROL_PATH).exists() {
+            anyhow::bail!("{CONTROL_PATH} not found: the kernel has no ublk driver (CONFIG_BLK_DEV_UBLK) or it is not loaded");
+        }
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(CONTROL_PATH)
+            .map_err(|e| anyhow::anyhow!("cannot open {CONTROL_PATH}: {e}"))?;
+        let ring = IoUring::<squeue::Entry128, cqueue::Entry>::builder()
+            .build(4)
+            .map_err(|e| anyhow::anyhow!("cannot create the control io_uring: {e}"))?;
+        Ok(Self { file, ring })
+    }
+
+    /// Issue one control command and wait for its result.
+    pub fn cmd(&mut self, name: &'static str, op: u32, c: CtrlCmd) -> CtrlResult<i32> {
+        let mut cmd = [0u8; 80];
+        cmd[..32].copy_from_slice(&c.to_bytes());
+        let sqe = opcode::UringCmd80::new(types::Fd(self.file.as_raw_fd()), op)
+            .cmd(cmd)
+            .build()
+            .user_data(op as u64);
+        let wrap = |err| CtrlError { cmd: name, err };
+        // SAFETY: the SQE refers to `c.addr`, a buffer the caller keeps alive
+        // until this function returns, and we wait for the completion below.
+        unsafe { self.ring.submission().push(&sqe) }
+            .map_err(|_| wrap(io::Error::other("control SQ full")))?;
+        loop {
+            match self.ring.submit_and_wait(1) {
+                Ok(_) => {}
+                Err(e) if e.raw_os_error() == Some(libc::EINTR) => continue,
+                Err(e) => return Err(wrap(e)),
+            }
+            if let Some(cqe) = self.ring.completion().next() {
+                let res = cqe.result();
+                return if res < 0 {
+                    Err(wrap(io::Error::from_raw_os_error(-res)))
+                } else {
+                    Ok(res)
+                };
+            }
+        }
+    }
+
+    fn dev_cmd(dev_id: u32) -> CtrlCmd {
+        CtrlCmd {
+            dev_id,
+            queue_id: u16::MAX,
+            ..Default::default()
+        }
+    }
+
+    /// `UBLK_U_CMD_GET_FEATURES`: the driver's `UBLK_F_*` bits.
+    pub fn get_features(&mut self) -> CtrlResult<u64> {
+        let mut features = 0u64;
+        let c = CtrlCmd {
+            addr: &mut features as *mut u64 as u64,
+            len: sys::UBLK_FEATURES_LEN,
+            ..Self::dev_cmd(u32::MAX)
+        };
+        self.cmd("GET_FEATURES", sys::UBLK_U_CMD_GET_FEATURES, c)?;
+        Ok(features)
+    }
+
+    /// `UBLK_U_CMD_ADD_DEV`: `info` in, the negotiated info out.
+    pub fn add_dev(&mut self, info: &mut DevInfo) -> CtrlResult<()> {
+        let c = CtrlCmd {
+            addr: info as *mut DevInfo as u64,
+            len: std::mem::size_of::<DevInfo>() as u16,
+            ..Self::dev_cmd(info.dev_id)
+        };
+        self.cmd("ADD_DEV", sys::UBLK_U_CMD_ADD_DEV, c).map(|_| ())
+    }
+
+    pub fn get_dev_info(&mut self, dev_id: u32) -> CtrlResult<DevInfo> {
+        let mut info = DevInfo::default();
+        let c = CtrlCmd {
+            addr: &mut info as *mut DevInfo as u64,
+            len: std::mem::size_of::<DevInfo>() as u16,
+            ..Self::dev_cmd(dev_id)
+        };
+        self.cmd("GET_DEV_INFO", sys::UBLK_U_CMD_GET_DEV_INFO, c)?;
+        Ok(info)
+    }
+
+    pub fn set_params(&mut self, dev_id: u32, params: &Params) -> CtrlResult<()> {
+        let mut p = *params;
+        p.len = std::mem::size_of::<Params>() as u32;
+        let c = CtrlCmd {
+            addr: &p as *const Params as u64,
+            len: p.len as u16,
+            ..Self::dev_cmd(dev_id)
+        };
+        self.cmd("SET_PARAMS", sys::UBLK_U_CMD_SET_PARAMS, c)
+            .map(|_| ())
+    }
+
+    pub fn get_params(&mut self, dev_id: u32) -> CtrlResult<Params> {
+        let mut p = Params {
+            len: std::mem::size_of::<Params>() as u32,
+            ..Default::default()
+        };
+        let c = CtrlCmd {
+            addr: &mut p as *mut Params as u64,
+            len: p.len as u16,
+            ..Self::dev_cmd(dev_id)
+        };
+        self.cmd("GET_PARAMS", sys::UBLK_U_CMD_GET_PARAMS, c)?;
+        Ok(p)
+    }
+
+    /// `UBLK_U_CMD_START_DEV`; `pid` is the server's pid (`data[0]`).
+    pub fn start_dev(&mut self, dev_id: u32, pid: i32) -> CtrlResult<()> {
+        let c = CtrlCmd {
+            data: [pid as u64],
+            ..Self::dev_cmd(dev_id)
+        };
+        self.cmd("START_DEV", sys::UBLK_U_CMD_START_DEV, c)
+            .map(|_| ())
+    }
+
+    pub fn stop_dev(&mut self, dev_id: u32) -> CtrlResult<()> {
+        self.cmd("STOP_DEV", sys::UBLK_U_CMD_STOP_DEV, Self::dev_cmd(dev_id))
+            .map(|_| ())
+    }
+
+    /// `UBLK_U_CMD_DEL_DEV`: waits until the device number is freed, so every
+    /// opener of `/dev/ublkcN` (the server) must have closed it.
+    pub fn del_dev(&mut self, dev_id: u32) -> CtrlResult<()> {
+        self.cmd("DEL_DEV", sys::UBLK_U_CMD_DEL_DEV, Self::dev_cmd(dev_id))
+            .map(|_| ())
+    }
+
+    /// `UBLK_U_CMD_DEL_DEV_ASYNC`: like DEL_DEV without waiting.
+    pub fn del_dev_async(&mut self, dev_id: u32) -> CtrlResult<()> {
+        self.cmd(
+            "DEL_DEV_ASYNC",
+            sys::UBLK_U_CMD_DEL_DEV_ASYNC,
+            Self::dev_cmd(dev_id),
+        )
+        .map(|_| ())
+    }
+
+    /// `UBLK_U_CMD_REG_BPF_PROG` (patched kernels): `data[0]` = program fd.
+    pub fn reg_bpf_prog(&mut self, dev_id: u32, prog_fd: i32) -> CtrlResult<()> {
+        let c = CtrlCmd {
+            data: [prog_fd as u64],
+            ..Self::dev_cmd(dev_id)
+        };
+        self.cmd("REG_BPF_PROG", sys::UBLK_U_CMD_REG_BPF_PROG, c)
+            .map(|_| ())
+    }
+
+    /// `UBLK_U_CMD_UNREG_BPF_PROG` (patched kernels).
+    pub fn unreg_bpf_prog(&mut self, dev_id: u32, prog_fd: i32) -> CtrlResult<()> {
+        let c = CtrlCmd {
+            data: [prog_fd as u64],
+            ..Self::dev_cmd(dev_id)
+        };
+        self.cmd("UNREG_BPF_PROG", sys::UBLK_U_CMD_UNREG_BPF_PROG, c)
+            .map(|_| ())
+    }
+}
+
+/// Ids of the ublk devices that exist (from sysfs, falling back to /dev).
+pub fn list_dev_ids() -> Vec<u32> {
+    let mut ids = Vec::new();
+    for dir in ["/sys/class/ublk-char", "/dev"] {
+        if let Ok(rd) = std::fs::read_dir(dir) {
+            for e in rd.flatten() {
+                if let Some(n) = e.file_name().to_str().and_then(|s| s.strip_prefix("ublkc")) {
+                    if let Ok(id) = n.parse::<u32>() {
+                        if !ids.contains(&id) {
+                            ids.push(id);
+                        }
+                    }
+                }
+            }
+        }
+        if !ids.is_empty() {
+            break;
+        }
+    }
+    ids.sort_unstable();
+    ids
+}

@@ -1,0 +1,478 @@
+//! A ublk device and its server: ADD_DEV → SET_PARAMS → queue threads fetch
+//! → (BPF hook) → START_DEV → serve → STOP_DEV → join → flush → DEL_DEV.
+//!
+//! Every failure after ADD_DEV deletes the device again (see `Drop`), so no
+//! half-created device is left behind.
+
+use crate::ctrl::Control;
+use crate::io::{queue_thread, QueueConfig, QueueReady, QueueStats};
+use crate::mode::DataMode;
+use crate::sys::{self, DevInfo, Params};
+use crate::target::Target;
+use anyhow::{anyhow, bail, Context, Result};
+use std::fs::{File, OpenOptions};
+use std::os::fd::{AsRawFd, RawFd};
+use std::path::Path;
+use std::sync::{mpsc, Arc};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// Default queue depth.
+pub const DEFAULT_DEPTH: u16 = 128;
+/// Default number of hardware queues.
+pub const DEFAULT_QUEUES: u16 = 1;
+/// Largest request (bytes): 2 MiB requests stay whole.
+pub const DEFAULT_MAX_IO: u32 = 2 << 20;
+
+/// How to create a device.
+#[derive(Clone, Debug)]
+pub struct DeviceOptions {
+    /// Device id (`/dev/ublkbN`); `None` lets the kernel pick.
+    pub id: Option<u32>,
+    pub queues: u16,
+    pub depth: u16,
+    pub max_io_bytes: u32,
+    /// Data path for the requests the server serves itself.
+    pub mode: DataMode,
+    /// Request `UBLK_F_BPF` and handle redirected requests.
+    pub bpf: bool,
+}
+
+impl Default for DeviceOptions {
+    fn default() -> Self {
+        Self {
+            id: None,
+            queues: DEFAULT_QUEUES,
+            depth: DEFAULT_DEPTH,
+            max_io_bytes: DEFAULT_MAX_IO,
+            mode: DataMode::Copy,
+            bpf: false,
+        }
+    }
+}
+
+/// What the BPF loader learns about each queue before START_DEV.
+#[derive(Clone, Copy, Debug)]
+pub struct QueueHookInfo {
+    pub q_id: u16,
+    /// The queue's io_uring fd (server's file table).
+    pub ring_fd: RawFd,
+    /// The backing file's fd (server's file table), if the target has one.
+    pub backing_fd: Option<RawFd>,
+    /// Byte offset of the device's data in the backing file.
+    pub backing_offset: u64,
+}
+
+/// Hook for the BPF loader (`crate::bpf`): called per queue once its ring
+/// is set up, then to register the program (e.g. with
+/// [`Control::reg_bpf_prog`]) before START_DEV, and to unregister it before
+/// STOP_DEV.
+pub trait BpfHook: Send {
+    fn queue(&mut self, dev_id: u32, q: &QueueHookInfo) -> Result<()>;
+    fn attach(&mut self, ctrl: &mut Control, dev_id: u32) -> Result<()>;
+    fn detach(&mut self, ctrl: &mut Control, dev_id: u32) -> Result<()>;
+}
+
+/// The `UBLK_F_*` flags to request for `opts`, given the kernel's features.
+/// Fails with a message naming the missing feature.
+pub fn negotiate_flags(opts: &DeviceOptions, features: u64) -> Result<u64> {
+    let need = |bit: u64, name: &str, why: &str| -> Result<u64> {
+        if features & bit == 0 {
+            bail!("kernel lacks UBLK_F_{name}, needed for {why}");
+        }
+        Ok(bit)
+    };
+    let mut flags = need(
+        sys::UBLK_F_CMD_IOCTL_ENCODE,
+        "CMD_IOCTL_ENCODE",
+        "ioctl-encoded commands",
+    )?;
+    if opts.mode == DataMode::Zc {
+        flags |= need(sys::UBLK_F_AUTO_BUF_REG, "AUTO_BUF_REG", "--mode zc")?;
+        // Lets us register the buffer ourselves when the automatic
+        // registration falls back (UBLK_IO_F_NEED_REG_BUF).
+        flags |= features & sys::UBLK_F_SUPPORT_ZERO_COPY;
+    }
+    if opts.bpf {
+        flags |= need(sys::UBLK_F_BPF, "BPF", "--mode bpf")?;
+    }
+    Ok(flags)
+}
+
+/// Validate user-facing options.
+pub fn validate_options(opts: &DeviceOptions) -> Result<()> {
+    if opts.depth == 0 || opts.depth > sys::UBLK_MAX_QUEUE_DEPTH {
+        bail!(
+            "queue depth must be 1..={} (got {})",
+            sys::UBLK_MAX_QUEUE_DEPTH,
+            opts.depth
+        );
+    }
+    if opts.queues == 0 || opts.queues > sys::UBLK_MAX_NR_QUEUES {
+        bail!(
+            "number of queues must be 1..={} (got {})",
+            sys::UBLK_MAX_NR_QUEUES,
+            opts.queues
+        );
+    }
+    if opts.max_io_bytes < 4096
+        || !opts.max_io_bytes.is_multiple_of(4096)
+        || opts.max_io_bytes > 32 << 20
+    {
+        bail!(
+            "max I/O size must be a multiple of 4096 in 4 KiB..32 MiB (got {})",
+            opts.max_io_bytes
+        );
+    }
+    Ok(())
+}
+
+/// A created ublk device with its server threads.
+pub struct Device {
+    ctrl: Control,
+    info: DevInfo,
+    opts: DeviceOptions,
+    target: Arc<dyn Target>,
+    cdev: Option<File>,
+    threads: Vec<JoinHandle<std::io::Result<QueueStats>>>,
+    hook: Option<Box<dyn BpfHook>>,
+    hook_attached: bool,
+    deleted: bool,
+}
+
+impl Device {
+    /// ADD_DEV + SET_PARAMS + open `/dev/ublkcN`.
+    pub fn create(mut ctrl: Control, target: Arc<dyn Target>, opts: DeviceOptions) -> Result<Self> {
+        validate_options(&opts)?;
+        let size = target.size();
+        if size == 0 || !size.is_multiple_of(512) {
+            bail!("device size must be a non-zero multiple of 512 (got {size})");
+        }
+        let features = ctrl.get_features()?;
+        let flags = negotiate_flags(&opts, features)?;
+        let mut info = DevInfo {
+            nr_hw_queues: opts.queues,
+            queue_depth: opts.depth,
+            max_io_buf_bytes: opts.max_io_bytes,
+            dev_id: opts.id.unwrap_or(u32::MAX),
+            // SAFETY: getpid has no preconditions.
+            ublksrv_pid: unsafe { libc::getpid() },
+            flags,
+            ..Default::default()
+        };
+        if let Err(e) = ctrl.add_dev(&mut info) {
+            if e.errno() == Some(libc::EEXIST) {
+                bail!("ublk device id {} already exists", info.dev_id);
+            }
+            return Err(e.into());
+        }
+        let mut dev = Self {
+            ctrl,
+            info,
+            opts,
+            target,
+            cdev: None,
+            threads: Vec::new(),
+            hook: None,
+            hook_attached: false,
+            deleted: false,
+        };
+        // From here on, an error drops `dev`, which deletes the device.
+        if dev.info.flags & flags != flags {
+            bail!(
+                "kernel did not grant the requested features: asked {:#x}, got {:#x}",
+                flags,
+                dev.info.flags
+            );
+        }
+        let params = dev.build_params();
+        dev.ctrl.set_params(dev.info.dev_id, &params)?;
+        let cdev_path = format!("/dev/ublkc{}", dev.info.dev_id);
+        dev.cdev = Some(open_retry(Path::new(&cdev_path))?);
+        Ok(dev)
+    }
+
+    fn build_params(&self) -> Params {
+        let mut p = Params {
+            types: sys::UBLK_PARAM_TYPE_BASIC,
+            basic: sys::ParamBasic {
+                attrs: sys::UBLK_ATTR_VOLATILE_CACHE | sys::UBLK_ATTR_FUA,
+                logical_bs_shift: 9,
+                physical_bs_shift: 12,
+                io_opt_shift: 12,
+                io_min_shift: 9,
+                max_sectors: self.info.max_io_buf_bytes >> 9,
+                dev_sectors: self.target.size() >> 9,
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        self.target.params(&mut p);
+        p
+    }
+
+    /// The device id (N in `/dev/ublkbN`).
+    pub fn id(&self) -> u32 {
+        self.info.dev_id
+    }
+    /// The negotiated device info (effective queues, depth, flags).
+    pub fn info(&self) -> &DevInfo {
+        &self.info
+    }
+    pub fn options(&self) -> &DeviceOptions {
+        &self.opts
+    }
+    pub fn target(&self) -> &Arc<dyn Target> {
+        &self.target
+    }
+    /// `/dev/ublkbN`.
+    pub fn bdev_path(&self) -> String {
+        format!("/dev/ublkb{}", self.info.dev_id)
+    }
+    /// Install the BPF loader's hook (before [`Device::start`]).
+    pub fn set_bpf_hook(&mut self, hook: Box<dyn BpfHook>) {
+        self.hook = Some(hook);
+    }
+    pub fn control(&mut self) -> &mut Control {
+        &mut self.ctrl
+    }
+
+    /// Start the queue threads, run the BPF hook, START_DEV, and wait for
+    /// `/dev/ublkbN`.
+    pub fn start(&mut self) -> Result<()> {
+        let cdev_fd = self
+            .cdev
+            .as_ref()
+            .map(|f| f.as_raw_fd())
+            .ok_or_else(|| anyhow!("device not open"))?;
+        let (tx, rx) = mpsc::channel();
+        for q_id in 0..self.info.nr_hw_queues {
+            let cfg = QueueConfig {
+                dev_id: self.info.dev_id,
+                q_id,
+                depth: self.info.queue_depth,
+                max_io: self.info.max_io_buf_bytes,
+                mode: self.opts.mode,
+                bpf: self.opts.bpf,
+                cdev_fd,
+            };
+            let target = self.target.clone();
+            let tx = tx.clone();
+            let h = std::thread::Builder::new()
+                .name(format!("ublk{}-q{}", self.info.dev_id, q_id))
+                .spawn(move || queue_thread(cfg, target, tx))
+                .context("cannot spawn a queue thread")?;
+            self.threads.push(h);
+        }
+        drop(tx);
+        let mut ready: Vec<QueueReady> = Vec::new();
+        let mut first_err = None;
+        for _ in 0..self.info.nr_hw_queues {
+            match rx.recv() {
+                Ok(Ok(r)) => ready.push(r),
+                Ok(Err(e)) => {
+                    first_err.get_or_insert(e);
+                }
+                Err(_) => {
+                    first_err.get_or_insert("a queue thread exited during setup".into());
+                    break;
+                }
+            }
+        }
+        if let Some(e) = first_err {
+            self.shutdown_queues();
+            bail!(e);
+        }
+        ready.sort_by_key(|r| r.q_id);
+        if let Some(hook) = self.hook.as_mut() {
+            let (backing_fd, backing_offset) = match self.target.bpf_backing() {
+                Some((fd, off)) => (Some(fd), off),
+                None => (None, 0),
+            };
+            let dev_id = self.info.dev_id;
+            let res = ready
+                .iter()
+                .try_for_each(|r| {
+                    hook.queue(
+                        dev_id,
+                        &QueueHookInfo {
+                            q_id: r.q_id,
+                            ring_fd: r.ring_fd,
+                            backing_fd,
+                            backing_offset,
+                        },
+                    )
+                })
+                .and_then(|_| hook.attach(&mut self.ctrl, dev_id));
+            if let Err(e) = res {
+                self.shutdown_queues();
+                return Err(e.context("BPF setup failed"));
+            }
+            self.hook_attached = true;
+        }
+        // SAFETY: getpid has no preconditions.
+        let pid = unsafe { libc::getpid() };
+        if let Err(e) = self.ctrl.start_dev(self.info.dev_id, pid) {
+            self.shutdown_queues();
+            return Err(e.into());
+        }
+        if let Ok(i) = self.ctrl.get_dev_info(self.info.dev_id) {
+            self.info = i;
+        }
+        let bdev = self.bdev_path();
+        let t0 = Instant::now();
+        while !Path::new(&bdev).exists() {
+            if t0.elapsed() > Duration::from_secs(10) {
+                bail!("{bdev} did not appear within 10 s after START_DEV");
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        Ok(())
+    }
+
+    /// Has any queue thread exited (device stopped from outside, or error)?
+    pub fn any_queue_exited(&self) -> bool {
+        self.threads.iter().any(|t| t.is_finished())
+    }
+
+    /// STOP_DEV (cancels every queue's pending FETCH), then join the queues.
+    fn shutdown_queues(&mut self) -> Vec<QueueStats> {
+        if self.hook_attached {
+            if let Some(h) = self.hook.as_mut() {
+                if let Err(e) = h.detach(&mut self.ctrl, self.info.dev_id) {
+                    eprintln!("ublk-user: BPF detach: {e:#}");
+                }
+            }
+            self.hook_attached = false;
+        }
+        if let Err(e) = self.ctrl.stop_dev(self.info.dev_id) {
+            eprintln!("ublk-user: {e}");
+        }
+        let mut stats = Vec::new();
+        for t in self.threads.drain(..) {
+            match t.join() {
+                Ok(Ok(s)) => stats.push(s),
+                Ok(Err(e)) => eprintln!("ublk-user: queue error: {e}"),
+                Err(_) => eprintln!("ublk-user: a queue thread panicked"),
+            }
+        }
+        stats
+    }
+
+    /// Clean stop: STOP_DEV, drain and join the queues, flush the backing
+    /// file, close `/dev/ublkcN`, DEL_DEV.
+    pub fn stop(mut self) -> Result<Vec<QueueStats>> {
+        let stats = self.shutdown_queues();
+        let flush = self.target.flush();
+        self.cdev = None;
+        let del = self.ctrl.del_dev(self.info.dev_id);
+        self.deleted = true;
+        flush.context("flushing the backing file")?;
+        del?;
+        Ok(stats)
+    }
+}
+
+impl Drop for Device {
+    fn drop(&mut self) {
+        if self.deleted {
+            return;
+        }
+        let _ = self.shutdown_queues();
+        let _ = self.target.flush();
+        self.cdev = None;
+        let _ = self.ctrl.del_dev(self.info.dev_id);
+    }
+}
+
+fn open_retry(path: &Path) -> Result<File> {
+    let t0 = Instant::now();
+    loop {
+        match OpenOptions::new().read(true).write(true).open(path) {
+            Ok(f) => return Ok(f),
+            Err(e)
+                if e.kind() == std::io::ErrorKind::NotFound
+                    && t0.elapsed() < Duration::from_secs(5) =>
+            {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            Err(e) => return Err(anyhow!("cannot open {}: {e}", path.display())),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn zc_needs_auto_buf_reg() {
+        let opts = DeviceOptions {
+            mode: DataMode::Zc,
+            ..Default::default()
+        };
+        let err = negotiate_flags(&opts, sys::UBLK_F_CMD_IOCTL_ENCODE)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("AUTO_BUF_REG"), "{err}");
+        let f = negotiate_flags(
+            &opts,
+            sys::UBLK_F_CMD_IOCTL_ENCODE | sys::UBLK_F_AUTO_BUF_REG | sys::UBLK_F_SUPPORT_ZERO_COPY,
+        )
+        .unwrap();
+        assert_eq!(
+            f,
+            sys::UBLK_F_CMD_IOCTL_ENCODE | sys::UBLK_F_AUTO_BUF_REG | sys::UBLK_F_SUPPORT_ZERO_COPY
+        );
+    }
+
+    #[test]
+    fn bpf_needs_bit_20() {
+        let opts = DeviceOptions {
+            bpf: true,
+            ..Default::default()
+        };
+        let err = negotiate_flags(&opts, sys::UBLK_F_CMD_IOCTL_ENCODE)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("UBLK_F_BPF"), "{err}");
+        assert_eq!(
+            negotiate_flags(&opts, sys::UBLK_F_CMD_IOCTL_ENCODE | sys::UBLK_F_BPF).unwrap(),
+            sys::UBLK_F_CMD_IOCTL_ENCODE | sys::UBLK_F_BPF
+        );
+    }
+
+    #[test]
+    fn copy_requests_nothing_extra() {
+        let all = u64::MAX;
+        assert_eq!(
+            negotiate_flags(&DeviceOptions::default(), all).unwrap(),
+            sys::UBLK_F_CMD_IOCTL_ENCODE
+        );
+    }
+
+    #[test]
+    fn option_ranges() {
+        assert!(validate_options(&DeviceOptions::default()).is_ok());
+        assert!(validate_options(&DeviceOptions {
+            depth: 0,
+            ..Default::default()
+        })
+        .is_err());
+        assert!(validate_options(&DeviceOptions {
+            depth: 4097,
+            ..Default::default()
+        })
+        .is_err());
+        assert!(validate_options(&DeviceOptions {
+            queues: 0,
+            ..Default::default()
+        })
+        .is_err());
+        assert!(validate_options(&DeviceOptions {
+            max_io_bytes: 1000,
+            ..Default::default()
+        })
+        .is_err());
+    }
+}

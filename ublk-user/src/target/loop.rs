@@ -1,0 +1,239 @@
+//! The loop target: a regular file or a block device, served with io_uring
+//! on the queue's own ring (registered file index 1).
+
+use super::{Request, Submit, Target};
+use crate::io::IoCtx;
+use crate::mode::IoBuf;
+use crate::sys::{self, Params};
+use anyhow::{bail, Context};
+use io_uring::{opcode, types};
+use std::fs::{File, OpenOptions};
+use std::os::fd::{AsRawFd, RawFd};
+use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+/// `_IOR(0x12, 114, size_t)`.
+const BLKGETSIZE64: libc::c_ulong = 0x8008_1272;
+const BLKSSZGET: libc::c_ulong = 0x1268;
+
+pub struct LoopTarget {
+    file: File,
+    path: PathBuf,
+    size: u64,
+    direct: bool,
+    block_dev: bool,
+    lbs_shift: u8,
+    /// `FALLOC_FL_ZERO_RANGE` works on this file (not on tmpfs).
+    zero_range: bool,
+}
+
+impl LoopTarget {
+    /// Open `path` (O_DIRECT unless `buffered`) and size the device from it.
+    pub fn open(path: &Path, buffered: bool) -> anyhow::Result<Self> {
+        let meta =
+            std::fs::metadata(path).with_context(|| format!("backing file {}", path.display()))?;
+        let block_dev = meta.file_type().is_block_device();
+        if !block_dev && !meta.is_file() {
+            bail!(
+                "backing file {} is neither a regular file nor a block device",
+                path.display()
+            );
+        }
+        let mut oo = OpenOptions::new();
+        oo.read(true).write(true);
+        if !buffered {
+            oo.custom_flags(libc::O_DIRECT);
+        }
+        let file = oo.open(path).with_context(|| {
+            format!(
+                "cannot open backing file {}{}",
+                path.display(),
+                if buffered {
+                    ""
+                } else {
+                    " with O_DIRECT (try --buffered)"
+                }
+            )
+        })?;
+        let fd = file.as_raw_fd();
+        let (size, mut lbs_shift) = if block_dev {
+            let mut sz: u64 = 0;
+            let mut ssz: libc::c_int = 512;
+            // SAFETY: BLKGETSIZE64 writes one u64, BLKSSZGET one int, into
+            // locals that outlive the calls.
+            unsafe {
+                if libc::ioctl(fd, BLKGETSIZE64, &mut sz as *mut u64) < 0 {
+                    bail!(
+                        "BLKGETSIZE64 on {}: {}",
+                        path.display(),
+                        std::io::Error::last_os_error()
+                    );
+                }
+                if libc::ioctl(fd, BLKSSZGET, &mut ssz as *mut libc::c_int) < 0 {
+                    ssz = 512;
+                }
+            }
+            (sz, (ssz.max(512) as u32).trailing_zeros() as u8)
+        } else {
+            (meta.len(), 9)
+        };
+        let size = size & !511;
+        if size == 0 {
+            bail!(
+                "backing file {} is empty (size 0): create it first, e.g. truncate -s 256M",
+                path.display()
+            );
+        }
+        if !buffered && !block_dev && !dio_works(fd, 512) {
+            lbs_shift = 12;
+        }
+        let zero_range = block_dev || probe_zero_range(fd, meta.len());
+        Ok(Self {
+            file,
+            path: path.to_path_buf(),
+            size,
+            direct: !buffered,
+            block_dev,
+            lbs_shift,
+            zero_range,
+        })
+    }
+
+    pub fn direct(&self) -> bool {
+        self.direct
+    }
+}
+
+/// Does a `bs`-byte O_DIRECT read at offset 0 work?
+fn dio_works(fd: RawFd, bs: usize) -> bool {
+    let mut buf = vec![0u8; bs * 2 + 4096];
+    let off = buf.as_ptr().align_offset(4096);
+    // SAFETY: reads at most `bs` bytes into our own buffer at an in-bounds offset.
+    let r = unsafe { libc::pread(fd, buf.as_mut_ptr().add(off) as *mut libc::c_void, bs, 0) };
+    r >= 0 || std::io::Error::last_os_error().raw_os_error() != Some(libc::EINVAL)
+}
+
+/// Does `FALLOC_FL_ZERO_RANGE` work? Tried past EOF (KEEP_SIZE), then undone.
+fn probe_zero_range(fd: RawFd, len: u64) -> bool {
+    let off = (len + 4095) & !4095;
+    // SAFETY: plain syscalls on our fd; the range is past EOF and KEEP_SIZE
+    // leaves the file size (and so the device data) untouched.
+    unsafe {
+        let ok = libc::fallocate(
+            fd,
+            libc::FALLOC_FL_ZERO_RANGE | libc::FALLOC_FL_KEEP_SIZE,
+            off as i64,
+            4096,
+        ) == 0;
+        if ok {
+            libc::fallocate(
+                fd,
+                libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE,
+                off as i64,
+                4096,
+            );
+        }
+        ok
+    }
+}
+
+impl Target for LoopTarget {
+    fn name(&self) -> &'static str {
+        "loop"
+    }
+    fn size(&self) -> u64 {
+        self.size
+    }
+    fn backing_path(&self) -> Option<String> {
+        Some(self.path.display().to_string())
+    }
+    fn params(&self, p: &mut Params) {
+        p.basic.logical_bs_shift = self.lbs_shift;
+        p.basic.physical_bs_shift = p.basic.physical_bs_shift.max(self.lbs_shift);
+        p.basic.io_min_shift = self.lbs_shift;
+        p.types |= sys::UBLK_PARAM_TYPE_DISCARD | sys::UBLK_PARAM_TYPE_DMA_ALIGN;
+        p.discard = sys::ParamDiscard {
+            discard_granularity: 4096,
+            max_discard_sectors: u32::MAX >> 9,
+            max_write_zeroes_sectors: u32::MAX >> 9,
+            max_discard_segments: 1,
+            ..Default::default()
+        };
+        // Zero copy hands the client's pages straight to the backing file's
+        // O_DIRECT I/O: make the block layer enforce its memory alignment.
+        p.dma.alignment = if self.direct {
+            (1u32 << self.lbs_shift) - 1
+        } else {
+            3
+        };
+    }
+    fn files(&self) -> Vec<RawFd> {
+        vec![self.file.as_raw_fd()]
+    }
+    fn bpf_backing(&self) -> Option<(RawFd, u64)> {
+        Some((self.file.as_raw_fd(), 0))
+    }
+    fn queue_io(&self, ctx: &mut IoCtx<'_>, req: &Request) -> Submit {
+        let f = ctx.file(0);
+        let off = req.offset();
+        let sqe = match (req.op, req.buf) {
+            (sys::UBLK_IO_OP_READ, IoBuf::Addr { ptr, len }) => {
+                opcode::Read::new(f, ptr, len).offset(off).build()
+            }
+            (sys::UBLK_IO_OP_READ, IoBuf::Fixed { index, len }) => {
+                opcode::ReadFixed::new(f, std::ptr::null_mut(), len, index)
+                    .offset(off)
+                    .build()
+            }
+            (sys::UBLK_IO_OP_WRITE, buf) => {
+                let rw_flags = if req.flags & sys::UBLK_IO_F_FUA != 0 {
+                    libc::RWF_DSYNC
+                } else {
+                    0
+                };
+                match buf {
+                    IoBuf::Addr { ptr, len } => opcode::Write::new(f, ptr, len)
+                        .offset(off)
+                        .rw_flags(rw_flags)
+                        .build(),
+                    IoBuf::Fixed { index, len } => {
+                        opcode::WriteFixed::new(f, std::ptr::null(), len, index)
+                            .offset(off)
+                            .rw_flags(rw_flags)
+                            .build()
+                    }
+                    IoBuf::None => return Submit::Done(-libc::EINVAL),
+                }
+            }
+            (sys::UBLK_IO_OP_FLUSH, _) => opcode::Fsync::new(f)
+                .flags(types::FsyncFlags::DATASYNC)
+                .build(),
+            (sys::UBLK_IO_OP_DISCARD, _) => opcode::Fallocate::new(f, req.bytes() as u64)
+                .offset(off)
+                .mode(libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE)
+                .build(),
+            (sys::UBLK_IO_OP_WRITE_ZEROES, _) => {
+                // tmpfs has no ZERO_RANGE; a punched hole reads back as zeroes too.
+                let mode = if self.zero_range
+                    && (self.block_dev || req.flags & sys::UBLK_IO_F_NOUNMAP != 0)
+                {
+                    libc::FALLOC_FL_ZERO_RANGE | libc::FALLOC_FL_KEEP_SIZE
+                } else {
+                    libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE
+                };
+                opcode::Fallocate::new(f, req.bytes() as u64)
+                    .offset(off)
+                    .mode(mode)
+                    .build()
+            }
+            _ => return Submit::Done(-libc::EOPNOTSUPP),
+        };
+        match ctx.push(sqe) {
+            Ok(()) => Submit::Queued,
+            Err(e) => Submit::Done(e),
+        }
+    }
+    fn flush(&self) -> std::io::Result<()> {
+        self.file.sync_all()
+    }
+}

@@ -1,0 +1,47 @@
+//! The null target: reads return (unspecified) data, writes are dropped,
+//! everything completes at once without any I/O.
+
+use super::{Request, Submit, Target};
+use crate::io::IoCtx;
+use crate::sys::{self, Params};
+
+pub struct NullTarget {
+    size: u64,
+}
+
+impl NullTarget {
+    pub fn new(size: u64) -> anyhow::Result<Self> {
+        if size == 0 || !size.is_multiple_of(512) {
+            anyhow::bail!("null target size must be a non-zero multiple of 512 bytes (got {size})");
+        }
+        Ok(Self { size })
+    }
+}
+
+impl Target for NullTarget {
+    fn name(&self) -> &'static str {
+        "null"
+    }
+    fn size(&self) -> u64 {
+        self.size
+    }
+    fn params(&self, p: &mut Params) {
+        p.types |= sys::UBLK_PARAM_TYPE_DISCARD;
+        p.discard = sys::ParamDiscard {
+            discard_granularity: 4096,
+            max_discard_sectors: u32::MAX >> 9,
+            max_write_zeroes_sectors: u32::MAX >> 9,
+            max_discard_segments: 1,
+            ..Default::default()
+        };
+    }
+    fn queue_io(&self, _ctx: &mut IoCtx<'_>, req: &Request) -> Submit {
+        match req.op {
+            sys::UBLK_IO_OP_READ | sys::UBLK_IO_OP_WRITE => Submit::Done(req.bytes() as i32),
+            sys::UBLK_IO_OP_FLUSH | sys::UBLK_IO_OP_DISCARD | sys::UBLK_IO_OP_WRITE_ZEROES => {
+                Submit::Done(0)
+            }
+            _ => Submit::Done(-libc::EOPNOTSUPP),
+        }
+    }
+}
