@@ -57,8 +57,8 @@ pub struct Kernel {
 pub fn series() -> Result<Vec<PathBuf>> {
     let dir = crate::util::root().join("kernel-patches");
     let series = dir.join("series");
-    let text = fs::read_to_string(&series)
-        .with_context(|| format!("cannot read {}", series.display()))?;
+    let text =
+        fs::read_to_string(&series).with_context(|| format!("cannot read {}", series.display()))?;
     let mut out = Vec::new();
     for line in text.lines().map(str::trim) {
         if line.is_empty() || line.starts_with('#') {
@@ -111,11 +111,18 @@ pub fn ensure(flavor: Flavor) -> Result<Kernel> {
     let key = image_key(&ver, flavor)?;
     let tree = cache.join("src").join(&sver).join(flavor.name());
     let build = cache.join("build").join(&sver).join(flavor.name());
-    let img_dir = cache.join("images").join(format!("{}-{key}", flavor.name()));
+    let img_dir = cache
+        .join("images")
+        .join(format!("{}-{key}", flavor.name()));
     let image = img_dir.join("bzImage");
     if image.is_file() {
         let release = fs::read_to_string(img_dir.join("release")).unwrap_or_default();
-        return Ok(Kernel { tree, build, image, release: release.trim().into() });
+        return Ok(Kernel {
+            tree,
+            build,
+            image,
+            release: release.trim().into(),
+        });
     }
 
     prepare_tree(&cache, &sver, flavor, &tree, &key)?;
@@ -127,7 +134,9 @@ pub fn ensure(flavor: Flavor) -> Result<Kernel> {
         flavor.name(),
         build.display()
     ));
-    let jobs = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+    let jobs = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2);
     let expected = fs::read_to_string(build.join(".xtask-steps"))
         .ok()
         .and_then(|s| s.trim().parse().ok());
@@ -141,7 +150,10 @@ pub fn ensure(flavor: Flavor) -> Result<Kernel> {
         &log_path(&format!("kernel-build-{}.log", flavor.name()))?,
         |l| {
             let l = l.trim_start();
-            l.starts_with("CC ") || l.starts_with("LD ") || l.starts_with("AR ") || l.starts_with("AS ")
+            l.starts_with("CC ")
+                || l.starts_with("LD ")
+                || l.starts_with("AR ")
+                || l.starts_with("AS ")
         },
         expected,
     )?;
@@ -153,13 +165,21 @@ pub fn ensure(flavor: Flavor) -> Result<Kernel> {
         .trim()
         .to_string();
     fs::create_dir_all(&img_dir)?;
-    fs::copy(build.join("arch/x86/boot/bzImage"), img_dir.join("bzImage.tmp"))
-        .context("kernel build produced no arch/x86/boot/bzImage")?;
+    fs::copy(
+        build.join("arch/x86/boot/bzImage"),
+        img_dir.join("bzImage.tmp"),
+    )
+    .context("kernel build produced no arch/x86/boot/bzImage")?;
     fs::copy(build.join(".config"), img_dir.join("config"))?;
     fs::write(img_dir.join("release"), &release)?;
     fs::rename(img_dir.join("bzImage.tmp"), &image)?;
     say(format!("kernel: {} ready: {}", release, image.display()));
-    Ok(Kernel { tree, build, image, release })
+    Ok(Kernel {
+        tree,
+        build,
+        image,
+        release,
+    })
 }
 
 /// The unpatched source tree (for scripts/checkpatch.pl).
@@ -174,14 +194,27 @@ pub fn ensure_pristine() -> Result<PathBuf> {
 fn ensure_source(cache: &Path) -> Result<String> {
     // Already unpacked? Use the first version we have, in preference order.
     for ver in VERSIONS {
-        if cache.join("src").join(sanitize(ver)).join("pristine/.git").is_dir() {
+        if cache
+            .join("src")
+            .join(sanitize(ver))
+            .join("pristine/.git")
+            .is_dir()
+        {
             return Ok(ver.to_string());
         }
     }
     let dl = cache.join("dl");
     fs::create_dir_all(&dl)?;
-    let deb = |ver: &str| dl.join(format!("linux-source-7.2_{}_all.deb", ver.replace(':', "%3a")));
-    let mut have = VERSIONS.iter().find(|v| deb(v).is_file()).map(|v| v.to_string());
+    let deb = |ver: &str| {
+        dl.join(format!(
+            "linux-source-7.2_{}_all.deb",
+            ver.replace(':', "%3a")
+        ))
+    };
+    let mut have = VERSIONS
+        .iter()
+        .find(|v| deb(v).is_file())
+        .map(|v| v.to_string());
     if have.is_none() {
         let apt = cache.join("apt");
         fs::create_dir_all(apt.join("sources"))?;
@@ -206,7 +239,9 @@ fn ensure_source(cache: &Path) -> Result<String> {
             &log_path("apt-newer-update.log")?,
         )?;
         for ver in VERSIONS {
-            say(format!("kernel: downloading linux-source-7.2={ver} (165 MB)"));
+            say(format!(
+                "kernel: downloading linux-source-7.2={ver} (165 MB)"
+            ));
             let ok = run_logged(
                 "apt-get download",
                 cmd("apt-get")
@@ -221,12 +256,17 @@ fn ensure_source(cache: &Path) -> Result<String> {
                     break;
                 }
                 Ok(()) => say(format!("kernel: {ver} downloaded under an unexpected name")),
-                Err(e) => say(format!("kernel: {ver} not available ({e:#}); trying the next")),
+                Err(e) => say(format!(
+                    "kernel: {ver} not available ({e:#}); trying the next"
+                )),
             }
         }
     }
     let Some(ver) = have else {
-        bail!("kernel: none of linux-source-7.2 {} could be downloaded", VERSIONS.join(", "));
+        bail!(
+            "kernel: none of linux-source-7.2 {} could be downloaded",
+            VERSIONS.join(", ")
+        );
     };
 
     let base = cache.join("src").join(sanitize(&ver));
@@ -278,11 +318,25 @@ fn prepare_tree(cache: &Path, sver: &str, flavor: Flavor, tree: &Path, key: &str
     }
     let log = log_path(&format!("patch-{}.log", flavor.name()))?;
     let git = |dir: &Path, args: &[&str]| -> Result<()> {
-        run_logged(&format!("git {}", args[0]), cmd("git").current_dir(dir).args(args), &log)
+        run_logged(
+            &format!("git {}", args[0]),
+            cmd("git").current_dir(dir).args(args),
+            &log,
+        )
     };
     if !tree.join(".git").exists() {
         git(&pristine, &["worktree", "prune"])?;
-        git(&pristine, &["worktree", "add", "-f", "--detach", tree.to_str().unwrap(), "base"])?;
+        git(
+            &pristine,
+            &[
+                "worktree",
+                "add",
+                "-f",
+                "--detach",
+                tree.to_str().unwrap(),
+                "base",
+            ],
+        )?;
     }
     let _ = fs::remove_file(&stamp);
     git(tree, &["reset", "-q", "--hard", "base"])?;
@@ -299,7 +353,9 @@ fn prepare_tree(cache: &Path, sver: &str, flavor: Flavor, tree: &Path, key: &str
                 let err = String::from_utf8_lossy(&out.stderr);
                 bail!(
                     "kernel: patch kernel-patches/{name} does not apply to linux 7.2: {}",
-                    err.lines().find(|l| l.starts_with("error:")).unwrap_or(err.trim())
+                    err.lines()
+                        .find(|l| l.starts_with("error:"))
+                        .unwrap_or(err.trim())
                 );
             }
         }
@@ -312,19 +368,30 @@ fn configure(flavor: Flavor, tree: &Path, build: &Path) -> Result<()> {
     fs::create_dir_all(build)?;
     let log = log_path(&format!("kernel-config-{}.log", flavor.name()))?;
     let o = format!("O={}", build.display());
-    run_logged("make tinyconfig", cmd("make").current_dir(tree).args([&o, "tinyconfig"]), &log)?;
+    run_logged(
+        "make tinyconfig",
+        cmd("make").current_dir(tree).args([&o, "tinyconfig"]),
+        &log,
+    )?;
     let frags = config_fragments(flavor);
     run_logged(
         "merge_config.sh",
-        cmd(tree.join("scripts/kconfig/merge_config.sh").to_str().unwrap())
-            .current_dir(tree)
-            .args(["-m", "-O"])
-            .arg(build)
-            .arg(build.join(".config"))
-            .args(&frags),
+        cmd(tree
+            .join("scripts/kconfig/merge_config.sh")
+            .to_str()
+            .unwrap())
+        .current_dir(tree)
+        .args(["-m", "-O"])
+        .arg(build)
+        .arg(build.join(".config"))
+        .args(&frags),
         &log,
     )?;
-    run_logged("make olddefconfig", cmd("make").current_dir(tree).args([&o, "olddefconfig"]), &log)?;
+    run_logged(
+        "make olddefconfig",
+        cmd("make").current_dir(tree).args([&o, "olddefconfig"]),
+        &log,
+    )?;
     // Every requested option must have stuck.
     let cfg = fs::read_to_string(build.join(".config"))?;
     let mut bad = Vec::new();
@@ -334,12 +401,26 @@ fn configure(flavor: Flavor, tree: &Path, build: &Path) -> Result<()> {
                 if !cfg.lines().any(|l| l == line) {
                     bad.push(line.to_string());
                 }
-            } else if let Some(opt) = line.strip_prefix("# ").and_then(|l| l.strip_suffix(" is not set")) {
+            } else if let Some(opt) = line
+                .strip_prefix("# ")
+                .and_then(|l| l.strip_suffix(" is not set"))
+            {
                 if cfg.lines().any(|l| l.starts_with(&format!("{opt}="))) {
                     bad.push(line.to_string());
                 }
             }
         }
+    }
+    // The unpatched kernel does not know the options our patches add.
+    if !flavor.patched() {
+        bad.retain(|line| {
+            let opt = line
+                .trim_start_matches("# ")
+                .split(['=', ' '])
+                .next()
+                .unwrap_or("");
+            kconfig_defines(tree, opt.trim_start_matches("CONFIG_"))
+        });
     }
     if !bad.is_empty() {
         bail!(
@@ -348,4 +429,30 @@ fn configure(flavor: Flavor, tree: &Path, build: &Path) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// Whether any Kconfig file of the tree defines `config NAME`.
+fn kconfig_defines(tree: &Path, name: &str) -> bool {
+    let needle = format!("config {name}");
+    let mut stack = vec![tree.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let Ok(entries) = fs::read_dir(&dir) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let p = e.path();
+            let fname = e.file_name();
+            let fname = fname.to_string_lossy();
+            if p.is_dir() && !fname.starts_with('.') {
+                stack.push(p);
+            } else if fname.starts_with("Kconfig")
+                && fs::read_to_string(&p)
+                    .map(|t| t.lines().any(|l| l.trim() == needle))
+                    .unwrap_or(false)
+            {
+                return true;
+            }
+        }
+    }
+    false
 }

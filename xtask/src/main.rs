@@ -13,7 +13,10 @@ use clap::{Args, Parser, Subcommand};
 use std::time::Duration;
 
 #[derive(Parser)]
-#[command(name = "cargo xtask", about = "Build, boot and test ublk-ebpf in a QEMU VM")]
+#[command(
+    name = "cargo xtask",
+    about = "Build, boot and test ublk-ebpf in a QEMU VM"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -45,6 +48,9 @@ enum Cmd {
     Run {
         #[command(flatten)]
         vm: VmArgs,
+        /// Use the binaries as they are; do not rebuild them first.
+        #[arg(long)]
+        no_build: bool,
         /// Command and arguments to run in the guest (after `--`).
         #[arg(last = true)]
         command: Vec<String>,
@@ -125,7 +131,12 @@ fn real_main(cli: Cli) -> Result<i32> {
             util::say("setup: everything is installed");
             Ok(0)
         }
-        Cmd::Kernel { mut flavor, vanilla, debug, print_path } => {
+        Cmd::Kernel {
+            mut flavor,
+            vanilla,
+            debug,
+            print_path,
+        } => {
             if vanilla {
                 flavor = kernel::Flavor::Vanilla;
             }
@@ -139,7 +150,12 @@ fn real_main(cli: Cli) -> Result<i32> {
                 println!("image:   {}", k.image.display());
                 println!("release: {}", k.release);
             } else {
-                util::say(format!("kernel {} ({}): {}", k.release, flavor.name(), k.image.display()));
+                util::say(format!(
+                    "kernel {} ({}): {}",
+                    k.release,
+                    flavor.name(),
+                    k.image.display()
+                ));
             }
             Ok(0)
         }
@@ -152,8 +168,14 @@ fn real_main(cli: Cli) -> Result<i32> {
             build::build()?;
             Ok(0)
         }
-        Cmd::Run { vm, command } => {
-            build::build()?;
+        Cmd::Run {
+            vm,
+            no_build,
+            command,
+        } => {
+            if !no_build {
+                build::build()?;
+            }
             let script = if command.is_empty() {
                 include_str!("demo.sh").to_string()
             } else {
@@ -162,7 +184,11 @@ fn real_main(cli: Cli) -> Result<i32> {
             let r = vm::run_script(&vm.opts(), &script)?;
             Ok(r.status)
         }
-        Cmd::Test { filter, vm_only, vm } => test::test(filter.as_deref(), vm_only, &vm.opts()),
+        Cmd::Test {
+            filter,
+            vm_only,
+            vm,
+        } => test::test(filter.as_deref(), vm_only, &vm.opts()),
         Cmd::Bench => {
             anyhow::bail!("bench: not implemented yet (tracked by the benchmark issue)")
         }

@@ -23,7 +23,10 @@ const PACKAGES: &[(&str, &str)] = &[
     ("gcc", "/usr/bin/gcc"),
     ("perl", "/usr/bin/perl"),
     ("git", "/usr/bin/git"),
-    ("debian-archive-keyring", "/usr/share/keyrings/debian-archive-keyring.gpg"),
+    (
+        "debian-archive-keyring",
+        "/usr/share/keyrings/debian-archive-keyring.gpg",
+    ),
 ];
 
 pub const BPF_LINKER_VERSION: &str = "0.10.4";
@@ -42,7 +45,10 @@ pub fn setup() -> Result<()> {
                 missing.join(" ")
             );
         }
-        say(format!("setup: installing Debian packages: {}", missing.join(" ")));
+        say(format!(
+            "setup: installing Debian packages: {}",
+            missing.join(" ")
+        ));
         let log = log_path("apt-install.log")?;
         let install = |log: &std::path::Path| {
             run_logged(
@@ -62,7 +68,10 @@ pub fn setup() -> Result<()> {
                 &log_path("apt-update.log")?,
             )?;
             install(&log).with_context(|| {
-                format!("setup: cannot install Debian packages {}", missing.join(" "))
+                format!(
+                    "setup: cannot install Debian packages {}",
+                    missing.join(" ")
+                )
             })?;
         }
     }
@@ -107,7 +116,10 @@ fn nightly_has_rust_src() -> Result<bool> {
     if !out.status.success() {
         bail!(
             "setup: the nightly toolchain is missing (needed for the BPF build): {}",
-            String::from_utf8_lossy(&out.stderr).lines().next().unwrap_or("")
+            String::from_utf8_lossy(&out.stderr)
+                .lines()
+                .next()
+                .unwrap_or("")
         );
     }
     Ok(String::from_utf8_lossy(&out.stdout)

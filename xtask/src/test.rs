@@ -55,16 +55,32 @@ pub fn test(filter: Option<&str>, vm_only: bool, opts: &VmOpts) -> Result<i32> {
         }
     };
     if !vm_only {
-        step("cargo fmt", cmd("cargo").args(["fmt", "--all", "--", "--check"]));
+        step(
+            "cargo fmt",
+            cmd("cargo").args(["fmt", "--all", "--", "--check"]),
+        );
         if root.join("ublk-ebpf/Cargo.toml").exists() {
             step(
                 "cargo fmt ublk-ebpf",
-                cmd("cargo").args(["fmt", "--manifest-path", "ublk-ebpf/Cargo.toml", "--", "--check"]),
+                cmd("cargo").args([
+                    "fmt",
+                    "--manifest-path",
+                    "ublk-ebpf/Cargo.toml",
+                    "--",
+                    "--check",
+                ]),
             );
         }
         step(
             "cargo clippy",
-            cmd("cargo").args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]),
+            cmd("cargo").args([
+                "clippy",
+                "--workspace",
+                "--all-targets",
+                "--",
+                "-D",
+                "warnings",
+            ]),
         );
         step("unit tests", cmd("cargo").args(["test", "--workspace"]));
         checkpatch(&mut failed_steps)?;
@@ -102,14 +118,21 @@ pub fn test(filter: Option<&str>, vm_only: bool, opts: &VmOpts) -> Result<i32> {
             if group.is_empty() {
                 continue;
             }
-            say(format!("test: {} VM tests on the {} kernel", group.len(), f.name()));
+            say(format!(
+                "test: {} VM tests on the {} kernel",
+                group.len(),
+                f.name()
+            ));
             let mut script = String::from("sh tests/vm/run.sh /xtask/results");
             for t in &group {
                 script.push(' ');
                 script.push_str(&t.path.strip_prefix(&root)?.to_string_lossy());
             }
             script.push('\n');
-            let o = VmOpts { flavor: *f, ..opts.clone() };
+            let o = VmOpts {
+                flavor: *f,
+                ..opts.clone()
+            };
             match vm::run_script(&o, &script) {
                 Ok(r) => {
                     let text = fs::read_to_string(r.dir.join("results")).unwrap_or_default();
@@ -120,7 +143,10 @@ pub fn test(filter: Option<&str>, vm_only: bool, opts: &VmOpts) -> Result<i32> {
                         let (verdict, secs) = match line {
                             Some(l) => {
                                 let mut it = l.split_whitespace();
-                                (it.next().unwrap_or("FAIL").to_string(), it.nth(1).unwrap_or("?").to_string())
+                                (
+                                    it.next().unwrap_or("FAIL").to_string(),
+                                    it.nth(1).unwrap_or("?").to_string(),
+                                )
                             }
                             None => ("FAIL".into(), "not run (VM stopped early)".into()),
                         };
@@ -130,7 +156,10 @@ pub fn test(filter: Option<&str>, vm_only: bool, opts: &VmOpts) -> Result<i32> {
                         .unwrap_or_default()
                         .contains("Kernel panic")
                     {
-                        say(format!("test: the kernel panicked; console log: {}", r.console.display()));
+                        say(format!(
+                            "test: the kernel panicked; console log: {}",
+                            r.console.display()
+                        ));
                     }
                 }
                 Err(e) => {
@@ -143,14 +172,22 @@ pub fn test(filter: Option<&str>, vm_only: bool, opts: &VmOpts) -> Result<i32> {
         }
     } else {
         for t in &tests {
-            results.push((t.name.clone(), "FAIL".into(), "not run: build failed".into()));
+            results.push((
+                t.name.clone(),
+                "FAIL".into(),
+                "not run: build failed".into(),
+            ));
         }
     }
 
     println!();
     println!("VM tests:");
     for (name, verdict, secs) in &results {
-        let detail = if secs.parse::<u64>().is_ok() { format!("{secs}s") } else { secs.clone() };
+        let detail = if secs.parse::<u64>().is_ok() {
+            format!("{secs}s")
+        } else {
+            secs.clone()
+        };
         println!("  {verdict:<4} {name} ({detail})");
     }
     let passed = results.iter().filter(|r| r.1 == "PASS").count();
@@ -163,7 +200,11 @@ pub fn test(filter: Option<&str>, vm_only: bool, opts: &VmOpts) -> Result<i32> {
         println!("{skipped} skipped");
     }
     println!("{passed} passed, {failed} failed");
-    Ok(if failed == 0 && failed_steps.is_empty() { 0 } else { 1 })
+    Ok(if failed == 0 && failed_steps.is_empty() {
+        0
+    } else {
+        1
+    })
 }
 
 /// scripts/checkpatch.pl --strict on every patch in the series.
@@ -183,7 +224,10 @@ fn checkpatch(failed: &mut Vec<String>) -> Result<()> {
             .output()?;
         if !out.status.success() {
             let text = String::from_utf8_lossy(&out.stdout);
-            say(format!("test: checkpatch: {}:", p.file_name().unwrap().to_string_lossy()));
+            say(format!(
+                "test: checkpatch: {}:",
+                p.file_name().unwrap().to_string_lossy()
+            ));
             for l in text.lines().take(20) {
                 eprintln!("    {l}");
             }
@@ -191,7 +235,10 @@ fn checkpatch(failed: &mut Vec<String>) -> Result<()> {
         }
     }
     if bad.is_empty() {
-        say(format!("test: checkpatch --strict: ok ({} patches)", patches.len()));
+        say(format!(
+            "test: checkpatch --strict: ok ({} patches)",
+            patches.len()
+        ));
     } else {
         failed.push(format!("checkpatch ({})", bad.join(", ")));
     }

@@ -86,7 +86,11 @@ pub fn run_logged(what: &str, c: &mut Command, log: &Path) -> Result<()> {
 /// looks like an error, else the last non-empty line.
 pub fn last_error_line(log: &Path) -> String {
     let text = fs::read_to_string(log).unwrap_or_default();
-    let lines: Vec<&str> = text.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+    let lines: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
     lines
         .iter()
         .find(|l| {

@@ -67,7 +67,10 @@ fn initramfs(opts: &VmOpts) -> Result<PathBuf> {
     let cache = cache_dir()?;
     let root = root();
     let init = include_str!("guest-init.sh")
-        .replace("@ROOT@", root.to_str().context("project path is not UTF-8")?)
+        .replace(
+            "@ROOT@",
+            root.to_str().context("project path is not UTF-8")?,
+        )
         .replace("@ROOT_TAG@", "project")
         .replace("@TMP_SIZE@", &opts.tmp_size);
     let mut files: BTreeSet<PathBuf> = BTreeSet::new();
@@ -82,12 +85,19 @@ fn initramfs(opts: &VmOpts) -> Result<PathBuf> {
         }
     }
     let mut key = Fnv::default();
+    // Bump when the staging code below changes what goes into the image.
+    key.add(b"layout-2");
     key.add(init.as_bytes());
     for f in &files {
         let m = fs::metadata(f)?;
         key.add(f.as_os_str().as_encoded_bytes());
         key.add(&m.len().to_le_bytes());
-        key.add(&m.modified()?.duration_since(std::time::UNIX_EPOCH)?.as_secs().to_le_bytes());
+        key.add(
+            &m.modified()?
+                .duration_since(std::time::UNIX_EPOCH)?
+                .as_secs()
+                .to_le_bytes(),
+        );
     }
     let out = cache.join(format!("initramfs/{}.cpio.gz", key.hex()));
     if out.is_file() {
@@ -96,10 +106,13 @@ fn initramfs(opts: &VmOpts) -> Result<PathBuf> {
     say("vm: building the initramfs (busybox, fio, e2fsprogs, util-linux)");
     let stage = cache.join("initramfs/stage");
     let _ = fs::remove_dir_all(&stage);
-    for d in ["bin", "sbin", "usr/bin", "usr/sbin", "lib", "lib64", "etc", "root"] {
+    for d in [
+        "bin", "sbin", "usr/bin", "usr/sbin", "lib", "lib64", "etc", "root",
+    ] {
         fs::create_dir_all(stage.join(d))?;
     }
     fs::copy("/bin/busybox", stage.join("bin/busybox")).context("busybox-static is missing")?;
+    std::os::unix::fs::symlink("busybox", stage.join("bin/sh"))?;
     for f in &files {
         let dst = stage.join(f.strip_prefix("/")?);
         fs::create_dir_all(dst.parent().unwrap())?;
@@ -112,7 +125,10 @@ fn initramfs(opts: &VmOpts) -> Result<PathBuf> {
     }
     fs::write(stage.join("init"), init)?;
     fs::set_permissions(stage.join("init"), fs::Permissions::from_mode(0o755))?;
-    fs::write(stage.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/sh\n")?;
+    fs::write(
+        stage.join("etc/passwd"),
+        "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/sh\n",
+    )?;
     fs::write(stage.join("etc/group"), "root:x:0:\nnogroup:x:65534:\n")?;
     let tmp = out.with_extension("tmp");
     let script = format!(
@@ -120,7 +136,11 @@ fn initramfs(opts: &VmOpts) -> Result<PathBuf> {
         shell_quote(stage.to_str().unwrap()),
         shell_quote(tmp.to_str().unwrap())
     );
-    run_logged("cpio", Command::new("sh").args(["-c", &script]), &log_path("initramfs.log")?)?;
+    run_logged(
+        "cpio",
+        Command::new("sh").args(["-c", &script]),
+        &log_path("initramfs.log")?,
+    )?;
     fs::rename(&tmp, &out)?;
     let _ = fs::remove_dir_all(&stage);
     Ok(out)
@@ -159,7 +179,11 @@ fn choose_accel(opts: &VmOpts, kernel: &Path, initrd: &Path) -> Result<Accel> {
     if let Ok(s) = fs::read_to_string(&stamp) {
         if let Some((id, verdict)) = s.split_once(' ') {
             if id == boot_id.trim() {
-                return Ok(if verdict.trim() == "kvm" { Accel::Kvm } else { Accel::Tcg });
+                return Ok(if verdict.trim() == "kvm" {
+                    Accel::Kvm
+                } else {
+                    Accel::Tcg
+                });
             }
         }
     }
@@ -173,7 +197,10 @@ fn choose_accel(opts: &VmOpts, kernel: &Path, initrd: &Path) -> Result<Accel> {
     let ok = matches!(boot(&probe, kernel, initrd, "exit 0", true), Ok(r) if r.status == 0);
     let verdict = if ok { "kvm" } else { "tcg" };
     fs::write(&stamp, format!("{} {verdict}", boot_id.trim()))?;
-    say(format!("vm: KVM {}; using {verdict}", if ok { "works" } else { "hangs guests" }));
+    say(format!(
+        "vm: KVM {}; using {verdict}",
+        if ok { "works" } else { "hangs guests" }
+    ));
     Ok(if ok { Accel::Kvm } else { Accel::Tcg })
 }
 
@@ -185,11 +212,20 @@ pub fn run_script(opts: &VmOpts, script: &str) -> Result<VmResult> {
         initramfs(opts)?
     };
     let accel = choose_accel(opts, &k.image, &initrd)?;
-    let opts = VmOpts { accel, ..opts.clone() };
+    let opts = VmOpts {
+        accel,
+        ..opts.clone()
+    };
     boot(&opts, &k.image, &initrd, script, false)
 }
 
-fn boot(opts: &VmOpts, kernel: &Path, initrd: &Path, script: &str, quiet: bool) -> Result<VmResult> {
+fn boot(
+    opts: &VmOpts,
+    kernel: &Path,
+    initrd: &Path,
+    script: &str,
+    quiet: bool,
+) -> Result<VmResult> {
     let qemu = which("qemu-system-x86_64").context("qemu-system-x86_64 is not installed")?;
     let runs = cache_dir()?.join("runs");
     fs::create_dir_all(&runs)?;
@@ -205,7 +241,14 @@ fn boot(opts: &VmOpts, kernel: &Path, initrd: &Path, script: &str, quiet: bool) 
     let mut c = Command::new(qemu);
     c.args(["-accel", accel, "-cpu", "max", "-machine", "q35"])
         .args(["-smp", &opts.cpus.to_string(), "-m", &opts.mem])
-        .args(["-nodefaults", "-display", "none", "-no-reboot", "-monitor", "none"])
+        .args([
+            "-nodefaults",
+            "-display",
+            "none",
+            "-no-reboot",
+            "-monitor",
+            "none",
+        ])
         .arg("-kernel")
         .arg(kernel)
         .arg("-initrd")
@@ -226,7 +269,12 @@ fn boot(opts: &VmOpts, kernel: &Path, initrd: &Path, script: &str, quiet: bool) 
             "local,path={},mount_tag=project,security_model=none,id=project",
             root.display()
         ))
-        .args(["-device", "virtio-serial-pci", "-chardev", "stdio,id=out,signal=off"])
+        .args([
+            "-device",
+            "virtio-serial-pci",
+            "-chardev",
+            "stdio,id=out,signal=off",
+        ])
         .args(["-device", "virtconsole,chardev=out"])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -263,7 +311,11 @@ fn boot(opts: &VmOpts, kernel: &Path, initrd: &Path, script: &str, quiet: bool) 
         if !booted && dir.join("booted").exists() {
             booted = true;
         }
-        let limit = if booted { opts.timeout } else { opts.boot_timeout.min(opts.timeout) };
+        let limit = if booted {
+            opts.timeout
+        } else {
+            opts.boot_timeout.min(opts.timeout)
+        };
         if start.elapsed() > limit {
             let _ = child.kill();
             let _ = child.wait();
@@ -311,7 +363,11 @@ fn boot(opts: &VmOpts, kernel: &Path, initrd: &Path, script: &str, quiet: bool) 
             );
         }
     };
-    Ok(VmResult { status, console, dir })
+    Ok(VmResult {
+        status,
+        console,
+        dir,
+    })
 }
 
 fn last_line(p: &Path) -> String {
@@ -340,8 +396,12 @@ pub fn command_script(argv: &[String]) -> String {
 
 /// Remove run directories older than a day (they hold console logs).
 pub fn prune_runs() {
-    let Ok(dir) = cache_dir().map(|c| c.join("runs")) else { return };
-    let Ok(entries) = fs::read_dir(dir) else { return };
+    let Ok(dir) = cache_dir().map(|c| c.join("runs")) else {
+        return;
+    };
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
     for e in entries.flatten() {
         let old = e
             .metadata()
