@@ -1,0 +1,112 @@
+#!/bin/sh
+# timeout: 240
+# ublk-user life cycle: features, add/list/del, several devices at once,
+# del --all, signals, --mode bpf fallback, and bad input (one clear line,
+# non-zero exit, no device left behind).
+. tests/vm/lib.sh
+command -v ublk-user >/dev/null || die "ublk-user not on PATH"
+[ -c /dev/ublk-control ] || skip "no /dev/ublk-control"
+T=${TEST_TMP:-/tmp}
+
+ndev() { ls /sys/class/ublk-char 2>/dev/null | wc -l; }
+# expect_fail WHAT WORD CMD...: CMD fails (no panic) with an error line containing WORD.
+expect_fail() {
+  what=$1; word=$2; shift 2
+  before=$(ndev)
+  if "$@" > "$T/out" 2> "$T/err"; then die "$what: succeeded unexpectedly"; fi
+  grep -q "panicked" "$T/err" && die "$what: panicked: $(cat "$T/err")"
+  grep -qi -- "$word" "$T/err" || die "$what: error does not mention '$word': $(cat "$T/err")"
+  [ "$(ndev)" = "$before" ] || die "$what: left a device behind"
+  log "ok: $what -> $(head -n 1 "$T/err")"
+}
+
+log "features"
+ublk-user features > "$T/f" || die "features failed"
+cat "$T/f"
+grep -qw auto_buf_reg "$T/f" || die "features: no auto_buf_reg"
+ublk-user features --json | grep -q '"names"' || die "features --json"
+
+log "add null + list"
+d0=$(ublk-user add null --size 64M) || die "add null failed"
+[ -b "$d0" ] || die "add null: $d0 is not a block device"
+[ "$(blockdev --getsize64 "$d0" 2>/dev/null || cat /sys/block/$(basename "$d0")/size)" ] || true
+sz=$(cat /sys/block/$(basename "$d0")/size)
+[ "$sz" = $((64 * 2048)) ] || die "null size: $sz sectors, want $((64 * 2048))"
+ublk-user list > "$T/l" || die "list failed"; cat "$T/l"
+grep -q "live *null" "$T/l" || die "list: no live null device"
+ublk-user list --json > "$T/j" || die "list --json failed"; cat "$T/j"
+grep -q '"target":"null"' "$T/j" || die "list --json: no null target"
+grep -q '"mode":"copy"' "$T/j" || die "list --json: no effective mode"
+
+log "several devices at once"
+truncate -s 32M "$T/a.img" "$T/b.img"
+d1=$(ublk-user add loop --file "$T/a.img" --mode copy --queues 2 --depth 64) || die "add loop copy"
+d2=$(ublk-user add loop --file "$T/b.img" --mode zc) || die "add loop zc"
+d3=$(ublk-user add null --size 1G --mode zc --id 7) || die "add null --id 7"
+[ "$d3" = /dev/ublkb7 ] || die "--id 7 gave $d3"
+for d in $d1 $d2 $d3; do
+  dd if=/dev/zero of="$d" bs=64k count=16 oflag=direct 2>/dev/null || die "write to $d"
+  dd if="$d" of=/dev/null bs=64k count=16 iflag=direct 2>/dev/null || die "read from $d"
+done
+[ "$(ndev)" = 4 ] || die "want 4 devices, have $(ndev)"
+ublk-user list
+ublk-user list --json | grep -q "\"backing\":\"$T/a.img\"" || die "list: backing path missing"
+ublk-user list --json | grep -q '"mode_requested":"zc","mode":"zc"' || die "list: zc mode missing"
+
+expect_fail "duplicate --id" "exists" ublk-user add null --size 16M --id 7
+
+log "del --id"
+id1=${d1#/dev/ublkb}
+ublk-user del --id "$id1" || die "del --id $id1"
+[ -e "$d1" ] && die "$d1 still exists after del"
+[ -e /sys/class/ublk-char/ublkc$id1 ] && die "ublkc$id1 still exists after del"
+expect_fail "del of a missing id" "no ublk device" ublk-user del --id "$id1"
+
+log "SIGTERM / SIGINT stop the server and remove the device"
+id2=${d2#/dev/ublkb}
+pid=$(ublk-user list --json | tr '{' '\n' | grep "\"id\":$id2," | sed 's/.*"pid":\([0-9]*\).*/\1/')
+[ -n "$pid" ] || die "no pid for device $id2"
+kill -TERM "$pid"
+i=0; while [ -e "$d2" ] || kill -0 "$pid" 2>/dev/null; do i=$((i+1)); [ $i -gt 300 ] && die "SIGTERM: $d2 still there"; sleep 0.1; done
+d4=$(ublk-user add null --size 16M) || die "add null"
+id4=${d4#/dev/ublkb}
+pid=$(ublk-user list --json | tr '{' '\n' | grep "\"id\":$id4," | sed 's/.*"pid":\([0-9]*\).*/\1/')
+kill -INT "$pid"
+i=0; while [ -e "$d4" ] || kill -0 "$pid" 2>/dev/null; do i=$((i+1)); [ $i -gt 300 ] && die "SIGINT: $d4 still there"; sleep 0.1; done
+
+log "--mode bpf"
+if has_feature bpf; then
+  log "kernel has UBLK_F_BPF: fallback checks skipped"
+else
+  d5=$(ublk-user add null --size 16M --mode bpf 2> "$T/err") || die "bpf fallback failed: $(cat "$T/err")"
+  grep -qi "bpf" "$T/err" || die "bpf fallback printed no reason"
+  log "fallback: $(cat "$T/err")"
+  ublk-user list --json | grep -q '"mode_requested":"bpf","mode":"copy"' || die "list: bpf->copy fallback not shown"
+  expect_fail "--mode bpf --no-fallback" "UBLK_F_BPF" ublk-user add null --size 16M --mode bpf --no-fallback
+fi
+
+log "del --all"
+ublk-user del --all || die "del --all"
+[ "$(ndev)" = 0 ] || die "devices left after del --all: $(ls /sys/class/ublk-char)"
+ls /dev/ublkb* 2>/dev/null && die "block devices left after del --all"
+ublk-user list | grep -q live && die "list shows devices after del --all"
+ublk-user del --all || die "del --all with nothing to delete"
+
+log "bad input"
+expect_fail "missing file" "$T/nope.img" ublk-user add loop --file "$T/nope.img"
+: > "$T/empty.img"
+expect_fail "empty file" "empty" ublk-user add loop --file "$T/empty.img"
+expect_fail "zero size" "zero" ublk-user add null --size 0
+expect_fail "bad size" "invalid size" ublk-user add null --size 12X
+expect_fail "depth 0" "depth" ublk-user add null --size 16M --depth 0
+expect_fail "depth 5000" "depth" ublk-user add null --size 16M --depth 5000
+expect_fail "queues 0" "queues" ublk-user add null --size 16M --queues 0
+expect_fail "unknown mode" "mode" ublk-user add null --size 16M --mode turbo
+expect_fail "directory as file" "neither" ublk-user add loop --file "$T"
+if command -v su >/dev/null && su nobody -s /bin/sh -c true 2>/dev/null; then
+  expect_fail "not root" "root" su nobody -s /bin/sh -c "$(command -v ublk-user) add null --size 16M"
+else
+  log "(no su: non-root check skipped)"
+fi
+[ "$(ndev)" = 0 ] || die "bad input left devices behind"
+log "PASS"
