@@ -120,9 +120,7 @@ fn initramfs(opts: &VmOpts) -> Result<PathBuf> {
     }
     // Debian's /bin, /sbin and /lib are symlinks into /usr; the guest has
     // real directories, so resolve the common aliases.
-    for (alias, target) in [("usr/lib64", "../lib64")] {
-        let _ = std::os::unix::fs::symlink(target, stage.join(alias));
-    }
+    let _ = std::os::unix::fs::symlink("../lib64", stage.join("usr/lib64"));
     fs::write(stage.join("init"), init)?;
     fs::set_permissions(stage.join("init"), fs::Permissions::from_mode(0o755))?;
     fs::write(
