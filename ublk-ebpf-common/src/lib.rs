@@ -169,6 +169,85 @@ pub mod user_data {
     }
 }
 
+/// Names of the objects in the BPF program that the loader looks up. The
+/// program and the loader both use these, so a rename breaks the build, not
+/// the load.
+pub mod names {
+    /// The program's function (symbol) name.
+    pub const PROGRAM: &str = "ublk_serve";
+    /// The ELF section the program lives in. aya-obj only parses known
+    /// section prefixes, so the program sits in a `socket/` section; the
+    /// loader ignores the implied type and loads it as `BPF_PROG_TYPE_UBLK`.
+    pub const SECTION: &str = "socket/ublk_serve";
+    /// `Array<QueueTarget>`, indexed by queue id.
+    pub const QUEUES_MAP: &str = "UBLK_QUEUES";
+    /// `PerCpuArray<u64>` with [`crate::stat::COUNT`] entries.
+    pub const STATS_MAP: &str = "UBLK_STATS";
+    /// `.rodata` `u8`: non-zero enables the program's aya-log records.
+    pub const LOG_GLOBAL: &str = "UBLK_BPF_LOG";
+}
+
+/// Entries in `UBLK_QUEUES` (the highest queue id the program serves + 1).
+pub const MAX_QUEUES: u32 = 64;
+
+/// A request as the program sees it: the fields of [`UblkBpfCtx`] it reads.
+#[derive(Clone, Copy, Default)]
+#[cfg_attr(feature = "user", derive(Debug, PartialEq, Eq))]
+pub struct Request {
+    pub start_sector: u64,
+    pub nr_sectors: u32,
+    pub q_id: u16,
+    pub tag: u16,
+    pub op: u8,
+}
+
+/// What the program does with a request; pure, so it is unit-tested on the
+/// host and reused verbatim by the BPF program.
+#[derive(Clone, Copy)]
+#[cfg_attr(feature = "user", derive(Debug))]
+pub enum Plan {
+    /// Queue this SQE with `bpf_ublk_queue_sqe` on `ring_fd`; on success
+    /// return [`UBLK_BPF_REDIRECT`], counting `bytes`.
+    Redirect { sqe: IoUringSqe, ring_fd: i32, bytes: u64 },
+    /// Return [`UBLK_BPF_PASS`] and bump the given [`stat`] counter.
+    Pass(u32),
+}
+
+/// Decides how to serve `req` given its queue's map entry (`None` when the
+/// lookup failed).
+#[inline(always)]
+pub fn plan(req: &Request, target: Option<&QueueTarget>) -> Plan {
+    let opcode = match req.op {
+        op::READ => IORING_OP_READ,
+        op::WRITE => IORING_OP_WRITE,
+        _ => return Plan::Pass(stat::PASS_OP),
+    };
+    let t = match target {
+        Some(t) if t.valid != 0 => t,
+        _ => return Plan::Pass(stat::PASS_NO_TARGET),
+    };
+    let len = req.nr_sectors.wrapping_shl(9);
+    let sqe = IoUringSqe {
+        opcode,
+        fd: t.backing_fd,
+        off: t.backing_offset.wrapping_add(req.start_sector.wrapping_shl(9)),
+        addr: 0,
+        len,
+        user_data: user_data::encode(user_data::KIND_BPF, req.op, req.tag, req.q_id as u32),
+        // Spelled out (not `..Default::default()`) so the BPF build stores
+        // each field instead of calling a `memset` subprogram.
+        flags: 0,
+        ioprio: 0,
+        rw_flags: 0,
+        buf_index: 0,
+        personality: 0,
+        splice_fd_in: 0,
+        addr3: 0,
+        pad2: 0,
+    };
+    Plan::Redirect { sqe, ring_fd: t.ring_fd, bytes: len as u64 }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -198,5 +277,47 @@ mod tests {
         assert_eq!(user_data::op(ud), op::WRITE);
         assert_eq!(user_data::tag(ud), 0xbeef);
         assert_eq!(user_data::extra(ud), 0xdead_0001);
+    }
+
+    fn target() -> QueueTarget {
+        QueueTarget { ring_fd: 7, backing_fd: 9, backing_offset: 4096, valid: 1, reserved: 0 }
+    }
+
+    #[test]
+    fn plan_read_write() {
+        for (o, opc) in [(op::READ, IORING_OP_READ), (op::WRITE, IORING_OP_WRITE)] {
+            let req = Request { start_sector: 8, nr_sectors: 16, q_id: 3, tag: 42, op: o };
+            match plan(&req, Some(&target())) {
+                Plan::Redirect { sqe, ring_fd, bytes } => {
+                    assert_eq!(ring_fd, 7);
+                    assert_eq!(bytes, 8192);
+                    assert_eq!(sqe.opcode, opc);
+                    assert_eq!(sqe.fd, 9);
+                    assert_eq!(sqe.off, 4096 + 8 * 512);
+                    assert_eq!(sqe.addr, 0);
+                    assert_eq!(sqe.len, 8192);
+                    assert_eq!(sqe.flags, 0);
+                    assert_eq!(sqe.rw_flags, 0);
+                    assert_eq!(sqe.buf_index, 0);
+                    assert_eq!(user_data::kind(sqe.user_data), user_data::KIND_BPF);
+                    assert_eq!(user_data::op(sqe.user_data), o);
+                    assert_eq!(user_data::tag(sqe.user_data), 42);
+                    assert_eq!(user_data::extra(sqe.user_data), 3);
+                }
+                Plan::Pass(_) => panic!("op {o} should redirect"),
+            }
+        }
+    }
+
+    #[test]
+    fn plan_pass() {
+        let mut req = Request { start_sector: 0, nr_sectors: 8, q_id: 0, tag: 0, op: op::READ };
+        assert!(matches!(plan(&req, None), Plan::Pass(stat::PASS_NO_TARGET)));
+        let invalid = QueueTarget { valid: 0, ..target() };
+        assert!(matches!(plan(&req, Some(&invalid)), Plan::Pass(stat::PASS_NO_TARGET)));
+        for o in [op::FLUSH, op::DISCARD, op::WRITE_SAME, op::WRITE_ZEROES, 200] {
+            req.op = o;
+            assert!(matches!(plan(&req, Some(&target())), Plan::Pass(stat::PASS_OP)));
+        }
     }
 }
