@@ -1,1 +1,491 @@
-//! BPF loader (placeholder; owned by the BPF loader work).
+//! Loader for the ublk BPF program (`ublk-ebpf/`, `BPF_PROG_TYPE_UBLK`).
+//!
+//! aya 0.14 has no program type for ublk and rejects unknown section names,
+//! so loading is a hybrid (see `/work/shared/reference/environment.md`):
+//!
+//! 1. the program sits in a `socket/` section, which aya parses;
+//! 2. [`aya::EbpfLoader`] creates the maps (`UBLK_QUEUES`, `UBLK_STATS`,
+//!    `AYA_LOGS`, `.rodata` with `UBLK_BPF_LOG` patched in) without loading
+//!    any program;
+//! 3. [`aya_obj::Object::parse`] parses the same bytes again, and
+//!    `relocate_maps` / `relocate_calls` patch in the fds of the maps aya
+//!    created;
+//! 4. a raw `BPF_PROG_LOAD` ([`sys::prog_load`]) loads the instructions with
+//!    program type [`BPF_PROG_TYPE_UBLK`] (33), license "GPL" (from the
+//!    object), verifier log level 1. A failure carries the full verifier log.
+//!
+//! # Use from the server (`--mode bpf`)
+//!
+//! ```no_run
+//! # fn f(dev: &mut ublk_user::Device) -> anyhow::Result<()> {
+//! use std::sync::Arc;
+//! use ublk_user::bpf::{BpfProgram, LoadOptions};
+//! let prog = Arc::new(BpfProgram::load_embedded(LoadOptions { log: false, ..Default::default() })?);
+//! dev.set_bpf_hook(prog.clone().hook()); // fills UBLK_QUEUES, REG/UNREG_BPF_PROG
+//! // ... dev.start() ...; later:
+//! let s = prog.stats()?;
+//! println!("redirected {} requests, {} bytes", s.redirected(), s.redirected_bytes());
+//! # Ok(()) }
+//! ```
+//!
+//! Another process (`ublk-user list`) reads the counters with
+//! [`stats_by_map_id`] and the id the server recorded from
+//! [`BpfProgram::stats_map_id`].
+
+mod sys;
+
+use std::collections::HashSet;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+use anyhow::{anyhow, bail, Context, Result};
+use aya::maps::{Array, Map, MapData, PerCpuArray};
+use aya::EbpfLoader;
+use ublk_ebpf_common::{names, stat, QueueTarget, BPF_PROG_TYPE_UBLK, MAX_QUEUES};
+
+use crate::ctrl::Control;
+use crate::device::{BpfHook, QueueHookInfo};
+
+pub use sys::LoadError;
+
+/// `BPF_F_SLEEPABLE` (`prog_flags`).
+const BPF_F_SLEEPABLE: u32 = 1 << 4;
+
+/// How to load the program.
+#[derive(Clone, Copy, Debug)]
+pub struct LoadOptions {
+    /// Enable the program's aya-log records and print them to stderr from a
+    /// background thread (`--bpf-log`).
+    pub log: bool,
+    /// Program type; [`BPF_PROG_TYPE_UBLK`] except in host tests, which load
+    /// as a known type to exercise the verifier on a stock kernel.
+    pub prog_type: u32,
+    /// Load with `BPF_F_SLEEPABLE`.
+    pub sleepable: bool,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        Self {
+            log: false,
+            prog_type: BPF_PROG_TYPE_UBLK,
+            sleepable: false,
+        }
+    }
+}
+
+/// The program's per-CPU counters, summed over CPUs; indexed by
+/// [`ublk_ebpf_common::stat`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Stats(pub [u64; stat::COUNT as usize]);
+
+impl Stats {
+    pub fn get(&self, idx: u32) -> u64 {
+        self.0[idx as usize]
+    }
+    /// Requests the program redirected (served zero-copy by the kernel).
+    pub fn redirected(&self) -> u64 {
+        self.get(stat::REDIRECTED)
+    }
+    pub fn redirected_bytes(&self) -> u64 {
+        self.get(stat::REDIRECTED_BYTES)
+    }
+    /// Requests the program passed to the server, for any reason.
+    pub fn passed(&self) -> u64 {
+        self.get(stat::PASS_OP) + self.get(stat::PASS_NO_TARGET) + self.get(stat::PASS_HELPER_ERR)
+    }
+    /// JSON object fields (no braces): `"bpf_redirected":N,...`, for
+    /// `ublk-user list --json`.
+    pub fn json_fields(&self) -> String {
+        format!(
+            "\"bpf_redirected\":{},\"bpf_redirected_bytes\":{},\"bpf_passed\":{},\"bpf_pass_op\":{},\"bpf_pass_no_target\":{},\"bpf_pass_helper_err\":{}",
+            self.redirected(),
+            self.redirected_bytes(),
+            self.passed(),
+            self.get(stat::PASS_OP),
+            self.get(stat::PASS_NO_TARGET),
+            self.get(stat::PASS_HELPER_ERR)
+        )
+    }
+}
+
+/// `QueueTarget` as an aya map value.
+#[repr(transparent)]
+#[derive(Clone, Copy)]
+struct QueueValue(QueueTarget);
+// SAFETY: `QueueTarget` is `repr(C)`, `Copy`, has no padding (4+4+8+4+4
+// bytes) and every bit pattern is valid.
+unsafe impl aya::Pod for QueueValue {}
+
+/// A loaded ublk BPF program and its maps. `Send + Sync`: share it with
+/// `Arc` between the device (its [`BpfHook`]) and whoever reads stats.
+pub struct BpfProgram {
+    prog: OwnedFd,
+    id: u32,
+    verifier_log: String,
+    queues: Mutex<Array<MapData, QueueValue>>,
+    stats: PerCpuArray<MapData, u64>,
+    stats_map_id: u32,
+    log_thread: Option<LogThread>,
+    // Keeps the remaining maps (.rodata) open for the program's lifetime;
+    // the kernel holds its own references too, so this is belt and braces.
+    _ebpf: Mutex<aya::Ebpf>,
+}
+
+impl BpfProgram {
+    /// Loads the object embedded at build time ([`embedded_object`]).
+    pub fn load_embedded(opts: LoadOptions) -> Result<Self> {
+        let obj = embedded_object().ok_or_else(|| {
+            anyhow!("this ublk-user was built without the BPF program (run `cargo xtask build-ebpf`, then rebuild)")
+        })?;
+        Self::load(obj, opts)
+    }
+
+    /// Loads `object` (the ELF built from `ublk-ebpf/`).
+    pub fn load(object: &[u8], opts: LoadOptions) -> Result<Self> {
+        Self::load_patched(object, opts, |_| {})
+    }
+
+    /// [`Self::load`], with a hook on the final instructions (tests swap
+    /// helper 212 for one a stock kernel offers, to verify the whole program).
+    fn load_patched(
+        object: &[u8],
+        opts: LoadOptions,
+        patch: impl FnOnce(&mut Vec<aya_obj::generated::bpf_insn>),
+    ) -> Result<Self> {
+        let log_flag = u8::from(opts.log);
+        // 1. Maps, with UBLK_BPF_LOG patched into .rodata.
+        let mut ebpf = EbpfLoader::new()
+            .btf(None)
+            .override_global(names::LOG_GLOBAL, &log_flag, true)
+            .load(object)
+            .context("creating the BPF program's maps (aya)")?;
+
+        // 2. Relocate a second parse of the same bytes against those maps.
+        let mut obj = aya_obj::Object::parse(object).context("parsing the BPF object")?;
+        let mut fds = Vec::new();
+        for name in obj.maps.keys() {
+            let map = ebpf
+                .map(name)
+                .ok_or_else(|| anyhow!("aya did not create map {name}"))?;
+            fds.push((
+                name.clone(),
+                map_fd(map).ok_or_else(|| anyhow!("map {name}: unexpected map kind"))?,
+            ));
+        }
+        let text_sections: HashSet<usize> = obj.functions.keys().map(|(s, _)| *s).collect();
+        let maps = obj.maps.clone();
+        obj.relocate_maps(
+            fds.iter()
+                .map(|(name, fd)| (name.as_str(), *fd, &maps[name])),
+            &text_sections,
+        )
+        .context("relocating map references")?;
+        obj.relocate_calls(&text_sections)
+            .context("relocating calls")?;
+        let program = obj
+            .programs
+            .get(names::PROGRAM)
+            .ok_or_else(|| anyhow!("the object has no program {}", names::PROGRAM))?;
+        let mut function = obj
+            .functions
+            .get(&program.function_key())
+            .ok_or_else(|| anyhow!("the object has no code for {}", names::PROGRAM))?
+            .clone();
+        patch(&mut function.instructions);
+
+        // 3. Load with our program type. The map fds in `ebpf` stay open
+        //    until after this call.
+        let flags = if opts.sleepable { BPF_F_SLEEPABLE } else { 0 };
+        let (prog, verifier_log) = sys::prog_load(
+            opts.prog_type,
+            names::PROGRAM,
+            &function.instructions,
+            &program.license,
+            flags,
+        )
+        .map_err(|e| {
+            anyhow!(
+                "BPF_PROG_LOAD (type {}, {} insns) failed: {}\n--- verifier log ---\n{}",
+                opts.prog_type,
+                function.instructions.len(),
+                e.errno,
+                if e.log.is_empty() {
+                    "(empty)"
+                } else {
+                    e.log.trim_end()
+                }
+            )
+        })?;
+        let id = sys::prog_id(prog.as_raw_fd()).context("BPF_OBJ_GET_INFO_BY_FD")?;
+
+        // 4. Typed handles on the maps we use; the logger takes AYA_LOGS.
+        let stats_map_id = ebpf
+            .map(names::STATS_MAP)
+            .and_then(map_data)
+            .ok_or_else(|| anyhow!("no map {}", names::STATS_MAP))?
+            .info()
+            .context("BPF map info")?
+            .id();
+        let queues: Array<MapData, QueueValue> = ebpf
+            .take_map(names::QUEUES_MAP)
+            .ok_or_else(|| anyhow!("no map {}", names::QUEUES_MAP))?
+            .try_into()
+            .with_context(|| format!("map {}", names::QUEUES_MAP))?;
+        let stats: PerCpuArray<MapData, u64> = ebpf
+            .take_map(names::STATS_MAP)
+            .ok_or_else(|| anyhow!("no map {}", names::STATS_MAP))?
+            .try_into()
+            .with_context(|| format!("map {}", names::STATS_MAP))?;
+        let log_thread = if opts.log {
+            let logger = aya_log::EbpfLogger::init_with_logger(&mut ebpf, StderrLog)
+                .context("starting the BPF logger")?;
+            Some(LogThread::spawn(logger)?)
+        } else {
+            None
+        };
+        Ok(Self {
+            prog,
+            id,
+            verifier_log,
+            queues: Mutex::new(queues),
+            stats,
+            stats_map_id,
+            log_thread,
+            _ebpf: Mutex::new(ebpf),
+        })
+    }
+
+    /// The program fd, for `UBLK_CMD_REG_BPF_PROG` (`data[0]`).
+    pub fn prog_fd(&self) -> BorrowedFd<'_> {
+        self.prog.as_fd()
+    }
+
+    /// The kernel's program id (`bpftool prog show id N`).
+    pub fn prog_id(&self) -> u32 {
+        self.id
+    }
+
+    /// The verifier log of the successful load (statistics at level 1).
+    pub fn verifier_log(&self) -> &str {
+        &self.verifier_log
+    }
+
+    /// Fills queue `q_id`'s entry in `UBLK_QUEUES` (sets `valid`).
+    pub fn set_queue(&self, q_id: u16, t: QueueTarget) -> Result<()> {
+        if u32::from(q_id) >= MAX_QUEUES {
+            bail!("queue {q_id}: the BPF program serves queues 0..{MAX_QUEUES}");
+        }
+        let t = QueueTarget { valid: 1, ..t };
+        self.queues
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .set(u32::from(q_id), QueueValue(t), 0)
+            .with_context(|| format!("updating {}[{q_id}]", names::QUEUES_MAP))
+    }
+
+    /// Clears queue `q_id`'s entry: the program passes its requests.
+    pub fn clear_queue(&self, q_id: u16) -> Result<()> {
+        if u32::from(q_id) >= MAX_QUEUES {
+            return Ok(());
+        }
+        self.queues
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .set(u32::from(q_id), QueueValue(QueueTarget::default()), 0)
+            .with_context(|| format!("clearing {}[{q_id}]", names::QUEUES_MAP))
+    }
+
+    /// The current `UBLK_QUEUES` entry of `q_id`.
+    pub fn queue(&self, q_id: u16) -> Result<QueueTarget> {
+        let v = self
+            .queues
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&u32::from(q_id), 0)
+            .with_context(|| format!("reading {}[{q_id}]", names::QUEUES_MAP))?;
+        Ok(v.0)
+    }
+
+    /// The program's counters, summed over CPUs.
+    pub fn stats(&self) -> Result<Stats> {
+        read_stats(&self.stats)
+    }
+
+    /// The id of `UBLK_STATS`, for [`stats_by_map_id`] in another process.
+    pub fn stats_map_id(&self) -> u32 {
+        self.stats_map_id
+    }
+
+    /// A [`BpfHook`] for [`crate::Device::set_bpf_hook`]: fills
+    /// `UBLK_QUEUES` per queue, registers the program before START_DEV and
+    /// unregisters it on stop.
+    pub fn hook(self: Arc<Self>) -> Box<dyn BpfHook> {
+        Box::new(Hook {
+            prog: self,
+            queues: Vec::new(),
+        })
+    }
+}
+
+impl Drop for BpfProgram {
+    fn drop(&mut self) {
+        if let Some(t) = self.log_thread.take() {
+            t.stop();
+        }
+    }
+}
+
+/// Reads `UBLK_STATS` by map id (e.g. from `ublk-user list`, with the id
+/// the server recorded). Needs CAP_SYS_ADMIN.
+pub fn stats_by_map_id(id: u32) -> Result<Stats> {
+    let data = MapData::from_id(id).with_context(|| format!("opening BPF map id {id}"))?;
+    let map: PerCpuArray<MapData, u64> = Map::PerCpuArray(data)
+        .try_into()
+        .with_context(|| format!("BPF map id {id} is not the stats map"))?;
+    read_stats(&map)
+}
+
+fn read_stats(map: &PerCpuArray<MapData, u64>) -> Result<Stats> {
+    let mut s = Stats::default();
+    for (i, slot) in s.0.iter_mut().enumerate() {
+        let v = map
+            .get(&(i as u32), 0)
+            .with_context(|| format!("reading {}[{i}]", names::STATS_MAP))?;
+        *slot = v.iter().fold(0u64, |a, b| a.wrapping_add(*b));
+    }
+    Ok(s)
+}
+
+/// The `MapData` of any map kind this program uses.
+fn map_data(m: &Map) -> Option<&MapData> {
+    match m {
+        Map::Array(d)
+        | Map::PerCpuArray(d)
+        | Map::RingBuf(d)
+        | Map::HashMap(d)
+        | Map::PerCpuHashMap(d)
+        | Map::Unsupported(d) => Some(d),
+        _ => None,
+    }
+}
+
+fn map_fd(m: &Map) -> Option<RawFd> {
+    map_data(m).map(|d| d.fd().as_fd().as_raw_fd())
+}
+
+struct Hook {
+    prog: Arc<BpfProgram>,
+    queues: Vec<u16>,
+}
+
+impl BpfHook for Hook {
+    fn queue(&mut self, _dev_id: u32, q: &QueueHookInfo) -> Result<()> {
+        let backing_fd = q
+            .backing_fd
+            .ok_or_else(|| anyhow!("--mode bpf needs a target with a backing file (loop)"))?;
+        self.prog.set_queue(
+            q.q_id,
+            QueueTarget {
+                ring_fd: q.ring_fd,
+                backing_fd,
+                backing_offset: q.backing_offset,
+                valid: 1,
+                reserved: 0,
+            },
+        )?;
+        self.queues.push(q.q_id);
+        Ok(())
+    }
+
+    fn attach(&mut self, ctrl: &mut Control, dev_id: u32) -> Result<()> {
+        ctrl.reg_bpf_prog(dev_id, self.prog.prog_fd().as_raw_fd())
+            .with_context(|| format!("REG_BPF_PROG (prog id {})", self.prog.prog_id()))?;
+        Ok(())
+    }
+
+    fn detach(&mut self, ctrl: &mut Control, dev_id: u32) -> Result<()> {
+        let res = ctrl.unreg_bpf_prog(dev_id, self.prog.prog_fd().as_raw_fd());
+        for q in self.queues.drain(..) {
+            let _ = self.prog.clear_queue(q);
+        }
+        res.context("UNREG_BPF_PROG")?;
+        Ok(())
+    }
+}
+
+/// Prints the program's aya-log records to stderr.
+struct StderrLog;
+
+impl log::Log for StderrLog {
+    fn enabled(&self, _: &log::Metadata<'_>) -> bool {
+        true
+    }
+    fn log(&self, r: &log::Record<'_>) {
+        eprintln!("ublk-user: bpf {}: {}", r.level(), r.args());
+    }
+    fn flush(&self) {}
+}
+
+/// Drains the `AYA_LOGS` ring buffer whenever it has data.
+struct LogThread {
+    stop: Arc<AtomicBool>,
+    handle: JoinHandle<()>,
+}
+
+impl LogThread {
+    fn spawn(mut logger: aya_log::EbpfLogger<StderrLog>) -> Result<Self> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let s = stop.clone();
+        let handle = std::thread::Builder::new()
+            .name("ublk-bpf-log".into())
+            .spawn(move || {
+                let fd = logger.as_raw_fd();
+                while !s.load(Ordering::Relaxed) {
+                    let mut p = libc::pollfd {
+                        fd,
+                        events: libc::POLLIN,
+                        revents: 0,
+                    };
+                    // SAFETY: one valid pollfd, for the duration of the call.
+                    unsafe { libc::poll(&mut p, 1, 200) };
+                    logger.flush();
+                }
+                logger.flush();
+            })
+            .context("spawning the BPF log thread")?;
+        Ok(Self { stop, handle })
+    }
+
+    fn stop(self) {
+        self.stop.store(true, Ordering::Relaxed);
+        let _ = self.handle.join();
+    }
+}
+
+#[cfg(ublk_ebpf_embedded)]
+mod embedded {
+    #[repr(C, align(8))]
+    pub struct Aligned<B: ?Sized>(pub B);
+    pub static OBJECT: &Aligned<[u8]> =
+        &Aligned(*include_bytes!(concat!(env!("OUT_DIR"), "/ublk-ebpf.o")));
+}
+
+/// The BPF object embedded at build time by `ublk-user/build.rs` (from
+/// `target/bpf/ublk-ebpf.o` or `$UBLK_EBPF_OBJ`), or `None` when the build
+/// found none.
+pub fn embedded_object() -> Option<&'static [u8]> {
+    #[cfg(ublk_ebpf_embedded)]
+    {
+        Some(&embedded::OBJECT.0)
+    }
+    #[cfg(not(ublk_ebpf_embedded))]
+    {
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,394 @@
+//! Host tests of the BPF ABI and the embedded object.
+//!
+//! * ABI: `ublk-ebpf-common` against the PATCHED kernel headers when they
+//!   can be found (`$UBLK_KERNEL_TREE`, the xtask cache's patched tree, or
+//!   the `+` lines of `kernel-patches/*.patch`), else against the values of
+//!   the ABI document.
+//! * Object: the embedded object has the program and the maps the loader
+//!   expects (skipped, with a note, when nothing is embedded).
+//! * `#[ignore]`, root: `host_load_reaches_verifier` loads the embedded
+//!   object on the running kernel.
+
+use super::*;
+use std::mem::{offset_of, size_of};
+use std::path::{Path, PathBuf};
+use ublk_ebpf_common::{
+    IoUringSqe, UblkBpfCtx, BPF_FUNC_UBLK_QUEUE_SQE, UBLK_BPF_PASS, UBLK_BPF_REDIRECT,
+    UBLK_CMD_REG_BPF_PROG, UBLK_CMD_UNREG_BPF_PROG, UBLK_F_BPF, UBLK_IO_F_BPF_REDIRECT,
+};
+
+// ---------------------------------------------------------------- ABI ----
+
+/// `(name, offset, size)` of each field of a C struct, laid out with the
+/// natural alignment of the uapi `__uN`/`__sN` types.
+fn c_struct_layout(text: &str, name: &str) -> Option<(Vec<(String, usize, usize)>, usize)> {
+    let start = text.find(&format!("struct {name} {{"))?;
+    let body = &text[start..];
+    let body = &body[body.find('{')? + 1..body.find("};")?];
+    let mut fields = Vec::new();
+    let (mut off, mut max_align) = (0usize, 1usize);
+    // Drop comments, then split declarations on ';'.
+    let clean = strip_comments(body);
+    for decl in clean.split(';') {
+        let words: Vec<&str> = decl.split_whitespace().collect();
+        if words.len() != 2 {
+            continue;
+        }
+        let size = match words[0] {
+            "__u8" | "__s8" => 1,
+            "__u16" | "__s16" => 2,
+            "__u32" | "__s32" => 4,
+            "__u64" | "__s64" => 8,
+            other => panic!("struct {name}: unsupported type {other}"),
+        };
+        let (field, count) = match words[1].split_once('[') {
+            Some((f, n)) => (f, n.trim_end_matches(']').parse::<usize>().ok()?),
+            None => (words[1], 1),
+        };
+        off = off.next_multiple_of(size);
+        fields.push((field.to_string(), off, size * count));
+        off += size * count;
+        max_align = max_align.max(size);
+    }
+    Some((fields, off.next_multiple_of(max_align)))
+}
+
+fn strip_comments(text: &str) -> String {
+    let mut clean = String::new();
+    let mut rest = text;
+    while let Some(i) = rest.find("/*") {
+        clean.push_str(&rest[..i]);
+        rest = &rest[rest[i..].find("*/").map(|j| i + j + 2).unwrap_or(rest.len())..];
+    }
+    clean.push_str(rest);
+    clean
+}
+
+/// The value of `#define NAME <expr>` for the few expression shapes the
+/// uapi uses: a number, `(1ULL << n)`, `(1U << n)`, `_IOWR('u', 0xNN, ...)`
+/// (returns the nr).
+fn c_define(text: &str, name: &str) -> Option<u64> {
+    let mut lines = text.lines();
+    while let Some(line) = lines.next() {
+        let mut it = line.split_whitespace();
+        if it.next() != Some("#define") || it.next() != Some(name) {
+            continue;
+        }
+        let mut expr: String = it.collect::<Vec<_>>().join(" ");
+        if expr.ends_with('\\') || expr.is_empty() {
+            expr = lines.next()?.trim().to_string();
+        }
+        let e = expr.replace(['(', ')'], " ");
+        if let Some(i) = e.find("<<") {
+            let sh: u64 = e[i + 2..].trim().parse().ok()?;
+            return Some(1u64 << sh);
+        }
+        if let Some(i) = expr.find("_IOWR") {
+            let nr = expr[i..].split(',').nth(1)?.trim();
+            return u64::from_str_radix(nr.trim_start_matches("0x"), 16).ok();
+        }
+        let n = e.trim();
+        return n.strip_prefix("0x").map_or_else(|| n.parse().ok(), |h| u64::from_str_radix(h, 16).ok());
+    }
+    None
+}
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+/// (description, ublk_cmd.h text, Some(bpf.h text) when a whole tree).
+fn patched_headers() -> Option<(String, String, Option<String>)> {
+    let from_tree = |tree: &Path| -> Option<(String, String, Option<String>)> {
+        let ublk = std::fs::read_to_string(tree.join("include/uapi/linux/ublk_cmd.h")).ok()?;
+        if !ublk.contains("struct ublk_bpf_ctx") {
+            return None;
+        }
+        let bpf = std::fs::read_to_string(tree.join("include/uapi/linux/bpf.h")).ok();
+        Some((tree.display().to_string(), ublk, bpf))
+    };
+    if let Some(t) = std::env::var_os("UBLK_KERNEL_TREE") {
+        return from_tree(Path::new(&t));
+    }
+    let cache = std::env::var_os("UBLK_EBPF_CACHE")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/ublk-ebpf")));
+    if let Some(cache) = cache {
+        if let Ok(rd) = std::fs::read_dir(cache.join("src")) {
+            for e in rd.flatten() {
+                if let Some(r) = from_tree(&e.path().join("ublk")) {
+                    return Some(r);
+                }
+            }
+        }
+    }
+    // The `+` lines of the patch series.
+    let mut text = String::new();
+    if let Ok(rd) = std::fs::read_dir(repo_root().join("kernel-patches")) {
+        let mut files: Vec<_> = rd.flatten().map(|e| e.path()).collect();
+        files.sort();
+        for p in files.iter().filter(|p| p.extension().is_some_and(|e| e == "patch")) {
+            for l in std::fs::read_to_string(p).unwrap_or_default().lines() {
+                if let Some(l) = l.strip_prefix('+') {
+                    if !l.starts_with("++") {
+                        text.push_str(l);
+                        text.push('\n');
+                    }
+                }
+            }
+        }
+    }
+    text.contains("struct ublk_bpf_ctx").then(|| ("kernel-patches/*.patch".into(), text, None))
+}
+
+#[test]
+fn abi_matches_doc_values() {
+    assert_eq!(BPF_PROG_TYPE_UBLK, 33);
+    assert_eq!(BPF_FUNC_UBLK_QUEUE_SQE, 212);
+    assert_eq!(UBLK_F_BPF, 1 << 20);
+    assert_eq!(UBLK_IO_F_BPF_REDIRECT, 1 << 20);
+    assert_eq!((UBLK_CMD_REG_BPF_PROG, UBLK_CMD_UNREG_BPF_PROG), (0x1a, 0x1b));
+    assert_eq!((UBLK_BPF_PASS, UBLK_BPF_REDIRECT), (0, 1));
+    assert_eq!(size_of::<UblkBpfCtx>(), 24);
+    assert_eq!(size_of::<IoUringSqe>(), 64);
+    assert_eq!(size_of::<QueueTarget>(), 24);
+    assert_eq!(size_of::<QueueValue>(), 24);
+}
+
+#[test]
+fn abi_matches_patched_kernel_headers() {
+    let Some((src, ublk, bpf)) = patched_headers() else {
+        eprintln!("NOTE: no patched kernel headers found (UBLK_KERNEL_TREE, xtask cache, kernel-patches/*.patch); checked the doc values only");
+        return;
+    };
+    eprintln!("checking the ABI against {src}");
+    let (fields, size) = c_struct_layout(&ublk, "ublk_bpf_ctx").expect("struct ublk_bpf_ctx");
+    assert_eq!(size, size_of::<UblkBpfCtx>(), "sizeof(struct ublk_bpf_ctx)");
+    let rust = [
+        ("start_sector", offset_of!(UblkBpfCtx, start_sector), 8),
+        ("nr_sectors", offset_of!(UblkBpfCtx, nr_sectors), 4),
+        ("op_flags", offset_of!(UblkBpfCtx, op_flags), 4),
+        ("q_id", offset_of!(UblkBpfCtx, q_id), 2),
+        ("tag", offset_of!(UblkBpfCtx, tag), 2),
+        ("op", offset_of!(UblkBpfCtx, op), 1),
+    ];
+    for (name, off, sz) in rust {
+        let f = fields.iter().find(|f| f.0 == name).unwrap_or_else(|| panic!("field {name} missing in C"));
+        assert_eq!((f.1, f.2), (off, sz), "ublk_bpf_ctx.{name} (offset, size)");
+    }
+    assert_eq!(c_define(&ublk, "UBLK_F_BPF"), Some(UBLK_F_BPF), "UBLK_F_BPF");
+    assert_eq!(
+        c_define(&ublk, "UBLK_IO_F_BPF_REDIRECT"),
+        Some(u64::from(UBLK_IO_F_BPF_REDIRECT)),
+        "UBLK_IO_F_BPF_REDIRECT"
+    );
+    assert_eq!(c_define(&ublk, "UBLK_U_CMD_REG_BPF_PROG"), Some(u64::from(UBLK_CMD_REG_BPF_PROG)));
+    assert_eq!(c_define(&ublk, "UBLK_U_CMD_UNREG_BPF_PROG"), Some(u64::from(UBLK_CMD_UNREG_BPF_PROG)));
+    for (n, v) in [("UBLK_BPF_PASS", UBLK_BPF_PASS), ("UBLK_BPF_REDIRECT", UBLK_BPF_REDIRECT)] {
+        if let Some(c) = c_define(&ublk, n) {
+            assert_eq!(c, v as u64, "{n}");
+        }
+    }
+    if let Some(bpf) = bpf {
+        let e = &bpf[bpf.find("enum bpf_prog_type {").expect("enum bpf_prog_type")..];
+        let e = strip_comments(&e[e.find('{').unwrap() + 1..e.find('}').unwrap()]);
+        let names: Vec<&str> = e
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .collect();
+        assert!(names.iter().all(|n| !n.contains('=')), "explicit values in enum bpf_prog_type");
+        let pos = names.iter().position(|n| *n == "BPF_PROG_TYPE_UBLK").expect("BPF_PROG_TYPE_UBLK");
+        assert_eq!(pos as u32, BPF_PROG_TYPE_UBLK, "BPF_PROG_TYPE_UBLK");
+        assert!(
+            bpf.contains(&format!("FN(ublk_queue_sqe, {BPF_FUNC_UBLK_QUEUE_SQE},")),
+            "FN(ublk_queue_sqe, {BPF_FUNC_UBLK_QUEUE_SQE}, ...) in bpf.h"
+        );
+    }
+}
+
+#[test]
+fn c_parsers() {
+    let h = "struct x {\n\t/* c */\n\t__u64 a;\n\t__u16 b;\n\t__u8 r[3];\n};\n#define F (1ULL << 20)\n#define C \\\n\t_IOWR('u', 0x1a, struct s)\n#define N 7\n";
+    let (f, size) = c_struct_layout(h, "x").unwrap();
+    assert_eq!(f, vec![("a".into(), 0, 8), ("b".into(), 8, 2), ("r".into(), 10, 3)]);
+    assert_eq!(size, 16);
+    assert_eq!(c_define(h, "F"), Some(1 << 20));
+    assert_eq!(c_define(h, "C"), Some(0x1a));
+    assert_eq!(c_define(h, "N"), Some(7));
+}
+
+// ------------------------------------------------------------- object ----
+
+#[test]
+fn stats_json_fields() {
+    let mut s = Stats::default();
+    s.0[stat::REDIRECTED as usize] = 5;
+    s.0[stat::REDIRECTED_BYTES as usize] = 20480;
+    s.0[stat::PASS_OP as usize] = 2;
+    s.0[stat::PASS_HELPER_ERR as usize] = 1;
+    assert_eq!(s.passed(), 3);
+    assert_eq!(
+        s.json_fields(),
+        "\"bpf_redirected\":5,\"bpf_redirected_bytes\":20480,\"bpf_passed\":3,\"bpf_pass_op\":2,\"bpf_pass_no_target\":0,\"bpf_pass_helper_err\":1"
+    );
+}
+
+#[test]
+fn embedded_object_has_program_and_maps() {
+    let Some(bytes) = embedded_object() else {
+        eprintln!("NOTE: no BPF object embedded (run `cargo xtask build-ebpf`); skipped");
+        return;
+    };
+    check_object(bytes);
+}
+
+/// Also checks a freshly built object when there is one (no rebuild of
+/// ublk-user needed to test a new program).
+#[test]
+fn built_object_has_program_and_maps() {
+    let p = repo_root().join("ublk-ebpf/target/bpfel-unknown-none/release/ublk-ebpf");
+    match std::fs::read(&p) {
+        Ok(bytes) => check_object(&bytes),
+        Err(_) => eprintln!("NOTE: {} not built; skipped", p.display()),
+    }
+}
+
+fn check_object(bytes: &[u8]) {
+    use aya_obj::maps::Map as ObjMap;
+    let mut obj = aya_obj::Object::parse(bytes).expect("parse");
+    assert_eq!(obj.license.to_str().unwrap(), "GPL");
+    let prog = obj.programs.get(names::PROGRAM).expect("program ublk_serve");
+    assert!(matches!(prog.section, aya_obj::ProgramSection::SocketFilter), "{:?}", prog.section);
+
+    let def = |name: &str| -> (u32, u32, u32, u32) {
+        let m: &ObjMap = obj.maps.get(name).unwrap_or_else(|| panic!("map {name}"));
+        (m.map_type(), m.key_size(), m.value_size(), m.max_entries())
+    };
+    // BPF_MAP_TYPE_ARRAY = 2, PERCPU_ARRAY = 6, RINGBUF = 27.
+    assert_eq!(def(names::QUEUES_MAP), (2, 4, 24, MAX_QUEUES));
+    assert_eq!(def(names::STATS_MAP), (6, 4, 8, stat::COUNT));
+    assert_eq!(def("AYA_LOGS").0, 27);
+    assert!(obj.maps.contains_key(".rodata"), "maps: {:?}", obj.maps.keys().collect::<Vec<_>>());
+
+    // Relocate against fake fds: every map reference resolves, and the code
+    // calls helper 212 and only helpers the program type offers.
+    let maps = obj.maps.clone();
+    let text: HashSet<usize> = obj.functions.keys().map(|(s, _)| *s).collect();
+    obj.relocate_maps(maps.iter().enumerate().map(|(i, (n, m))| (n.as_str(), 100 + i as i32, m)), &text)
+        .expect("relocate_maps");
+    obj.relocate_calls(&text).expect("relocate_calls");
+    let prog = &obj.programs[names::PROGRAM];
+    let insns = &obj.functions[&prog.function_key()].instructions;
+    let helpers: HashSet<i32> = insns
+        .iter()
+        .filter(|i| i.code == 0x85 && i.src_reg() == 0) // BPF_JMP | BPF_CALL, helper
+        .map(|i| i.imm)
+        .collect();
+    assert!(helpers.contains(&(BPF_FUNC_UBLK_QUEUE_SQE as i32)), "helpers {helpers:?}");
+    // map_lookup_elem, ringbuf_reserve/submit/discard, ublk_queue_sqe.
+    let allowed: HashSet<i32> = [1, 131, 132, 133, BPF_FUNC_UBLK_QUEUE_SQE as i32].into();
+    assert!(helpers.is_subset(&allowed), "unexpected helpers: {:?}", helpers.difference(&allowed));
+    let bpf_calls = insns.iter().filter(|i| i.code == 0x85 && i.src_reg() == 1).count();
+    assert_eq!(bpf_calls, 0, "the program should have no BPF-to-BPF calls (e.g. memset)");
+    assert!(insns.len() < 4096, "{} insns", insns.len());
+}
+
+// ----------------------------------------------------- host load (root) ----
+
+/// Loads the embedded (or freshly built) object on the running kernel.
+///
+/// * as `BPF_PROG_TYPE_KPROBE` (whose context accepts the same read-only
+///   loads): the verifier walks the whole program and must stop exactly at
+///   `call 212`, which only a patched kernel knows. That proves maps,
+///   relocations, stack use and ctx accesses are fine.
+/// * as `BPF_PROG_TYPE_UBLK`: loads on a patched kernel, `EINVAL` elsewhere.
+///
+/// Run: `sudo cargo test -p ublk-user --lib bpf::tests::host_load -- --ignored --nocapture`
+#[test]
+#[ignore = "needs root and bpf(2); loads the program on the running kernel"]
+fn host_load_reaches_verifier() {
+    let owned;
+    let bytes = match embedded_object() {
+        Some(b) => b,
+        None => {
+            owned = std::fs::read(repo_root().join("ublk-ebpf/target/bpfel-unknown-none/release/ublk-ebpf"))
+                .expect("no embedded object and ublk-ebpf not built");
+            &owned
+        }
+    };
+    for log in [false, true] {
+        const KPROBE: u32 = 2;
+        let opts = LoadOptions { log, prog_type: KPROBE, ..Default::default() };
+        match BpfProgram::load(bytes, opts) {
+            Ok(p) => panic!("loaded as kprobe?! (prog id {})", p.prog_id()),
+            Err(e) => {
+                let msg = format!("{e:#}");
+                let tail: Vec<&str> = msg.lines().rev().take(6).collect();
+                eprintln!("kprobe load (log={log}): ...\n{}", tail.into_iter().rev().collect::<Vec<_>>().join("\n"));
+                assert!(
+                    msg.contains("unknown#212") || msg.contains("func#212") || msg.contains("212"),
+                    "expected the verifier to stop at helper 212:\n{msg}"
+                );
+                assert!(
+                    msg.lines().any(|l| l.contains("call ") && l.contains("212")),
+                    "verifier did not reach call 212:\n{msg}"
+                );
+            }
+        }
+    }
+    match BpfProgram::load(bytes, LoadOptions::default()) {
+        Ok(p) => {
+            eprintln!("loaded as BPF_PROG_TYPE_UBLK: prog id {}, stats map id {}", p.prog_id(), p.stats_map_id());
+            eprintln!("verifier: {}", p.verifier_log().trim());
+            let t = QueueTarget { ring_fd: 3, backing_fd: 4, backing_offset: 0, valid: 0, reserved: 0 };
+            p.set_queue(1, t).unwrap();
+            assert_eq!(p.queue(1).unwrap().valid, 1);
+            assert_eq!(p.stats().unwrap(), Stats::default());
+            assert_eq!(stats_by_map_id(p.stats_map_id()).unwrap(), Stats::default());
+        }
+        Err(e) => eprintln!("type 33 load (expected to fail on an unpatched kernel): {e:#}"),
+    }
+}
+
+/// The whole program through the verifier on a stock kernel: loaded as a
+/// kprobe with helper 212 swapped for `bpf_get_stack` (67: ctx, stack
+/// buffer, constant size, anything: the same argument kinds), with and
+/// without logging. Then the map API on the live maps.
+///
+/// Run: `sudo cargo test -p ublk-user --lib bpf::tests::host_load -- --ignored --nocapture`
+#[test]
+#[ignore = "needs root and bpf(2); loads the program on the running kernel"]
+fn host_load_full_program_with_substitute_helper() {
+    let owned;
+    let bytes = match embedded_object() {
+        Some(b) => b,
+        None => {
+            owned = std::fs::read(repo_root().join("ublk-ebpf/target/bpfel-unknown-none/release/ublk-ebpf"))
+                .expect("no embedded object and ublk-ebpf not built");
+            &owned
+        }
+    };
+    for log in [false, true] {
+        let opts = LoadOptions { log, prog_type: 2, ..Default::default() };
+        let p = BpfProgram::load_patched(bytes, opts, |insns| {
+            for i in insns.iter_mut().filter(|i| i.code == 0x85 && i.src_reg() == 0 && i.imm == 212) {
+                i.imm = 67;
+            }
+        })
+        .unwrap_or_else(|e| panic!("log={log}: {e:#}"));
+        eprintln!("log={log}: prog id {}: {}", p.prog_id(), p.verifier_log().trim());
+        for q in [0u16, 5, 63] {
+            let t = QueueTarget { ring_fd: 10 + q as i32, backing_fd: 20, backing_offset: 4096, valid: 0, reserved: 0 };
+            p.set_queue(q, t).unwrap();
+            let got = p.queue(q).unwrap();
+            assert_eq!((got.ring_fd, got.backing_fd, got.backing_offset, got.valid), (10 + q as i32, 20, 4096, 1));
+        }
+        p.clear_queue(5).unwrap();
+        assert_eq!(p.queue(5).unwrap().valid, 0);
+        assert!(p.set_queue(64, QueueTarget::default()).is_err());
+        assert_eq!(p.stats().unwrap(), Stats::default());
+        assert_eq!(stats_by_map_id(p.stats_map_id()).unwrap(), Stats::default());
+        drop(p); // stops the log thread
+    }
+}
