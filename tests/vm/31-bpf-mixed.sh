@@ -1,0 +1,106 @@
+#!/bin/sh
+# timeout: 900
+# --mode bpf with a mixed workload: the program redirects READ/WRITE and
+# passes FLUSH / DISCARD / WRITE_ZEROES to the server, interleaved on the
+# same queues. fio write+verify with fsync (FLUSH) every few writes runs
+# next to a trim job and a shell loop of blkdiscard, blkdiscard -z and sync
+# on other regions; afterwards the verified region is intact, and discard /
+# write-zeroes read back as zeroes through the device and in the backing
+# file. Skips when the kernel lacks UBLK_F_BPF.
+. tests/vm/lib.sh
+command -v fio >/dev/null || skip "no fio"
+command -v blkdiscard >/dev/null || skip "no blkdiscard"
+[ -c /dev/ublk-control ] || skip "no /dev/ublk-control"
+has_feature bpf || skip "kernel lacks UBLK_F_BPF"
+T=${TEST_TMP:-/tmp}
+jnum() { ublk-user list --json | tr ',{}' '\n\n\n' | sed -n "s/^\"$1\":\([0-9-]*\)\$/\1/p" | head -n 1; }
+MiB=1048576
+
+for queues in 1 2; do
+  log "== mixed workload, --queues $queues"
+  truncate -s 96M "$T/m.img"
+  d=$(ublk-user add loop --file "$T/m.img" --mode bpf --no-fallback --queues "$queues" 2> "$T/add.err") \
+    || { cat "$T/add.err"; die "add loop --mode bpf"; }
+  dev=$(basename "$d")
+  [ "$(cat /sys/block/$dev/queue/discard_max_bytes)" != 0 ] || die "discard not enabled on $d"
+
+  # Region map: [0,32M) fio verify (+fsync) | [32M,48M) fio trim+write
+  #             [48M,64M) shell discard/zeroes/sync loop | [64M,96M) reference
+  cat > "$T/mixed.fio" <<EOF
+[global]
+filename=$d
+direct=1
+ioengine=libaio
+randrepeat=0
+[verify]
+rw=randwrite
+bsrange=4k-1M
+offset=0
+size=32m
+iodepth=16
+fsync=8
+verify=crc32c
+do_verify=1
+verify_fatal=1
+[trim]
+rw=randtrim
+bs=64k
+offset=32m
+size=16m
+iodepth=4
+[write]
+rw=randwrite
+bs=128k
+offset=32m
+size=16m
+iodepth=4
+EOF
+  (
+    i=0
+    while [ $i -lt 40 ]; do
+      o=$(( 48 + (i % 8) * 2 ))
+      blkdiscard -o $((o * MiB)) -l $MiB "$d" || exit 1
+      blkdiscard -z -o $(((o + 1) * MiB)) -l $MiB "$d" || exit 2
+      dd if=/dev/urandom of="$d" bs=64k count=4 seek=$(((o * MiB) / 65536)) oflag=direct,dsync 2>/dev/null || exit 3
+      sync
+      i=$((i + 1))
+    done
+  ) > "$T/loop.out" 2>&1 &
+  bg=$!
+  fio "$T/mixed.fio" --output="$T/fio.out" > /dev/null 2>&1 || { cat "$T/fio.out"; die "mixed fio failed"; }
+  wait $bg || { cat "$T/loop.out"; die "discard/zeroes/sync loop failed (exit $?)"; }
+  grep -q "err= 0" "$T/fio.out" || { cat "$T/fio.out"; die "mixed fio reported errors"; }
+  grep -Eq "err= *[1-9]" "$T/fio.out" && { cat "$T/fio.out"; die "a fio job reported errors"; }
+  log "ok: fio verify with fsync + trim + discard/zeroes/sync loop"
+
+  log "== deterministic discard / write-zeroes / flush"
+  dd if=/dev/urandom of="$T/ref" bs=1M count=8 2>/dev/null
+  dd if="$T/ref" of="$d" bs=1M seek=64 oflag=direct 2>/dev/null || die "dd ref"
+  sync
+  blkdiscard -o $((66 * MiB)) -l $((2 * MiB)) "$d" || die "blkdiscard"
+  blkdiscard -z -o $((69 * MiB)) -l $MiB "$d" || die "blkdiscard -z"
+  blockdev --flushbufs "$d" 2>/dev/null || sync
+  # expected: ref with [2M,4M) and [5M,6M) zeroed
+  cp "$T/ref" "$T/exp"
+  dd if=/dev/zero of="$T/exp" bs=1M seek=2 count=2 conv=notrunc 2>/dev/null
+  dd if=/dev/zero of="$T/exp" bs=1M seek=5 count=1 conv=notrunc 2>/dev/null
+  dd if="$d" of="$T/back" bs=1M skip=64 count=8 iflag=direct 2>/dev/null || die "read back"
+  cmp "$T/exp" "$T/back" > /dev/null || die "device contents after discard/write-zeroes differ"
+  # the shell loop's zeroed MiBs read back as zero (odd MiBs of [48M,64M))
+  dd if=/dev/zero of="$T/zero" bs=1M count=1 2>/dev/null
+  for o in 49 51 53 55 57 59 61 63; do
+    dd if="$d" of="$T/back" bs=1M skip=$o count=1 iflag=direct 2>/dev/null || die "read $o"
+    cmp "$T/zero" "$T/back" > /dev/null || die "MiB $o should be zero after blkdiscard -z"
+  done
+  c=$(jnum bpf_passed)
+  if [ -n "$c" ]; then
+    [ "$c" -gt 0 ] || die "bpf_passed=$c: FLUSH/DISCARD should have been passed to the server"
+    log "program counters: redirected=$(jnum bpf_redirected) passed=$c"
+  fi
+  ublk-user del --all || die "del"
+  dd if="$T/m.img" of="$T/back" bs=1M skip=64 count=8 2>/dev/null
+  cmp "$T/exp" "$T/back" > /dev/null || die "backing file differs after discard/write-zeroes"
+  log "ok: discard / write-zeroes / flush, device and backing file"
+  rm -f "$T/m.img" "$T/ref" "$T/exp" "$T/back" "$T/zero"
+done
+log "PASS"
