@@ -208,7 +208,11 @@ pub struct Request {
 pub enum Plan {
     /// Queue this SQE with `bpf_ublk_queue_sqe` on `ring_fd`; on success
     /// return [`UBLK_BPF_REDIRECT`], counting `bytes`.
-    Redirect { sqe: IoUringSqe, ring_fd: i32, bytes: u64 },
+    Redirect {
+        sqe: IoUringSqe,
+        ring_fd: i32,
+        bytes: u64,
+    },
     /// Return [`UBLK_BPF_PASS`] and bump the given [`stat`] counter.
     Pass(u32),
 }
@@ -230,7 +234,9 @@ pub fn plan(req: &Request, target: Option<&QueueTarget>) -> Plan {
     let sqe = IoUringSqe {
         opcode,
         fd: t.backing_fd,
-        off: t.backing_offset.wrapping_add(req.start_sector.wrapping_shl(9)),
+        off: t
+            .backing_offset
+            .wrapping_add(req.start_sector.wrapping_shl(9)),
         addr: 0,
         len,
         user_data: user_data::encode(user_data::KIND_BPF, req.op, req.tag, req.q_id as u32),
@@ -245,7 +251,11 @@ pub fn plan(req: &Request, target: Option<&QueueTarget>) -> Plan {
         addr3: 0,
         pad2: 0,
     };
-    Plan::Redirect { sqe, ring_fd: t.ring_fd, bytes: len as u64 }
+    Plan::Redirect {
+        sqe,
+        ring_fd: t.ring_fd,
+        bytes: len as u64,
+    }
 }
 
 #[cfg(test)]
@@ -280,15 +290,31 @@ mod tests {
     }
 
     fn target() -> QueueTarget {
-        QueueTarget { ring_fd: 7, backing_fd: 9, backing_offset: 4096, valid: 1, reserved: 0 }
+        QueueTarget {
+            ring_fd: 7,
+            backing_fd: 9,
+            backing_offset: 4096,
+            valid: 1,
+            reserved: 0,
+        }
     }
 
     #[test]
     fn plan_read_write() {
         for (o, opc) in [(op::READ, IORING_OP_READ), (op::WRITE, IORING_OP_WRITE)] {
-            let req = Request { start_sector: 8, nr_sectors: 16, q_id: 3, tag: 42, op: o };
+            let req = Request {
+                start_sector: 8,
+                nr_sectors: 16,
+                q_id: 3,
+                tag: 42,
+                op: o,
+            };
             match plan(&req, Some(&target())) {
-                Plan::Redirect { sqe, ring_fd, bytes } => {
+                Plan::Redirect {
+                    sqe,
+                    ring_fd,
+                    bytes,
+                } => {
                     assert_eq!(ring_fd, 7);
                     assert_eq!(bytes, 8192);
                     assert_eq!(sqe.opcode, opc);
@@ -311,13 +337,34 @@ mod tests {
 
     #[test]
     fn plan_pass() {
-        let mut req = Request { start_sector: 0, nr_sectors: 8, q_id: 0, tag: 0, op: op::READ };
+        let mut req = Request {
+            start_sector: 0,
+            nr_sectors: 8,
+            q_id: 0,
+            tag: 0,
+            op: op::READ,
+        };
         assert!(matches!(plan(&req, None), Plan::Pass(stat::PASS_NO_TARGET)));
-        let invalid = QueueTarget { valid: 0, ..target() };
-        assert!(matches!(plan(&req, Some(&invalid)), Plan::Pass(stat::PASS_NO_TARGET)));
-        for o in [op::FLUSH, op::DISCARD, op::WRITE_SAME, op::WRITE_ZEROES, 200] {
+        let invalid = QueueTarget {
+            valid: 0,
+            ..target()
+        };
+        assert!(matches!(
+            plan(&req, Some(&invalid)),
+            Plan::Pass(stat::PASS_NO_TARGET)
+        ));
+        for o in [
+            op::FLUSH,
+            op::DISCARD,
+            op::WRITE_SAME,
+            op::WRITE_ZEROES,
+            200,
+        ] {
             req.op = o;
-            assert!(matches!(plan(&req, Some(&target())), Plan::Pass(stat::PASS_OP)));
+            assert!(matches!(
+                plan(&req, Some(&target())),
+                Plan::Pass(stat::PASS_OP)
+            ));
         }
     }
 }

@@ -67,7 +67,14 @@ fn ublk_queue_sqe(ctx: *mut UblkBpfCtx, sqe: &IoUringSqe, ring_fd: i32) -> i64 {
     }
     // SAFETY: ctx is the program's unmodified context pointer and `slot` a
     // fully initialised 64-byte stack object, the size we pass.
-    unsafe { f(ctx.cast(), p.cast(), core::mem::size_of::<IoUringSqe>() as u32, ring_fd) }
+    unsafe {
+        f(
+            ctx.cast(),
+            p.cast(),
+            core::mem::size_of::<IoUringSqe>() as u32,
+            ring_fd,
+        )
+    }
 }
 
 /// Reads the fields the program uses, each with a load of exactly the
@@ -106,7 +113,11 @@ fn serve(ctx: *mut UblkBpfCtx) -> i32 {
     let req = read_request(ctx);
     let target = UBLK_QUEUES.get(req.q_id as u32);
     match plan(&req, target) {
-        Plan::Redirect { sqe, ring_fd, bytes } => {
+        Plan::Redirect {
+            sqe,
+            ring_fd,
+            bytes,
+        } => {
             let ret = ublk_queue_sqe(ctx, &sqe, ring_fd);
             if ret == 0 {
                 count(stat::REDIRECTED, 1);
@@ -128,11 +139,7 @@ fn serve(ctx: *mut UblkBpfCtx) -> i32 {
                 if log_enabled() {
                     debug!(
                         &ctx,
-                        "q{} tag {} op {}: helper error {}, pass",
-                        req.q_id,
-                        req.tag,
-                        req.op,
-                        ret
+                        "q{} tag {} op {}: helper error {}, pass", req.q_id, req.tag, req.op, ret
                     );
                 }
                 UBLK_BPF_PASS
@@ -141,7 +148,10 @@ fn serve(ctx: *mut UblkBpfCtx) -> i32 {
         Plan::Pass(why) => {
             count(why, 1);
             if log_enabled() {
-                debug!(&ctx, "q{} tag {} op {}: pass ({})", req.q_id, req.tag, req.op, why);
+                debug!(
+                    &ctx,
+                    "q{} tag {} op {}: pass ({})", req.q_id, req.tag, req.op, why
+                );
             }
             UBLK_BPF_PASS
         }

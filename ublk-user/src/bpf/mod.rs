@@ -338,6 +338,40 @@ impl Drop for BpfProgram {
     }
 }
 
+/// Why `--mode bpf` cannot work in this process, if it cannot: no embedded
+/// object, or the kernel refuses the program (no `BPF_PROG_TYPE_UBLK`,
+/// verifier error). Loads the program once and drops it; cheap (~ms). Meant
+/// for the pre-fork fallback decision; the kernel's `UBLK_F_BPF` bit is
+/// checked by the caller.
+pub fn probe(log: bool) -> std::result::Result<(), String> {
+    let obj = embedded_object().ok_or_else(|| {
+        "this ublk-user was built without the BPF program (cargo xtask build-ebpf)".to_string()
+    })?;
+    // The log thread is not needed for a probe, but the flag changes the code
+    // the verifier walks, so probe with the same value.
+    BpfProgram::load(
+        obj,
+        LoadOptions {
+            log,
+            ..Default::default()
+        },
+    )
+    .map(drop)
+    .map_err(|e| format!("{e:#}"))
+}
+
+/// Loads the embedded program (in the serving process, after any fork: the
+/// log thread and fds belong there) and returns a handle for stats plus the
+/// [`BpfHook`] for [`crate::Device::set_bpf_hook`].
+pub fn load_hook(log: bool) -> Result<(Arc<BpfProgram>, Box<dyn BpfHook>)> {
+    let prog = Arc::new(BpfProgram::load_embedded(LoadOptions {
+        log,
+        ..Default::default()
+    })?);
+    let hook = prog.clone().hook();
+    Ok((prog, hook))
+}
+
 /// Reads `UBLK_STATS` by map id (e.g. from `ublk-user list`, with the id
 /// the server recorded). Needs CAP_SYS_ADMIN.
 pub fn stats_by_map_id(id: u32) -> Result<Stats> {

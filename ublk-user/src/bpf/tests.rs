@@ -21,7 +21,9 @@ use ublk_ebpf_common::{
 
 /// `(name, offset, size)` of each field of a C struct, laid out with the
 /// natural alignment of the uapi `__uN`/`__sN` types.
-fn c_struct_layout(text: &str, name: &str) -> Option<(Vec<(String, usize, usize)>, usize)> {
+type CFields = Vec<(String, usize, usize)>;
+
+fn c_struct_layout(text: &str, name: &str) -> Option<(CFields, usize)> {
     let start = text.find(&format!("struct {name} {{"))?;
     let body = &text[start..];
     let body = &body[body.find('{')? + 1..body.find("};")?];
@@ -58,7 +60,10 @@ fn strip_comments(text: &str) -> String {
     let mut rest = text;
     while let Some(i) = rest.find("/*") {
         clean.push_str(&rest[..i]);
-        rest = &rest[rest[i..].find("*/").map(|j| i + j + 2).unwrap_or(rest.len())..];
+        rest = &rest[rest[i..]
+            .find("*/")
+            .map(|j| i + j + 2)
+            .unwrap_or(rest.len())..];
     }
     clean.push_str(rest);
     clean
@@ -88,13 +93,18 @@ fn c_define(text: &str, name: &str) -> Option<u64> {
             return u64::from_str_radix(nr.trim_start_matches("0x"), 16).ok();
         }
         let n = e.trim();
-        return n.strip_prefix("0x").map_or_else(|| n.parse().ok(), |h| u64::from_str_radix(h, 16).ok());
+        return n
+            .strip_prefix("0x")
+            .map_or_else(|| n.parse().ok(), |h| u64::from_str_radix(h, 16).ok());
     }
     None
 }
 
 fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }
 
 /// (description, ublk_cmd.h text, Some(bpf.h text) when a whole tree).
@@ -127,7 +137,10 @@ fn patched_headers() -> Option<(String, String, Option<String>)> {
     if let Ok(rd) = std::fs::read_dir(repo_root().join("kernel-patches")) {
         let mut files: Vec<_> = rd.flatten().map(|e| e.path()).collect();
         files.sort();
-        for p in files.iter().filter(|p| p.extension().is_some_and(|e| e == "patch")) {
+        for p in files
+            .iter()
+            .filter(|p| p.extension().is_some_and(|e| e == "patch"))
+        {
             for l in std::fs::read_to_string(p).unwrap_or_default().lines() {
                 if let Some(l) = l.strip_prefix('+') {
                     if !l.starts_with("++") {
@@ -138,7 +151,8 @@ fn patched_headers() -> Option<(String, String, Option<String>)> {
             }
         }
     }
-    text.contains("struct ublk_bpf_ctx").then(|| ("kernel-patches/*.patch".into(), text, None))
+    text.contains("struct ublk_bpf_ctx")
+        .then(|| ("kernel-patches/*.patch".into(), text, None))
 }
 
 #[test]
@@ -147,7 +161,10 @@ fn abi_matches_doc_values() {
     assert_eq!(BPF_FUNC_UBLK_QUEUE_SQE, 212);
     assert_eq!(UBLK_F_BPF, 1 << 20);
     assert_eq!(UBLK_IO_F_BPF_REDIRECT, 1 << 20);
-    assert_eq!((UBLK_CMD_REG_BPF_PROG, UBLK_CMD_UNREG_BPF_PROG), (0x1a, 0x1b));
+    assert_eq!(
+        (UBLK_CMD_REG_BPF_PROG, UBLK_CMD_UNREG_BPF_PROG),
+        (0x1a, 0x1b)
+    );
     assert_eq!((UBLK_BPF_PASS, UBLK_BPF_REDIRECT), (0, 1));
     assert_eq!(size_of::<UblkBpfCtx>(), 24);
     assert_eq!(size_of::<IoUringSqe>(), 64);
@@ -173,32 +190,56 @@ fn abi_matches_patched_kernel_headers() {
         ("op", offset_of!(UblkBpfCtx, op), 1),
     ];
     for (name, off, sz) in rust {
-        let f = fields.iter().find(|f| f.0 == name).unwrap_or_else(|| panic!("field {name} missing in C"));
+        let f = fields
+            .iter()
+            .find(|f| f.0 == name)
+            .unwrap_or_else(|| panic!("field {name} missing in C"));
         assert_eq!((f.1, f.2), (off, sz), "ublk_bpf_ctx.{name} (offset, size)");
     }
-    assert_eq!(c_define(&ublk, "UBLK_F_BPF"), Some(UBLK_F_BPF), "UBLK_F_BPF");
+    assert_eq!(
+        c_define(&ublk, "UBLK_F_BPF"),
+        Some(UBLK_F_BPF),
+        "UBLK_F_BPF"
+    );
     assert_eq!(
         c_define(&ublk, "UBLK_IO_F_BPF_REDIRECT"),
         Some(u64::from(UBLK_IO_F_BPF_REDIRECT)),
         "UBLK_IO_F_BPF_REDIRECT"
     );
-    assert_eq!(c_define(&ublk, "UBLK_U_CMD_REG_BPF_PROG"), Some(u64::from(UBLK_CMD_REG_BPF_PROG)));
-    assert_eq!(c_define(&ublk, "UBLK_U_CMD_UNREG_BPF_PROG"), Some(u64::from(UBLK_CMD_UNREG_BPF_PROG)));
-    for (n, v) in [("UBLK_BPF_PASS", UBLK_BPF_PASS), ("UBLK_BPF_REDIRECT", UBLK_BPF_REDIRECT)] {
+    assert_eq!(
+        c_define(&ublk, "UBLK_U_CMD_REG_BPF_PROG"),
+        Some(u64::from(UBLK_CMD_REG_BPF_PROG))
+    );
+    assert_eq!(
+        c_define(&ublk, "UBLK_U_CMD_UNREG_BPF_PROG"),
+        Some(u64::from(UBLK_CMD_UNREG_BPF_PROG))
+    );
+    for (n, v) in [
+        ("UBLK_BPF_PASS", UBLK_BPF_PASS),
+        ("UBLK_BPF_REDIRECT", UBLK_BPF_REDIRECT),
+    ] {
         if let Some(c) = c_define(&ublk, n) {
             assert_eq!(c, v as u64, "{n}");
         }
     }
     if let Some(bpf) = bpf {
-        let e = &bpf[bpf.find("enum bpf_prog_type {").expect("enum bpf_prog_type")..];
+        let e = &bpf[bpf
+            .find("enum bpf_prog_type {")
+            .expect("enum bpf_prog_type")..];
         let e = strip_comments(&e[e.find('{').unwrap() + 1..e.find('}').unwrap()]);
         let names: Vec<&str> = e
             .split(',')
             .map(str::trim)
             .filter(|s| !s.is_empty())
             .collect();
-        assert!(names.iter().all(|n| !n.contains('=')), "explicit values in enum bpf_prog_type");
-        let pos = names.iter().position(|n| *n == "BPF_PROG_TYPE_UBLK").expect("BPF_PROG_TYPE_UBLK");
+        assert!(
+            names.iter().all(|n| !n.contains('=')),
+            "explicit values in enum bpf_prog_type"
+        );
+        let pos = names
+            .iter()
+            .position(|n| *n == "BPF_PROG_TYPE_UBLK")
+            .expect("BPF_PROG_TYPE_UBLK");
         assert_eq!(pos as u32, BPF_PROG_TYPE_UBLK, "BPF_PROG_TYPE_UBLK");
         assert!(
             bpf.contains(&format!("FN(ublk_queue_sqe, {BPF_FUNC_UBLK_QUEUE_SQE},")),
@@ -211,7 +252,10 @@ fn abi_matches_patched_kernel_headers() {
 fn c_parsers() {
     let h = "struct x {\n\t/* c */\n\t__u64 a;\n\t__u16 b;\n\t__u8 r[3];\n};\n#define F (1ULL << 20)\n#define C \\\n\t_IOWR('u', 0x1a, struct s)\n#define N 7\n";
     let (f, size) = c_struct_layout(h, "x").unwrap();
-    assert_eq!(f, vec![("a".into(), 0, 8), ("b".into(), 8, 2), ("r".into(), 10, 3)]);
+    assert_eq!(
+        f,
+        vec![("a".into(), 0, 8), ("b".into(), 8, 2), ("r".into(), 10, 3)]
+    );
     assert_eq!(size, 16);
     assert_eq!(c_define(h, "F"), Some(1 << 20));
     assert_eq!(c_define(h, "C"), Some(0x1a));
@@ -258,8 +302,15 @@ fn check_object(bytes: &[u8]) {
     use aya_obj::maps::Map as ObjMap;
     let mut obj = aya_obj::Object::parse(bytes).expect("parse");
     assert_eq!(obj.license.to_str().unwrap(), "GPL");
-    let prog = obj.programs.get(names::PROGRAM).expect("program ublk_serve");
-    assert!(matches!(prog.section, aya_obj::ProgramSection::SocketFilter), "{:?}", prog.section);
+    let prog = obj
+        .programs
+        .get(names::PROGRAM)
+        .expect("program ublk_serve");
+    assert!(
+        matches!(prog.section, aya_obj::ProgramSection::SocketFilter),
+        "{:?}",
+        prog.section
+    );
 
     let def = |name: &str| -> (u32, u32, u32, u32) {
         let m: &ObjMap = obj.maps.get(name).unwrap_or_else(|| panic!("map {name}"));
@@ -269,14 +320,23 @@ fn check_object(bytes: &[u8]) {
     assert_eq!(def(names::QUEUES_MAP), (2, 4, 24, MAX_QUEUES));
     assert_eq!(def(names::STATS_MAP), (6, 4, 8, stat::COUNT));
     assert_eq!(def("AYA_LOGS").0, 27);
-    assert!(obj.maps.contains_key(".rodata"), "maps: {:?}", obj.maps.keys().collect::<Vec<_>>());
+    assert!(
+        obj.maps.contains_key(".rodata"),
+        "maps: {:?}",
+        obj.maps.keys().collect::<Vec<_>>()
+    );
 
     // Relocate against fake fds: every map reference resolves, and the code
     // calls helper 212 and only helpers the program type offers.
     let maps = obj.maps.clone();
     let text: HashSet<usize> = obj.functions.keys().map(|(s, _)| *s).collect();
-    obj.relocate_maps(maps.iter().enumerate().map(|(i, (n, m))| (n.as_str(), 100 + i as i32, m)), &text)
-        .expect("relocate_maps");
+    obj.relocate_maps(
+        maps.iter()
+            .enumerate()
+            .map(|(i, (n, m))| (n.as_str(), 100 + i as i32, m)),
+        &text,
+    )
+    .expect("relocate_maps");
     obj.relocate_calls(&text).expect("relocate_calls");
     let prog = &obj.programs[names::PROGRAM];
     let insns = &obj.functions[&prog.function_key()].instructions;
@@ -285,12 +345,25 @@ fn check_object(bytes: &[u8]) {
         .filter(|i| i.code == 0x85 && i.src_reg() == 0) // BPF_JMP | BPF_CALL, helper
         .map(|i| i.imm)
         .collect();
-    assert!(helpers.contains(&(BPF_FUNC_UBLK_QUEUE_SQE as i32)), "helpers {helpers:?}");
+    assert!(
+        helpers.contains(&(BPF_FUNC_UBLK_QUEUE_SQE as i32)),
+        "helpers {helpers:?}"
+    );
     // map_lookup_elem, ringbuf_reserve/submit/discard, ublk_queue_sqe.
     let allowed: HashSet<i32> = [1, 131, 132, 133, BPF_FUNC_UBLK_QUEUE_SQE as i32].into();
-    assert!(helpers.is_subset(&allowed), "unexpected helpers: {:?}", helpers.difference(&allowed));
-    let bpf_calls = insns.iter().filter(|i| i.code == 0x85 && i.src_reg() == 1).count();
-    assert_eq!(bpf_calls, 0, "the program should have no BPF-to-BPF calls (e.g. memset)");
+    assert!(
+        helpers.is_subset(&allowed),
+        "unexpected helpers: {:?}",
+        helpers.difference(&allowed)
+    );
+    let bpf_calls = insns
+        .iter()
+        .filter(|i| i.code == 0x85 && i.src_reg() == 1)
+        .count();
+    assert_eq!(
+        bpf_calls, 0,
+        "the program should have no BPF-to-BPF calls (e.g. memset)"
+    );
     assert!(insns.len() < 4096, "{} insns", insns.len());
 }
 
@@ -312,26 +385,36 @@ fn host_load_reaches_verifier() {
     let bytes = match embedded_object() {
         Some(b) => b,
         None => {
-            owned = std::fs::read(repo_root().join("ublk-ebpf/target/bpfel-unknown-none/release/ublk-ebpf"))
-                .expect("no embedded object and ublk-ebpf not built");
+            owned = std::fs::read(
+                repo_root().join("ublk-ebpf/target/bpfel-unknown-none/release/ublk-ebpf"),
+            )
+            .expect("no embedded object and ublk-ebpf not built");
             &owned
         }
     };
     for log in [false, true] {
         const KPROBE: u32 = 2;
-        let opts = LoadOptions { log, prog_type: KPROBE, ..Default::default() };
+        let opts = LoadOptions {
+            log,
+            prog_type: KPROBE,
+            ..Default::default()
+        };
         match BpfProgram::load(bytes, opts) {
             Ok(p) => panic!("loaded as kprobe?! (prog id {})", p.prog_id()),
             Err(e) => {
                 let msg = format!("{e:#}");
                 let tail: Vec<&str> = msg.lines().rev().take(6).collect();
-                eprintln!("kprobe load (log={log}): ...\n{}", tail.into_iter().rev().collect::<Vec<_>>().join("\n"));
+                eprintln!(
+                    "kprobe load (log={log}): ...\n{}",
+                    tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+                );
                 assert!(
                     msg.contains("unknown#212") || msg.contains("func#212") || msg.contains("212"),
                     "expected the verifier to stop at helper 212:\n{msg}"
                 );
                 assert!(
-                    msg.lines().any(|l| l.contains("call ") && l.contains("212")),
+                    msg.lines()
+                        .any(|l| l.contains("call ") && l.contains("212")),
                     "verifier did not reach call 212:\n{msg}"
                 );
             }
@@ -339,9 +422,19 @@ fn host_load_reaches_verifier() {
     }
     match BpfProgram::load(bytes, LoadOptions::default()) {
         Ok(p) => {
-            eprintln!("loaded as BPF_PROG_TYPE_UBLK: prog id {}, stats map id {}", p.prog_id(), p.stats_map_id());
+            eprintln!(
+                "loaded as BPF_PROG_TYPE_UBLK: prog id {}, stats map id {}",
+                p.prog_id(),
+                p.stats_map_id()
+            );
             eprintln!("verifier: {}", p.verifier_log().trim());
-            let t = QueueTarget { ring_fd: 3, backing_fd: 4, backing_offset: 0, valid: 0, reserved: 0 };
+            let t = QueueTarget {
+                ring_fd: 3,
+                backing_fd: 4,
+                backing_offset: 0,
+                valid: 0,
+                reserved: 0,
+            };
             p.set_queue(1, t).unwrap();
             assert_eq!(p.queue(1).unwrap().valid, 1);
             assert_eq!(p.stats().unwrap(), Stats::default());
@@ -364,25 +457,47 @@ fn host_load_full_program_with_substitute_helper() {
     let bytes = match embedded_object() {
         Some(b) => b,
         None => {
-            owned = std::fs::read(repo_root().join("ublk-ebpf/target/bpfel-unknown-none/release/ublk-ebpf"))
-                .expect("no embedded object and ublk-ebpf not built");
+            owned = std::fs::read(
+                repo_root().join("ublk-ebpf/target/bpfel-unknown-none/release/ublk-ebpf"),
+            )
+            .expect("no embedded object and ublk-ebpf not built");
             &owned
         }
     };
     for log in [false, true] {
-        let opts = LoadOptions { log, prog_type: 2, ..Default::default() };
+        let opts = LoadOptions {
+            log,
+            prog_type: 2,
+            ..Default::default()
+        };
         let p = BpfProgram::load_patched(bytes, opts, |insns| {
-            for i in insns.iter_mut().filter(|i| i.code == 0x85 && i.src_reg() == 0 && i.imm == 212) {
+            for i in insns
+                .iter_mut()
+                .filter(|i| i.code == 0x85 && i.src_reg() == 0 && i.imm == 212)
+            {
                 i.imm = 67;
             }
         })
         .unwrap_or_else(|e| panic!("log={log}: {e:#}"));
-        eprintln!("log={log}: prog id {}: {}", p.prog_id(), p.verifier_log().trim());
+        eprintln!(
+            "log={log}: prog id {}: {}",
+            p.prog_id(),
+            p.verifier_log().trim()
+        );
         for q in [0u16, 5, 63] {
-            let t = QueueTarget { ring_fd: 10 + q as i32, backing_fd: 20, backing_offset: 4096, valid: 0, reserved: 0 };
+            let t = QueueTarget {
+                ring_fd: 10 + q as i32,
+                backing_fd: 20,
+                backing_offset: 4096,
+                valid: 0,
+                reserved: 0,
+            };
             p.set_queue(q, t).unwrap();
             let got = p.queue(q).unwrap();
-            assert_eq!((got.ring_fd, got.backing_fd, got.backing_offset, got.valid), (10 + q as i32, 20, 4096, 1));
+            assert_eq!(
+                (got.ring_fd, got.backing_fd, got.backing_offset, got.valid),
+                (10 + q as i32, 20, 4096, 1)
+            );
         }
         p.clear_queue(5).unwrap();
         assert_eq!(p.queue(5).unwrap().valid, 0);
