@@ -105,25 +105,29 @@ fn image_key(ver: &str, flavor: Flavor) -> Result<String> {
 /// Make sure a kernel of this flavor is built; return its paths.
 pub fn ensure(flavor: Flavor) -> Result<Kernel> {
     let cache = cache_dir()?;
+    // Fast path, no lock: the image for exactly these inputs exists.
+    for ver in VERSIONS {
+        if cache
+            .join("src")
+            .join(sanitize(ver))
+            .join("pristine/.git")
+            .is_dir()
+        {
+            if let Some(k) = cached(&cache, ver, flavor)? {
+                return Ok(k);
+            }
+            break;
+        }
+    }
     let _lock = lock(&cache.join(".kernel.lock"), "the kernel build")?;
     let ver = ensure_source(&cache)?;
+    if let Some(k) = cached(&cache, &ver, flavor)? {
+        return Ok(k);
+    }
     let sver = sanitize(&ver);
     let key = image_key(&ver, flavor)?;
-    let tree = cache.join("src").join(&sver).join(flavor.name());
-    let build = cache.join("build").join(&sver).join(flavor.name());
-    let img_dir = cache
-        .join("images")
-        .join(format!("{}-{key}", flavor.name()));
+    let (tree, build, img_dir) = paths(&cache, &ver, flavor, &key);
     let image = img_dir.join("bzImage");
-    if image.is_file() {
-        let release = fs::read_to_string(img_dir.join("release")).unwrap_or_default();
-        return Ok(Kernel {
-            tree,
-            build,
-            image,
-            release: release.trim().into(),
-        });
-    }
 
     prepare_tree(&cache, &sver, flavor, &tree, &key)?;
     configure(flavor, &tree, &build)?;
@@ -190,6 +194,34 @@ pub fn ensure_pristine() -> Result<PathBuf> {
     Ok(cache.join("src").join(sanitize(&ver)).join("pristine"))
 }
 
+fn paths(cache: &Path, ver: &str, flavor: Flavor, key: &str) -> (PathBuf, PathBuf, PathBuf) {
+    let sver = sanitize(ver);
+    (
+        cache.join("src").join(&sver).join(flavor.name()),
+        cache.join("build").join(&sver).join(flavor.name()),
+        cache
+            .join("images")
+            .join(format!("{}-{key}", flavor.name())),
+    )
+}
+
+/// The finished image for these exact inputs, if it was built before.
+fn cached(cache: &Path, ver: &str, flavor: Flavor) -> Result<Option<Kernel>> {
+    let key = image_key(ver, flavor)?;
+    let (tree, build, img_dir) = paths(cache, ver, flavor, &key);
+    let image = img_dir.join("bzImage");
+    if !image.is_file() {
+        return Ok(None);
+    }
+    let release = fs::read_to_string(img_dir.join("release")).unwrap_or_default();
+    Ok(Some(Kernel {
+        tree,
+        build,
+        image,
+        release: release.trim().into(),
+    }))
+}
+
 /// Download and unpack linux-source-7.2 once; returns the Debian version.
 fn ensure_source(cache: &Path) -> Result<String> {
     // Already unpacked? Use the first version we have, in preference order.
@@ -216,28 +248,7 @@ fn ensure_source(cache: &Path) -> Result<String> {
         .find(|v| deb(v).is_file())
         .map(|v| v.to_string());
     if have.is_none() {
-        let apt = cache.join("apt");
-        fs::create_dir_all(apt.join("sources"))?;
-        fs::create_dir_all(apt.join("lists/partial"))?;
-        fs::write(
-            apt.join("sources/newer.sources"),
-            "Types: deb\nURIs: http://deb.debian.org/debian\nSuites: trixie-backports sid\n\
-             Components: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n",
-        )?;
-        let opts = [
-            "-o".to_string(),
-            "Dir::Etc::SourceList=/dev/null".to_string(),
-            "-o".to_string(),
-            format!("Dir::Etc::SourceParts={}", apt.join("sources").display()),
-            "-o".to_string(),
-            format!("Dir::State::Lists={}", apt.join("lists").display()),
-        ];
-        say("kernel: fetching the package lists of trixie-backports and sid");
-        run_logged(
-            "apt-get update (trixie-backports, sid)",
-            cmd("apt-get").args(&opts).arg("update"),
-            &log_path("apt-newer-update.log")?,
-        )?;
+        let opts = newer_apt(cache, true)?;
         for ver in VERSIONS {
             say(format!(
                 "kernel: downloading linux-source-7.2={ver} (165 MB)"
@@ -306,6 +317,36 @@ fn ensure_source(cache: &Path) -> Result<String> {
     fs::rename(&src, base.join("pristine"))?;
     let _ = fs::remove_dir_all(&tmp);
     Ok(ver)
+}
+
+/// apt options for a private source list with trixie-backports and sid
+/// (the system's apt config is left alone); `update` refreshes the lists.
+pub fn newer_apt(cache: &Path, update: bool) -> Result<Vec<String>> {
+    let apt = cache.join("apt");
+    fs::create_dir_all(apt.join("sources"))?;
+    fs::create_dir_all(apt.join("lists/partial"))?;
+    fs::write(
+        apt.join("sources/newer.sources"),
+        "Types: deb\nURIs: http://deb.debian.org/debian\nSuites: trixie-backports sid\n\
+         Components: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n",
+    )?;
+    let opts = vec![
+        "-o".to_string(),
+        "Dir::Etc::SourceList=/dev/null".to_string(),
+        "-o".to_string(),
+        format!("Dir::Etc::SourceParts={}", apt.join("sources").display()),
+        "-o".to_string(),
+        format!("Dir::State::Lists={}", apt.join("lists").display()),
+    ];
+    if update {
+        say("fetching the package lists of trixie-backports and sid");
+        run_logged(
+            "apt-get update (trixie-backports, sid)",
+            cmd("apt-get").args(&opts).arg("update"),
+            &log_path("apt-newer-update.log")?,
+        )?;
+    }
+    Ok(opts)
 }
 
 /// The flavor's worktree with exactly its patches applied. Files a patch does

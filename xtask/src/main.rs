@@ -3,6 +3,7 @@
 
 mod build;
 mod kernel;
+mod selftests;
 mod setup;
 mod test;
 mod util;

@@ -99,10 +99,20 @@ pub fn test(filter: Option<&str>, vm_only: bool, opts: &VmOpts) -> Result<i32> {
     }
     let mut kernel_ok = true;
     for f in &flavors {
-        if let Err(e) = kernel::ensure(*f) {
-            say(format!("test: kernel build ({}): FAILED: {e:#}", f.name()));
-            failed_steps.push(format!("kernel build ({})", f.name()));
-            kernel_ok = false;
+        match kernel::ensure(*f) {
+            // kublk is built once, against our kernel's (superset) uapi.
+            Ok(k) if *f == Flavor::Ublk && tests.iter().any(|t| t.name.contains("kublk")) => {
+                if let Err(e) = crate::selftests::build(&k) {
+                    say(format!("test: kublk selftests build: FAILED: {e:#}"));
+                    failed_steps.push("kublk build".into());
+                }
+            }
+            Ok(_) => {}
+            Err(e) => {
+                say(format!("test: kernel build ({}): FAILED: {e:#}", f.name()));
+                failed_steps.push(format!("kernel build ({})", f.name()));
+                kernel_ok = false;
+            }
         }
     }
     if let Err(e) = crate::build::build() {
