@@ -13,7 +13,7 @@ MODES=${MODES:-copy zc}
 
 fio_verify() { # DEV RW BS SIZE
   fio --name=v --filename="$1" --rw="$2" --bs="$3" --size="$4" --direct=1 \
-    --ioengine=libaio --iodepth=16 --verify=crc32c --do_verify=1 --verify_fatal=1 \
+    --ioengine=libaio --iodepth=16 --verify=crc32c --do_verify=1 --verify_fatal=1 --verify_state_save=0 \
     --randrepeat=0 --output="$T/fio.out" > /dev/null 2>&1 \
     || { cat "$T/fio.out"; die "fio $2 bs=$3 on $1 failed"; }
   grep -q "err= 0" "$T/fio.out" || { cat "$T/fio.out"; die "fio $2 bs=$3 reported errors"; }
@@ -23,7 +23,7 @@ for mode in $MODES; do
   log "== mode $mode: the reference check"
   truncate -s 256M "$T/a.img"
   d=$(ublk-user add loop --file "$T/a.img" --mode "$mode") || die "add loop $mode"
-  fio --name=v --filename="$d" --rw=randwrite --bs=64k --size=64m --direct=1 --verify=crc32c \
+  fio --name=v --filename="$d" --rw=randwrite --bs=64k --size=64m --direct=1 --verify=crc32c --verify_state_save=0 \
     --output="$T/fio.out" > /dev/null 2>&1 || { cat "$T/fio.out"; die "reference fio ($mode) failed"; }
   grep -q "err= 0" "$T/fio.out" || die "reference fio ($mode) errors"
   ublk-user del --all || die "del --all"

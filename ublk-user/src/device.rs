@@ -5,6 +5,7 @@
 //! half-created device is left behind.
 
 use crate::ctrl::Control;
+use crate::io::counters::Counters;
 use crate::io::{queue_thread, QueueConfig, QueueReady, QueueStats};
 use crate::mode::DataMode;
 use crate::sys::{self, DevInfo, Params};
@@ -36,6 +37,9 @@ pub struct DeviceOptions {
     pub mode: DataMode,
     /// Request `UBLK_F_BPF` and handle redirected requests.
     pub bpf: bool,
+    /// If set, per-queue counters are kept in `<dir>/<id>.stats` (shared
+    /// mapping) for other processes; see [`crate::io::counters`].
+    pub stats_dir: Option<std::path::PathBuf>,
 }
 
 impl Default for DeviceOptions {
@@ -47,6 +51,7 @@ impl Default for DeviceOptions {
             max_io_bytes: DEFAULT_MAX_IO,
             mode: DataMode::Copy,
             bpf: false,
+            stats_dir: None,
         }
     }
 }
@@ -134,6 +139,7 @@ pub struct Device {
     opts: DeviceOptions,
     target: Arc<dyn Target>,
     cdev: Option<File>,
+    counters: Option<Arc<Counters>>,
     threads: Vec<JoinHandle<std::io::Result<QueueStats>>>,
     hook: Option<Box<dyn BpfHook>>,
     hook_attached: bool,
@@ -172,6 +178,7 @@ impl Device {
             opts,
             target,
             cdev: None,
+            counters: None,
             threads: Vec::new(),
             hook: None,
             hook_attached: false,
@@ -189,6 +196,15 @@ impl Device {
         dev.ctrl.set_params(dev.info.dev_id, &params)?;
         let cdev_path = format!("/dev/ublkc{}", dev.info.dev_id);
         dev.cdev = Some(open_retry(Path::new(&cdev_path))?);
+        let counters = match &dev.opts.stats_dir {
+            Some(dir) => {
+                let p = dir.join(format!("{}.stats", dev.info.dev_id));
+                Counters::file(&p, dev.info.nr_hw_queues)
+                    .with_context(|| format!("cannot create {}", p.display()))?
+            }
+            None => Counters::anon(dev.info.nr_hw_queues)?,
+        };
+        dev.counters = Some(Arc::new(counters));
         Ok(dev)
     }
 
@@ -233,6 +249,10 @@ impl Device {
     pub fn set_bpf_hook(&mut self, hook: Box<dyn BpfHook>) {
         self.hook = Some(hook);
     }
+    /// Live request counters of all queues.
+    pub fn counters(&self) -> Option<&Arc<Counters>> {
+        self.counters.as_ref()
+    }
     pub fn control(&mut self) -> &mut Control {
         &mut self.ctrl
     }
@@ -257,10 +277,14 @@ impl Device {
                 cdev_fd,
             };
             let target = self.target.clone();
+            let counters = self
+                .counters
+                .clone()
+                .ok_or_else(|| anyhow!("device not open"))?;
             let tx = tx.clone();
             let h = std::thread::Builder::new()
                 .name(format!("ublk{}-q{}", self.info.dev_id, q_id))
-                .spawn(move || queue_thread(cfg, target, tx))
+                .spawn(move || queue_thread(cfg, target, counters, tx))
                 .context("cannot spawn a queue thread")?;
             self.threads.push(h);
         }

@@ -17,6 +17,13 @@ pub struct Meta {
     pub mode_requested: String,
     pub mode: String,
     pub bdev: String,
+    /// BPF stats map id (0: no BPF program).
+    pub bpf_stats_map_id: u32,
+}
+
+/// The server's live request counters ([`crate::io::counters`]).
+pub fn stats_path(id: u32) -> PathBuf {
+    PathBuf::from(format!("{RUN_DIR}/{id}.stats"))
 }
 
 pub fn path(id: u32) -> PathBuf {
@@ -43,7 +50,7 @@ pub fn json_str(s: &str) -> String {
 impl Meta {
     pub fn to_json(&self) -> String {
         format!(
-            "{{\"id\":{},\"pid\":{},\"target\":{},\"backing\":{},\"size\":{},\"queues\":{},\"depth\":{},\"mode_requested\":{},\"mode\":{},\"bdev\":{}}}",
+            "{{\"id\":{},\"pid\":{},\"target\":{},\"backing\":{},\"size\":{},\"queues\":{},\"depth\":{},\"mode_requested\":{},\"mode\":{},\"bdev\":{},\"bpf_stats_map_id\":{}}}",
             self.id,
             self.pid,
             json_str(&self.target),
@@ -53,7 +60,8 @@ impl Meta {
             self.depth,
             json_str(&self.mode_requested),
             json_str(&self.mode),
-            json_str(&self.bdev)
+            json_str(&self.bdev),
+            self.bpf_stats_map_id
         )
     }
 
@@ -72,6 +80,7 @@ impl Meta {
             mode_requested: get("mode_requested").unwrap_or("").into(),
             mode: get("mode").unwrap_or("").into(),
             bdev: get("bdev").unwrap_or("").into(),
+            bpf_stats_map_id: num("bpf_stats_map_id").unwrap_or(0) as u32,
         })
     }
 
@@ -89,6 +98,7 @@ impl Meta {
 
     pub fn remove(id: u32) {
         let _ = std::fs::remove_file(path(id));
+        let _ = std::fs::remove_file(stats_path(id));
     }
 }
 
@@ -162,6 +172,7 @@ mod tests {
             mode_requested: "bpf".into(),
             mode: "copy".into(),
             bdev: "/dev/ublkb3".into(),
+            bpf_stats_map_id: 42,
         };
         assert_eq!(Meta::from_json(&m.to_json()), Some(m));
         assert_eq!(Meta::from_json("garbage"), None);

@@ -4,7 +4,8 @@ pub mod args;
 pub mod meta;
 
 use crate::ctrl::{self, Control};
-use crate::device::{Device, DeviceOptions};
+use crate::device::{BpfHook, Device, DeviceOptions};
+use crate::io::counters;
 use crate::mode::DataMode;
 use crate::sys;
 use crate::target::{LoopTarget, NullTarget, Target};
@@ -45,13 +46,22 @@ fn require_root() -> Result<()> {
     Ok(())
 }
 
-/// Why the BPF data path cannot be used, if it cannot.
-fn bpf_unavailable(features: u64) -> Option<String> {
+/// Builds the BPF loader's hook in the server process (after fork); also
+/// returns the id of the program's stats map (for `list`).
+pub type BpfFactory = Box<dyn FnOnce() -> Result<(Box<dyn BpfHook>, u32)>>;
+
+/// The BPF loader for `--mode bpf` (`crate::bpf`), or why BPF cannot be
+/// used: the kernel lacks `UBLK_F_BPF`, or the program cannot be loaded
+/// (not embedded in this build, refused by the verifier).
+fn bpf_loader(features: u64, log: bool) -> std::result::Result<BpfFactory, String> {
     if features & sys::UBLK_F_BPF == 0 {
-        return Some("kernel lacks UBLK_F_BPF (GET_FEATURES bit 20)".into());
+        return Err("kernel lacks UBLK_F_BPF (GET_FEATURES bit 20)".into());
     }
-    // The loader (crate::bpf) is not wired in yet.
-    Some("the BPF loader is not built into this ublk-user yet".into())
+    crate::bpf::probe(log)?;
+    Ok(Box::new(move || {
+        let (prog, hook) = crate::bpf::load_hook(log)?;
+        Ok((hook, prog.stats_map_id()))
+    }))
 }
 
 fn add(t: AddTarget) -> Result<()> {
@@ -68,16 +78,16 @@ fn add(t: AddTarget) -> Result<()> {
     let mut ctl = Control::open()?;
     let features = ctl.get_features()?;
     drop(ctl);
-    let mode = match common.mode {
-        ModeArg::Copy => DataMode::Copy,
-        ModeArg::Zc => DataMode::Zc,
-        ModeArg::Bpf => match bpf_unavailable(features) {
-            Some(why) if common.no_fallback => bail!("--mode bpf: BPF is not available: {why}"),
-            Some(why) => {
+    let (mode, bpf) = match common.mode {
+        ModeArg::Copy => (DataMode::Copy, None),
+        ModeArg::Zc => (DataMode::Zc, None),
+        ModeArg::Bpf => match bpf_loader(features, common.bpf_log) {
+            Ok(f) => (DataMode::Copy, Some(f)),
+            Err(why) if common.no_fallback => bail!("--mode bpf: BPF is not available: {why}"),
+            Err(why) => {
                 eprintln!("ublk-user: BPF is not available ({why}); falling back to --mode copy");
-                DataMode::Copy
+                (DataMode::Copy, None)
             }
-            None => DataMode::Copy,
         },
     };
     let opts = DeviceOptions {
@@ -85,15 +95,16 @@ fn add(t: AddTarget) -> Result<()> {
         queues: common.queues,
         depth: common.depth,
         mode,
-        bpf: false,
+        bpf: bpf.is_some(),
+        stats_dir: Some(meta::RUN_DIR.into()),
         ..Default::default()
     };
     crate::device::validate_options(&opts)?;
-    let neg = crate::device::negotiate_flags(&opts, features)?;
-    let _ = neg;
+    crate::device::negotiate_flags(&opts, features)?;
     let info = ServeInfo {
         requested: common.mode.name(),
-        mode: mode.name(),
+        mode: if bpf.is_some() { "bpf" } else { mode.name() },
+        bpf,
     };
     if common.foreground {
         return serve(target, opts, info, None);
@@ -104,6 +115,7 @@ fn add(t: AddTarget) -> Result<()> {
 struct ServeInfo {
     requested: &'static str,
     mode: &'static str,
+    bpf: Option<BpfFactory>,
 }
 
 /// Fork; the child serves and reports "OK <bdev>" or "ERR <message>" through
@@ -199,20 +211,27 @@ fn signal_set() -> libc::sigset_t {
 fn serve(
     target: Arc<dyn Target>,
     opts: DeviceOptions,
-    info: ServeInfo,
+    mut info: ServeInfo,
     ready: Option<OwnedFd>,
 ) -> Result<()> {
+    let bpf = info.bpf.take();
     let set = signal_set();
     // SAFETY: blocks the stop signals in this thread (and so in the queue
     // threads it spawns); they are taken synchronously with sigtimedwait.
     unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) };
-    let started = (|| -> Result<Device> {
+    let started = (|| -> Result<(Device, u32)> {
         let ctl = Control::open()?;
         let mut dev = Device::create(ctl, target.clone(), opts)?;
+        let mut stats_map_id = 0;
+        if let Some(f) = bpf {
+            let (hook, id) = f()?;
+            dev.set_bpf_hook(hook);
+            stats_map_id = id;
+        }
         dev.start()?;
-        Ok(dev)
+        Ok((dev, stats_map_id))
     })();
-    let dev = match started {
+    let (dev, bpf_stats_map_id) = match started {
         Ok(d) => d,
         Err(e) => {
             notify(&ready, &format!("ERR {}", one_line(&e)));
@@ -236,6 +255,7 @@ fn serve(
         mode_requested: info.requested.into(),
         mode: info.mode.into(),
         bdev: dev.bdev_path(),
+        bpf_stats_map_id,
     };
     if let Err(e) = m.write() {
         eprintln!("ublk-user: cannot write {}: {e}", meta::path(id).display());
@@ -356,8 +376,22 @@ fn list(json: bool) -> Result<()> {
             .iter()
             .map(|(i, m)| {
                 let m = m.clone().unwrap_or_default();
+                let mut extra = String::new();
+                let sp = meta::stats_path(i.dev_id);
+                if let (Ok(s), Ok(r), Ok(e)) = (
+                    counters::read_file(&sp, counters::SERVED),
+                    counters::read_file(&sp, counters::REDIRECTED),
+                    counters::read_file(&sp, counters::ERRORS),
+                ) {
+                    extra = format!(",\"server_served\":{s},\"server_redirected\":{r},\"server_errors\":{e}");
+                }
+                if m.bpf_stats_map_id != 0 {
+                    if let Ok(st) = crate::bpf::stats_by_map_id(m.bpf_stats_map_id) {
+                        extra.push_str(&format!(",{}", st.json_fields()));
+                    }
+                }
                 format!(
-                    "{{\"id\":{},\"state\":{},\"target\":{},\"backing\":{},\"size\":{},\"queues\":{},\"depth\":{},\"mode_requested\":{},\"mode\":{},\"pid\":{},\"bdev\":{},\"flags\":{},\"features\":[{}]}}",
+                    "{{\"id\":{},\"state\":{},\"target\":{},\"backing\":{},\"size\":{},\"queues\":{},\"depth\":{},\"mode_requested\":{},\"mode\":{},\"pid\":{},\"bdev\":{},\"flags\":{},\"features\":[{}]{}}}",
                     i.dev_id,
                     meta::json_str(sys::state_name(i.state)),
                     meta::json_str(&m.target),
@@ -370,7 +404,8 @@ fn list(json: bool) -> Result<()> {
                     i.ublksrv_pid,
                     meta::json_str(&format!("/dev/ublkb{}", i.dev_id)),
                     i.flags,
-                    sys::feature_names(i.flags).iter().map(|n| meta::json_str(n)).collect::<Vec<_>>().join(",")
+                    sys::feature_names(i.flags).iter().map(|n| meta::json_str(n)).collect::<Vec<_>>().join(","),
+                    extra
                 )
             })
             .collect();

@@ -16,11 +16,13 @@
 //! [`ublk_ebpf_common::user_data`], so CQEs are routed without lookups.
 //! Submissions are batched: one `io_uring_enter` per loop turn.
 
+pub mod counters;
 pub mod redirect;
 
 use crate::mode::{zc, DataMode, DataPath};
 use crate::sys::{self, IoCmd, IoDesc};
 use crate::target::{Request, Submit, Target, MAX_SQES_PER_REQUEST};
+use counters::Counters;
 use io_uring::{opcode, squeue, types, IoUring};
 use redirect::Redirect;
 use std::io;
@@ -201,6 +203,7 @@ pub struct Queue {
     iods: Iods,
     path: DataPath,
     target: Arc<dyn Target>,
+    counters: Arc<Counters>,
     tags: Vec<TagState>,
     cqes: Vec<(u64, i32)>,
     dead: u32,
@@ -211,7 +214,11 @@ pub struct Queue {
 impl Queue {
     /// Set up the ring (fixed files: cdev + target files; sparse buffer
     /// table for zc/bpf), the iod mapping and the data path.
-    pub fn new(cfg: QueueConfig, target: Arc<dyn Target>) -> io::Result<Self> {
+    pub fn new(
+        cfg: QueueConfig,
+        target: Arc<dyn Target>,
+        counters: Arc<Counters>,
+    ) -> io::Result<Self> {
         let depth = cfg.depth as u32;
         let sq = (depth * 2).next_power_of_two().clamp(64, 8192);
         let ring = IoUring::builder()
@@ -237,6 +244,7 @@ impl Queue {
             iods,
             path,
             target,
+            counters,
             dead: 0,
             inflight: 0,
             stats: QueueStats::default(),
@@ -284,6 +292,15 @@ impl Queue {
         }
     }
 
+    fn commit_redirected(&mut self, tag: u16, result: i32) {
+        self.counters.add(self.cfg.q_id, counters::REDIRECTED, 1);
+        if result < 0 {
+            self.stats.errors += 1;
+            self.counters.add(self.cfg.q_id, counters::ERRORS, 1);
+        }
+        self.commit(tag, result);
+    }
+
     fn mark_dead(&mut self, tag: u16) {
         let t = &mut self.tags[tag as usize];
         if !t.dead {
@@ -309,6 +326,7 @@ impl Queue {
             }
             return;
         }
+        self.counters.add(self.cfg.q_id, counters::SERVED, 1);
         let req = Request {
             q_id: self.cfg.q_id,
             tag,
@@ -403,6 +421,7 @@ impl Queue {
             };
             if result < 0 {
                 self.stats.errors += 1;
+                self.counters.add(self.cfg.q_id, counters::ERRORS, 1);
             }
             self.inflight -= 1;
             self.commit(tag, result);
@@ -432,7 +451,7 @@ impl Queue {
             }
             KIND_TARGET => self.on_target_cqe(tag, res, ud::extra(user_data)),
             KIND_BPF => match self.tags[tag as usize].redirect.on_bpf_cqe(res) {
-                Ok(Some(r)) => self.commit(tag, r),
+                Ok(Some(r)) => self.commit_redirected(tag, r),
                 Ok(None) => {}
                 Err(d) => eprintln!(
                     "ublk-user: queue {} tag {tag}: duplicate BPF CQE ({d:?})",
@@ -488,10 +507,11 @@ fn errno_str(res: i32) -> String {
 pub fn queue_thread(
     cfg: QueueConfig,
     target: Arc<dyn Target>,
+    counters: Arc<Counters>,
     ready: Sender<Result<QueueReady, String>>,
 ) -> io::Result<QueueStats> {
     let q_id = cfg.q_id;
-    let mut q = match Queue::new(cfg, target).and_then(|mut q| q.fetch_all().map(|_| q)) {
+    let mut q = match Queue::new(cfg, target, counters).and_then(|mut q| q.fetch_all().map(|_| q)) {
         Ok(q) => q,
         Err(e) => {
             let _ = ready.send(Err(format!("queue {q_id}: setup failed: {e}")));

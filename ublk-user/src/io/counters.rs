@@ -1,0 +1,137 @@
+//! Per-queue request counters other processes can read (`ublk-user list`):
+//! a small file mmapped shared, one 64-byte slot per queue of `u64`s that
+//! only that queue's thread updates (relaxed atomics, no false sharing).
+
+use std::fs::OpenOptions;
+use std::io;
+use std::os::fd::AsRawFd;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Counters per queue slot.
+pub const SLOT_WORDS: usize = 8;
+/// Requests served through the server's own data path (copy / zc).
+pub const SERVED: usize = 0;
+/// Redirected requests committed from the BPF CQE.
+pub const REDIRECTED: usize = 1;
+/// Requests completed with an error.
+pub const ERRORS: usize = 2;
+
+/// The counters of all queues of a device.
+pub struct Counters {
+    ptr: *mut AtomicU64,
+    words: usize,
+}
+
+// SAFETY: the memory is only accessed through `AtomicU64`s.
+unsafe impl Send for Counters {}
+// SAFETY: as above; atomics are Sync.
+unsafe impl Sync for Counters {}
+
+impl Counters {
+    fn map(fd: i32, flags: i32, words: usize) -> io::Result<Self> {
+        let len = words * 8;
+        // SAFETY: a fresh read/write mapping of `len` bytes (of an fd sized
+        // to at least `len`, or anonymous); checked for MAP_FAILED.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                flags,
+                fd,
+                0,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(Self {
+            ptr: p as *mut AtomicU64,
+            words,
+        })
+    }
+
+    /// Process-private counters.
+    pub fn anon(queues: u16) -> io::Result<Self> {
+        Self::map(
+            -1,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            queues as usize * SLOT_WORDS,
+        )
+    }
+
+    /// Counters in `path` (created/truncated), readable with [`read_file`].
+    pub fn file(path: &Path, queues: u16) -> io::Result<Self> {
+        let words = queues as usize * SLOT_WORDS;
+        let f = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(path)?;
+        f.set_len((words * 8) as u64)?;
+        Self::map(f.as_raw_fd(), libc::MAP_SHARED, words)
+    }
+
+    #[inline]
+    pub fn add(&self, q_id: u16, which: usize, n: u64) {
+        let i = q_id as usize * SLOT_WORDS + which;
+        if i < self.words {
+            // SAFETY: i < words, inside the mapping; AtomicU64 is valid for
+            // any bit pattern and the mapping is 8-byte aligned.
+            unsafe { (*self.ptr.add(i)).fetch_add(n, Ordering::Relaxed) };
+        }
+    }
+
+    /// Sum of `which` over all queues.
+    pub fn total(&self, which: usize) -> u64 {
+        (0..self.words / SLOT_WORDS)
+            // SAFETY: every index is inside the mapping.
+            .map(|q| unsafe { (*self.ptr.add(q * SLOT_WORDS + which)).load(Ordering::Relaxed) })
+            .sum()
+    }
+}
+
+impl Drop for Counters {
+    fn drop(&mut self) {
+        // SAFETY: unmaps exactly the mapping made in `map`.
+        unsafe { libc::munmap(self.ptr as *mut libc::c_void, self.words * 8) };
+    }
+}
+
+/// Totals of `which` in a counters file written by a server.
+pub fn read_file(path: &Path, which: usize) -> io::Result<u64> {
+    let b = std::fs::read(path)?;
+    Ok(b.chunks_exact(SLOT_WORDS * 8)
+        .map(|slot| u64::from_ne_bytes(slot[which * 8..which * 8 + 8].try_into().unwrap()))
+        .sum())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn anon_counters() {
+        let c = Counters::anon(2).unwrap();
+        c.add(0, SERVED, 3);
+        c.add(1, SERVED, 4);
+        c.add(1, REDIRECTED, 1);
+        c.add(9, SERVED, 100); // out of range: ignored
+        assert_eq!(c.total(SERVED), 7);
+        assert_eq!(c.total(REDIRECTED), 1);
+    }
+
+    #[test]
+    fn file_counters_are_visible() {
+        let p = std::env::temp_dir().join(format!("ublk-user-counters-{}", std::process::id()));
+        let c = Counters::file(&p, 3).unwrap();
+        c.add(2, REDIRECTED, 5);
+        c.add(0, SERVED, 2);
+        assert_eq!(read_file(&p, REDIRECTED).unwrap(), 5);
+        assert_eq!(read_file(&p, SERVED).unwrap(), 2);
+        drop(c);
+        std::fs::remove_file(p).unwrap();
+    }
+}
