@@ -7,6 +7,10 @@
 . tests/vm/lib.sh
 [ -c /dev/ublk-control ] || skip "no /dev/ublk-control"
 T=${TEST_TMP:-/tmp}
+# busybox sh runs its own applets before PATH: use util-linux by full path.
+tool() { for p in /usr/sbin/$1 /sbin/$1 /usr/bin/$1 /bin/$1; do [ -x "$p" ] && { echo "$p"; return; }; done; echo "$1"; }
+BLKDISCARD=$(tool blkdiscard)
+FALLOCATE=$(tool fallocate)
 MODES=${MODES:-copy zc}
 
 for mode in $MODES; do
@@ -40,13 +44,13 @@ for mode in $MODES; do
   [ "$(cat /sys/block/$dev/queue/write_zeroes_max_bytes)" != 0 ] || die "write zeroes not enabled on $d"
   head -c 1048576 /dev/zero > "$T/zero1m"
   dd if=/dev/urandom of="$d" bs=1M count=8 oflag=direct 2>/dev/null || die "fill"
-  blkdiscard -o 1048576 -l 2097152 "$d" || die "blkdiscard"
+  $BLKDISCARD -o 1048576 -l 2097152 "$d" || die "blkdiscard"
   dd if="$d" of="$T/r" bs=1M skip=1 count=1 iflag=direct 2>/dev/null
   cmp "$T/zero1m" "$T/r" || die "discarded range does not read back as zeroes"
-  if blkdiscard --help 2>&1 | grep -q -- --zeroout; then
-    blkdiscard -z -o 4194304 -l 1048576 "$d" || die "blkdiscard -z"
+  if $BLKDISCARD --help 2>&1 | grep -q -- --zeroout; then
+    $BLKDISCARD -z -o 4194304 -l 1048576 "$d" || die "blkdiscard -z"
   else # busybox blkdiscard has no -z; fallocate -z on a block device issues write-zeroes too
-    fallocate -z -o 4194304 -l 1048576 "$d" || die "fallocate -z (write zeroes)"
+    $FALLOCATE -z -o 4194304 -l 1048576 "$d" || die "fallocate -z (write zeroes)"
   fi
   dd if="$d" of="$T/r" bs=1M skip=4 count=1 iflag=direct 2>/dev/null
   cmp "$T/zero1m" "$T/r" || die "write-zeroes range does not read back as zeroes"
