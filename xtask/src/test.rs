@@ -16,7 +16,7 @@ struct VmTest {
 
 /// tests/vm/NN-name.sh, in order; `# kernel: vanilla` runs a test on the
 /// unpatched kernel instead of ours.
-fn discover(filter: Option<&str>) -> Result<Vec<VmTest>> {
+fn discover(filter: Option<&str>, patched: Flavor) -> Result<Vec<VmTest>> {
     let dir = root().join("tests/vm");
     let mut tests = Vec::new();
     for e in fs::read_dir(&dir).with_context(|| format!("cannot list {}", dir.display()))? {
@@ -33,7 +33,7 @@ fn discover(filter: Option<&str>) -> Result<Vec<VmTest>> {
         let flavor = if text.lines().any(|l| l.trim() == "# kernel: vanilla") {
             Flavor::Vanilla
         } else {
-            Flavor::Ublk
+            patched
         };
         tests.push(VmTest { name, path, flavor });
     }
@@ -86,7 +86,13 @@ pub fn test(filter: Option<&str>, vm_only: bool, opts: &VmOpts) -> Result<i32> {
         checkpatch(&mut failed_steps)?;
     }
 
-    let tests = discover(filter)?;
+    // `--debug-kernel` runs the patched-kernel tests on the debug flavor.
+    let patched = if opts.flavor == Flavor::Vanilla {
+        Flavor::Ublk
+    } else {
+        opts.flavor
+    };
+    let tests = discover(filter, patched)?;
     // Build what the VM tests need: kernels first (longest), then binaries.
     let mut flavors: Vec<Flavor> = Vec::new();
     for t in &tests {
@@ -95,13 +101,13 @@ pub fn test(filter: Option<&str>, vm_only: bool, opts: &VmOpts) -> Result<i32> {
         }
     }
     if flavors.is_empty() {
-        flavors.push(Flavor::Ublk);
+        flavors.push(patched);
     }
     let mut kernel_ok = true;
     for f in &flavors {
         match kernel::ensure(*f) {
             // kublk is built once, against our kernel's (superset) uapi.
-            Ok(k) if *f == Flavor::Ublk && tests.iter().any(|t| t.name.contains("kublk")) => {
+            Ok(k) if *f != Flavor::Vanilla && tests.iter().any(|t| t.name.contains("kublk")) => {
                 if let Err(e) = crate::selftests::build(&k) {
                     say(format!("test: kublk selftests build: FAILED: {e:#}"));
                     failed_steps.push("kublk build".into());
