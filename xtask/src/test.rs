@@ -22,23 +22,33 @@ fn discover(filter: Option<&str>, patched: Flavor) -> Result<Vec<VmTest>> {
     for e in fs::read_dir(&dir).with_context(|| format!("cannot list {}", dir.display()))? {
         let path = e?.path();
         let name = path.file_stem().unwrap().to_string_lossy().to_string();
-        let is_test = path.extension().is_some_and(|x| x == "sh")
-            && name.len() > 3
-            && name.as_bytes()[..2].iter().all(u8::is_ascii_digit)
-            && name.as_bytes()[2] == b'-';
+        let is_test = is_test_name(&path.file_name().unwrap().to_string_lossy());
         if !is_test || filter.is_some_and(|f| !name.contains(f)) {
             continue;
         }
-        let text = fs::read_to_string(&path)?;
-        let flavor = if text.lines().any(|l| l.trim() == "# kernel: vanilla") {
-            Flavor::Vanilla
-        } else {
-            patched
-        };
+        let flavor = flavor_of(&fs::read_to_string(&path)?, patched);
         tests.push(VmTest { name, path, flavor });
     }
     tests.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(tests)
+}
+
+/// Which kernel a test runs on: `# kernel: vanilla` in its header, else ours.
+fn flavor_of(script: &str, patched: Flavor) -> Flavor {
+    if script.lines().any(|l| l.trim() == "# kernel: vanilla") {
+        Flavor::Vanilla
+    } else {
+        patched
+    }
+}
+
+/// Whether a file name is a VM test: `NN-name.sh`.
+fn is_test_name(file: &str) -> bool {
+    let Some(stem) = file.strip_suffix(".sh") else {
+        return false;
+    };
+    let b = stem.as_bytes();
+    b.len() > 3 && b[..2].iter().all(u8::is_ascii_digit) && b[2] == b'-'
 }
 
 pub fn test(filter: Option<&str>, vm_only: bool, opts: &VmOpts) -> Result<i32> {
@@ -259,4 +269,29 @@ fn checkpatch(failed: &mut Vec<String>) -> Result<()> {
         failed.push(format!("checkpatch ({})", bad.join(", ")));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn test_names() {
+        assert!(is_test_name("00-boot.sh"));
+        assert!(is_test_name("41-kublk-selftests-vanilla.sh"));
+        assert!(!is_test_name("run.sh"));
+        assert!(!is_test_name("lib.sh"));
+        assert!(!is_test_name("1-x.sh"));
+        assert!(!is_test_name("00-boot.sh~"));
+    }
+
+    #[test]
+    fn flavor_header() {
+        let v = "#!/bin/sh\n# kernel: vanilla\nexit 0\n";
+        assert_eq!(flavor_of(v, Flavor::Ublk), Flavor::Vanilla);
+        assert_eq!(
+            flavor_of("#!/bin/sh\nexit 0\n", Flavor::Debug),
+            Flavor::Debug
+        );
+    }
 }

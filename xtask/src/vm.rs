@@ -411,3 +411,16 @@ pub fn prune_runs() {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn command_script_quotes_every_argument() {
+        let argv = ["sh", "-c", "exit 3"].map(String::from);
+        assert_eq!(command_script(&argv), "exec sh -c 'exit 3'\n");
+        let argv = ["echo", "a'b", "$HOME"].map(String::from);
+        assert_eq!(command_script(&argv), "exec echo 'a'\\''b' '$HOME'\n");
+    }
+}
