@@ -23,6 +23,7 @@ const PACKAGES: &[(&str, &str)] = &[
     ("gcc", "/usr/bin/gcc"),
     ("perl", "/usr/bin/perl"),
     ("git", "/usr/bin/git"),
+    ("rsync", "/usr/bin/rsync"),
     (
         "debian-archive-keyring",
         "/usr/share/keyrings/debian-archive-keyring.gpg",
