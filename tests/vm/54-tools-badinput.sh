@@ -1,0 +1,120 @@
+#!/bin/sh
+# timeout: 300
+# Bad input to ublk-user: every case exits non-zero with one clear line on
+# stderr (clap usage errors: an "error:" first line, exit 2) and leaves no
+# device behind, not even half-created (/dev/ublkc* and `ublk-user list`
+# unchanged). Cases: bad arguments, missing / unusable backing files, a
+# device id that is taken or out of range, --mode bpf on a target without a
+# backing file, no privilege (as uid 65534), too many devices (ublks_max).
+. tests/vm/lib.sh
+. tests/vm/fault-lib.sh
+[ -c /dev/ublk-control ] || skip "no /dev/ublk-control"
+command -v ublk-bpf-fixture > /dev/null || skip "no ublk-bpf-fixture (cargo xtask build)"
+n=0
+base_dev=$(ndev)
+base_chr=$(nchar)
+# bad KIND CMD...: KIND=clap (usage error, exit 2) or one (exit 1, one "ublk-user:" line)
+bad() {
+  kind=$1; shift
+  n=$((n + 1))
+  "$@" > "$T/out" 2> "$T/err"; rc=$?
+  first=$(head -n 1 "$T/err")
+  lines=$(grep -c . "$T/err")
+  [ "$rc" != 0 ] || die "case $n succeeded: $*"
+  case $kind in
+    clap) [ "$rc" = 2 ] && echo "$first" | grep -q '^error:' || { cat "$T/err"; die "case $n: expected a usage error (rc 2): $*"; } ;;
+    one) [ "$lines" = 1 ] && echo "$first" | grep -q '^ublk-user: ' || { cat "$T/err"; die "case $n: expected one 'ublk-user:' line, got $lines: $*"; } ;;
+  esac
+  [ "$(ndev)" = "$base_dev" ] || { ublk-user list; die "case $n left a device behind: $*"; }
+  [ "$(nchar)" = "$base_chr" ] || { ls /dev/ublk*; die "case $n left a /dev/ublkc node behind: $*"; }
+  log "ok rc=$rc lines=$lines: $* -> $first"
+}
+truncate -s 16M "$T/ok.img"
+: > "$T/empty.img"
+printf 'x%.0s' $(seq 1 1000) > "$T/odd.img"
+mkdir -p "$T/dir"
+bad clap ublk-user
+bad clap ublk-user frobnicate
+bad clap ublk-user add
+bad clap ublk-user add loop
+bad clap ublk-user add loop --file "$T/ok.img" --mode turbo
+bad clap ublk-user add loop --file "$T/ok.img" --queues 0
+bad clap ublk-user add loop --file "$T/ok.img" --queues 65
+bad clap ublk-user add loop --file "$T/ok.img" --depth 0
+bad clap ublk-user add loop --file "$T/ok.img" --depth 5000
+bad clap ublk-user add loop --file "$T/ok.img" --id -1
+bad clap ublk-user add null --size 100
+bad clap ublk-user add null --size 0
+bad clap ublk-user add null --size lots
+bad clap ublk-user del
+bad clap ublk-user del --id 1 --all
+bad one ublk-user add loop --file "$T/missing.img"
+bad one ublk-user add loop --file "$T/dir"
+bad one ublk-user add loop --file "$T/empty.img"
+bad one ublk-user add loop --file /dev/null
+bad one ublk-user add loop --file "$T/ok.img" --id 99999999
+bad one ublk-user add null --size 16M --mode bpf --no-fallback
+bad one ublk-user del --id 4242
+# a file whose size is not a multiple of 512: refused, or served rounded down
+if d=$(ublk-user add loop --file "$T/odd.img" 2> "$T/err"); then
+  log "note: a 1000-byte backing file is accepted: $d ($(cat /sys/block/$(basename "$d")/size) sectors)"
+  ublk-user del --all > /dev/null 2>&1
+else
+  log "ok: 1000-byte backing file refused: $(head -n 1 "$T/err")"
+fi
+# a taken id: refused, the existing device keeps working
+d=$(ublk-user add loop --file "$T/ok.img") || die "add"
+id=$(devid "$d")
+base_dev=$(ndev); base_chr=$(nchar)
+bad one ublk-user add loop --file "$T/ok.img" --id "$id"
+quick_verify "$d" 4m
+log "ok: device $id still serves verified I/O after the clash"
+# no privilege (uid 65534)
+bad one ublk-bpf-fixture as-user 65534 -- ublk-user add loop --file "$T/ok.img"
+bad one ublk-bpf-fixture as-user 65534 -- ublk-user add null --size 16M
+bad one ublk-bpf-fixture as-user 65534 -- ublk-user del --all
+bad one ublk-bpf-fixture as-user 65534 -- ublk-user del --id "$id"
+bad one ublk-bpf-fixture as-user 65534 -- ublk-user list
+bad one ublk-bpf-fixture as-user 65534 -- ublk-user features
+[ -e "$d" ] || die "unprivileged del removed the device"
+ublk-user del --all || die "del"
+base_dev=$(ndev); base_chr=$(nchar)
+
+# --mode bpf --no-fallback on a target without a backing file must not leave
+# a half-created device (checked by bad above); the fallback variant must work
+if has_feature bpf; then
+  if d=$(ublk-user add null --size 16M --mode bpf 2> "$T/err"); then
+    log "note: add null --mode bpf (with fallback) -> $d: $(head -n 1 "$T/err")"
+    ublk-user del --all > /dev/null 2>&1
+  else
+    [ "$(ndev)" = "$base_dev" ] || die "add null --mode bpf failed and left a device"
+    log "ok: add null --mode bpf (with fallback) refused: $(head -n 1 "$T/err")"
+  fi
+fi
+
+# too many devices: lower ublks_max to current + 2 (if the parameter exists)
+p=/sys/module/ublk_drv/parameters/ublks_max
+if [ -w "$p" ]; then
+  old=$(cat "$p")
+  max=$(( $(ndev) + 2 ))
+  echo "$max" > "$p"
+  k=0
+  while [ "$k" -lt 4 ]; do
+    if ublk-user add null --size 16M --queues 1 --depth 4 > /dev/null 2> "$T/err"; then
+      k=$((k + 1))
+    else
+      break
+    fi
+  done
+  rc_lines=$(grep -c . "$T/err")
+  echo "$old" > "$p"
+  [ "$k" = 2 ] || { ublk-user list; die "ublks_max=$max: created $k devices (expected 2)"; }
+  [ "$rc_lines" = 1 ] || { cat "$T/err"; die "too many devices: expected one error line"; }
+  [ "$(ndev)" = "$max" ] && [ "$(nchar)" = "$max" ] || { ublk-user list; ls /dev/ublk*; die "too many devices: half-created device"; }
+  log "ok: ublks_max=$max: 3rd add refused: $(head -n 1 "$T/err")"
+  ublk-user del --all || die "del"
+else
+  log "note: no writable $p: too-many-devices case not run"
+fi
+rm -rf "$T/ok.img" "$T/empty.img" "$T/odd.img" "$T/dir"
+log "PASS: $n bad-input cases"

@@ -1,0 +1,81 @@
+#!/bin/sh
+# timeout: 300
+# UBLK_U_CMD_REG_BPF_PROG / UNREG refused cleanly with their errno:
+# * on a device created without UBLK_F_BPF (copy mode): EOPNOTSUPP;
+# * a second program on a --mode bpf device (the server attached one): EBUSY;
+# * fds that are not a ublk program: socket filter -> EINVAL, map -> EINVAL,
+#   closed fd -> EBADF, negative fd -> EBADF;
+# * as another user (uid 65534): loading EPERM, opening /dev/ublk-control
+#   EACCES, REG through a control fd opened as root EPERM;
+# * UNREG with no program: ENOENT;
+# * ADD_DEV with UBLK_F_BPF | UBLK_F_UNPRIVILEGED_DEV: refused;
+# * after the server died (SIGKILL): what REG does is recorded, the device
+#   can still be deleted and a new one works.
+# Devices keep serving verified I/O after every refused command.
+. tests/vm/lib.sh
+. tests/vm/fault-lib.sh
+command -v fio > /dev/null || skip "no fio"
+command -v ublk-bpf-fixture > /dev/null || skip "no ublk-bpf-fixture (cargo xtask build)"
+has_feature bpf || skip "kernel lacks UBLK_F_BPF"
+fails=0
+# expect DEV CASE ERRNO_NAME...: run `reg`, check the errno name is one of the given
+expect() {
+  dev=$1; case=$2; shift 2
+  out=$(ublk-bpf-fixture reg --dev "$dev" --case "$case" 2>&1)
+  got=$(echo "$out" | sed -n 's/.*(\([A-Z?]*\)).*/\1/p')
+  for w in "$@"; do
+    [ "$got" = "$w" ] && { log "ok: $out"; return 0; }
+  done
+  log "UNEXPECTED (want $*): $out"
+  fails=$((fails + 1))
+}
+truncate -s 16M "$T/a.img"
+truncate -s 16M "$T/b.img"
+dc=$(add_dev "$T/a.img" copy); idc=$(devid "$dc")
+db=$(add_dev "$T/b.img" bpf --queues 1); idb=$(devid "$db")
+expect "$idc" valid EOPNOTSUPP
+expect "$idb" valid EBUSY
+expect "$idb" socket_filter EINVAL EBUSY
+expect "$idb" map_fd EINVAL EBUSY
+expect "$idb" closed_fd EBADF
+expect "$idb" negative_fd EBADF
+expect "$idb" other_uid EPERM EACCES
+expect "$idb" other_uid_open EACCES EPERM
+expect "$idb" other_uid_load EPERM
+# UNREG the server's program: now the fd checks run without EBUSY in the way
+out=$(ublk-bpf-fixture unreg --dev "$idb"); log "$out"
+echo "$out" | grep -q '(OK)' || { log "UNEXPECTED: first UNREG"; fails=$((fails + 1)); }
+out=$(ublk-bpf-fixture unreg --dev "$idb"); log "$out"
+echo "$out" | grep -q '(ENOENT)' || { log "UNEXPECTED: UNREG without a program"; fails=$((fails + 1)); }
+expect "$idb" socket_filter EINVAL
+expect "$idb" map_fd EINVAL
+expect "$idb" closed_fd EBADF
+expect "$idb" twice EBUSY
+out=$(ublk-bpf-fixture unreg --dev "$idc"); log "copy device: $out"
+echo "$out" | grep -q '(EOPNOTSUPP)' || { log "UNEXPECTED: UNREG on a copy device"; fails=$((fails + 1)); }
+out=$(ublk-bpf-fixture add-unpriv-bpf 2>&1); log "$out"
+echo "$out" | grep -q 'errno=0' && { log "UNEXPECTED: UBLK_F_BPF | UBLK_F_UNPRIVILEGED_DEV accepted"; fails=$((fails + 1)); }
+# both devices still serve verified I/O (the bpf one now runs the trivial
+# PASS program of the "twice" case: served by the server)
+quick_verify "$dc" 4m
+quick_verify "$db" 4m
+ublk-user del --all || die "del"
+
+# after the server died
+db=$(add_dev "$T/b.img" bpf --queues 1); idb=$(devid "$db")
+pid=$(field_of "$idb" pid)
+kill -KILL "$pid"
+sleep 1
+out=$(ublk-bpf-fixture reg --dev "$idb" --case valid 2>&1)
+log "REG after SIGKILL of the server: $out"
+out2=$(ublk-bpf-fixture unreg --dev "$idb" 2>&1)
+log "UNREG after SIGKILL of the server: $out2"
+timeout 60 ublk-user del --id "$idb" || die "del after the server died"
+wait_gone "$idb" 10 || die "dead device still there"
+db=$(add_dev "$T/b.img" bpf --queues 1)
+quick_verify "$db" 4m
+ublk-user del --all || die "del"
+rm -f "$T/a.img" "$T/b.img"
+kmemleak_scan
+[ "$fails" = 0 ] || die "$fails registration case(s) not refused as documented"
+log "PASS"

@@ -1,0 +1,64 @@
+# Helpers for the reliability tests (tests/vm/5x, 6x): `. tests/vm/fault-lib.sh`
+# after lib.sh. Not a test itself (no NN- prefix).
+T=${TEST_TMP:-/tmp}
+# Soak variants: `cargo xtask run -- sh -c 'UBLK_SOAK=1 sh tests/vm/50-fault-kill.sh'`.
+SOAK=${UBLK_SOAK:-0}
+
+# field NAME: value of "NAME":... of the first device in `ublk-user list --json`
+# (strings unquoted).
+field() { ublk-user list --json | tr ',{}' '\n\n\n' | sed -n "s/^\"$1\":\"\{0,1\}\([^\"]*\)\"\{0,1\}\$/\1/p" | head -n 1; }
+# field_of ID NAME: the same for device ID.
+field_of() {
+  ublk-user list --json | sed 's/},{/}\n{/g' | grep "\"id\":$1," | tr ',{}' '\n\n\n' \
+    | sed -n "s/^\"$2\":\"\{0,1\}\([^\"]*\)\"\{0,1\}\$/\1/p" | head -n 1
+}
+ndev() { ublk-user list --json | tr ',' '\n' | grep -c '"bdev":'; }
+nchar() { ls /dev/ublkc* 2> /dev/null | wc -l; }
+devid() { echo "${1#/dev/ublkb}"; }
+now() { date +%s; }
+
+# modes: the data paths this kernel can serve (copy, zc if AUTO_BUF_REG, bpf if UBLK_F_BPF).
+modes() {
+  m=copy
+  has_feature auto_buf_reg && m="$m zc"
+  has_feature bpf && m="$m bpf"
+  echo "$m"
+}
+# add_dev FILE MODE [ARGS...]: create a loop device, print its path; die on failure.
+add_dev() {
+  _f=$1; _m=$2; shift 2
+  _extra=""
+  [ "$_m" = bpf ] && _extra=--no-fallback
+  ublk-user add loop --file "$_f" --mode "$_m" $_extra "$@" 2> "$T/add.err" \
+    || { cat "$T/add.err" >&2; die "add loop --mode $_m $*"; }
+}
+# wait_gone ID SECS: /dev/ublkbID and /dev/ublkcID disappear within SECS.
+wait_gone() {
+  _i=0
+  while [ -e "/dev/ublkb$1" ] || [ -e "/dev/ublkc$1" ]; do
+    _i=$((_i + 1))
+    [ "$_i" -gt $(($2 * 10)) ] && return 1
+    sleep 0.1
+  done
+  return 0
+}
+# quick_verify DEV SIZE: write + verify SIZE bytes with fio (crc32c), die on error.
+quick_verify() {
+  fio --name=qv --filename="$1" --rw=randwrite --bs=64k --size="$2" --direct=1 --ioengine=libaio \
+    --iodepth=8 --verify=crc32c --do_verify=1 --verify_fatal=1 --output="$T/qv.out" > /dev/null 2>&1 \
+    || { cat "$T/qv.out"; die "write+verify on $1"; }
+}
+# bad_dmesg: dmesg lines the runner would fail a test on.
+kernel_bad='WARNING:|BUG:|Oops|general protection|KASAN|possible circular|possible recursive|INFO: task .* blocked|Kernel panic|UBSAN|refcount_t:'
+# kmemleak_scan: if the debug kernel has kmemleak, scan and print the count of
+# suspected leaks (informational: reported by the test, not a failure).
+kmemleak_scan() {
+  [ -e /sys/kernel/debug/kmemleak ] || mount -t debugfs none /sys/kernel/debug 2> /dev/null
+  [ -w /sys/kernel/debug/kmemleak ] || return 0
+  echo scan > /sys/kernel/debug/kmemleak 2> /dev/null
+  _n=$(grep -c '^unreferenced object' /sys/kernel/debug/kmemleak 2> /dev/null)
+  log "kmemleak: ${_n:-0} suspected leak(s) after scan"
+  [ "${_n:-0}" = 0 ] || head -n 40 /sys/kernel/debug/kmemleak
+  echo clear > /sys/kernel/debug/kmemleak 2> /dev/null
+  return 0
+}
