@@ -119,8 +119,18 @@ pub fn ensure(flavor: Flavor) -> Result<Kernel> {
             break;
         }
     }
-    let _lock = lock(&cache.join(".kernel.lock"), "the kernel build")?;
-    let ver = ensure_source(&cache)?;
+    let ver = {
+        let _src = lock(
+            &cache.join(".kernel-src.lock"),
+            "the kernel source download",
+        )?;
+        ensure_source(&cache)?
+    };
+    // One build per flavor at a time; flavors have their own tree and O= dir.
+    let _lock = lock(
+        &cache.join(format!(".kernel-{}.lock", flavor.name())),
+        &format!("the {} kernel build", flavor.name()),
+    )?;
     if let Some(k) = cached(&cache, &ver, flavor)? {
         return Ok(k);
     }
@@ -189,7 +199,10 @@ pub fn ensure(flavor: Flavor) -> Result<Kernel> {
 /// The unpatched source tree (for scripts/checkpatch.pl).
 pub fn ensure_pristine() -> Result<PathBuf> {
     let cache = cache_dir()?;
-    let _lock = lock(&cache.join(".kernel.lock"), "the kernel source")?;
+    let _lock = lock(
+        &cache.join(".kernel-src.lock"),
+        "the kernel source download",
+    )?;
     let ver = ensure_source(&cache)?;
     Ok(cache.join("src").join(sanitize(&ver)).join("pristine"))
 }
@@ -366,6 +379,8 @@ fn prepare_tree(cache: &Path, sver: &str, flavor: Flavor, tree: &Path, key: &str
         )
     };
     if !tree.join(".git").exists() {
+        // Worktrees share the pristine repository's metadata.
+        let _src = lock(&cache.join(".kernel-src.lock"), "the kernel source")?;
         git(&pristine, &["worktree", "prune"])?;
         git(
             &pristine,
