@@ -369,6 +369,12 @@ fn check_object(bytes: &[u8]) {
 
 // ----------------------------------------------------- host load (root) ----
 
+/// EINVAL before the verifier ran: the kernel has no kprobe program type
+/// (e.g. the test VM's minimal config without CONFIG_BPF_EVENTS).
+fn kprobe_unavailable(msg: &str) -> bool {
+    msg.contains("type 2,") && msg.contains("os error 22") && msg.contains("(empty)")
+}
+
 /// Loads the embedded (or freshly built) object on the running kernel.
 ///
 /// * as `BPF_PROG_TYPE_KPROBE` (whose context accepts the same read-only
@@ -401,6 +407,10 @@ fn host_load_reaches_verifier() {
         };
         match BpfProgram::load(bytes, opts) {
             Ok(p) => panic!("loaded as kprobe?! (prog id {})", p.prog_id()),
+            Err(e) if kprobe_unavailable(&format!("{e:#}")) => {
+                eprintln!("NOTE: this kernel cannot load kprobe programs; kprobe check skipped");
+                break;
+            }
             Err(e) => {
                 let msg = format!("{e:#}");
                 let tail: Vec<&str> = msg.lines().rev().take(6).collect();
@@ -477,8 +487,14 @@ fn host_load_full_program_with_substitute_helper() {
             {
                 i.imm = 67;
             }
-        })
-        .unwrap_or_else(|e| panic!("log={log}: {e:#}"));
+        });
+        let p = match p {
+            Err(e) if kprobe_unavailable(&format!("{e:#}")) => {
+                eprintln!("NOTE: this kernel cannot load kprobe programs; skipped");
+                return;
+            }
+            r => r.unwrap_or_else(|e| panic!("log={log}: {e:#}")),
+        };
         eprintln!(
             "log={log}: prog id {}: {}",
             p.prog_id(),
@@ -506,4 +522,134 @@ fn host_load_full_program_with_substitute_helper() {
         assert_eq!(stats_by_map_id(p.stats_map_id()).unwrap(), Stats::default());
         drop(p); // stops the log thread
     }
+}
+
+// ------------------------------------------------- end to end (VM, root) ----
+
+/// End to end on the patched kernel, through the library (no CLI): a loop
+/// device with `UBLK_F_BPF` and this module's hook; O_DIRECT writes and reads
+/// through `/dev/ublkbN` must land in / come from the backing file, and be
+/// counted as redirected by the program and by the server.
+///
+/// Run in the VM: `cargo xtask run -- <test binary> --ignored --nocapture bpf::tests::vm_`
+#[test]
+#[ignore = "needs the patched kernel (UBLK_F_BPF), root, and the embedded program"]
+fn vm_end_to_end_redirect() {
+    use crate::ctrl::Control;
+    use crate::device::{Device, DeviceOptions};
+    use crate::target::LoopTarget;
+    use std::io::{Read, Seek, SeekFrom, Write};
+    use std::os::unix::fs::{FileExt, OpenOptionsExt};
+
+    if embedded_object().is_none() {
+        eprintln!("NOTE: no embedded object; skipped");
+        return;
+    }
+    let Ok(mut ctl) = Control::open() else {
+        eprintln!("NOTE: no /dev/ublk-control; skipped");
+        return;
+    };
+    let features = ctl.get_features().expect("GET_FEATURES");
+    if features & UBLK_F_BPF == 0 {
+        eprintln!("NOTE: kernel lacks UBLK_F_BPF (features {features:#x}); skipped");
+        return;
+    }
+    let dir = std::env::var_os("TEST_TMP")
+        .map(PathBuf::from)
+        .unwrap_or_else(std::env::temp_dir);
+    let img = dir.join(format!("bpf-e2e-{}.img", std::process::id()));
+    // 16 MiB backing file: a pattern in the first 8 MiB, zeroes after.
+    let pattern: Vec<u8> = (0..8u32 << 20)
+        .map(|i| (i.wrapping_mul(2654435761) >> 24) as u8)
+        .collect();
+    {
+        let mut f = std::fs::File::create(&img).unwrap();
+        f.write_all(&pattern).unwrap();
+        f.set_len(16 << 20).unwrap();
+    }
+    let target = Arc::new(LoopTarget::open(&img, false).expect("loop target"));
+    let opts = DeviceOptions {
+        bpf: true,
+        queues: 2,
+        ..Default::default()
+    };
+    let mut dev = Device::create(ctl, target, opts).expect("ADD_DEV with UBLK_F_BPF");
+    let (prog, hook) = load_hook(std::env::var_os("UBLK_BPF_LOG").is_some()).expect("load");
+    eprintln!(
+        "loaded prog id {}: {}",
+        prog.prog_id(),
+        prog.verifier_log().trim()
+    );
+    dev.set_bpf_hook(hook);
+    dev.start().expect("start");
+    let bdev = dev.bdev_path();
+    let before = prog.stats().unwrap();
+
+    #[repr(C, align(4096))]
+    struct Page([u8; 4096]);
+    let mut buf: Vec<Page> = (0..256).map(|_| Page([0; 4096])).collect(); // 1 MiB, aligned
+                                                                          // SAFETY: `buf` is 256 contiguous, initialised 4 KiB pages.
+    let bytes = unsafe { std::slice::from_raw_parts_mut(buf.as_mut_ptr().cast::<u8>(), 1 << 20) };
+    let mut f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_DIRECT)
+        .open(&bdev)
+        .unwrap();
+    // READ: 1 MiB at 1 MiB, then 4 KiB at 12 KiB.
+    f.seek(SeekFrom::Start(1 << 20)).unwrap();
+    f.read_exact(bytes).unwrap();
+    assert!(
+        bytes[..] == pattern[1 << 20..2 << 20],
+        "1 MiB read through {bdev} differs"
+    );
+    f.read_exact_at(&mut bytes[..4096], 12 << 10).unwrap();
+    assert!(
+        bytes[..4096] == pattern[12 << 10..16 << 10],
+        "4 KiB read differs"
+    );
+    // WRITE: 1 MiB at 10 MiB and 64 KiB at 9 MiB, read back through the device.
+    for (i, b) in bytes.iter_mut().enumerate() {
+        *b = (i % 251) as u8;
+    }
+    f.write_all_at(bytes, 10 << 20).unwrap();
+    f.write_all_at(&bytes[..64 << 10], 9 << 20).unwrap();
+    let after = prog.stats().unwrap();
+    eprintln!(
+        "program stats before {:?}\n              after  {:?}",
+        before.0, after.0
+    );
+    let server = dev.counters().map(|c| {
+        (
+            c.total(crate::io::counters::SERVED),
+            c.total(crate::io::counters::REDIRECTED),
+        )
+    });
+    eprintln!("server counters (served, redirected): {server:?}");
+    dev.stop().expect("stop");
+    drop(f);
+
+    let back = std::fs::read(&img).unwrap();
+    let _ = std::fs::remove_file(&img);
+    assert!(
+        back[10 << 20..11 << 20] == bytes[..],
+        "backing file differs after the 1 MiB write"
+    );
+    assert!(
+        back[9 << 20..(9 << 20) + (64 << 10)] == bytes[..64 << 10],
+        "backing file differs (64 KiB)"
+    );
+    assert!(back[..8 << 20] == pattern[..], "the pattern was damaged");
+    // At least our 4 requests (more if the block layer split one, or the
+    // partition scan was still reading).
+    assert!(
+        after.redirected() - before.redirected() >= 4,
+        "requests redirected by the program"
+    );
+    assert!(
+        after.redirected_bytes() - before.redirected_bytes()
+            >= (1 << 20) + 4096 + (1 << 20) + (64 << 10),
+        "bytes redirected by the program"
+    );
+    assert_eq!(after.get(stat::PASS_HELPER_ERR), 0, "helper errors");
 }
