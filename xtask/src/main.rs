@@ -1,6 +1,7 @@
 //! `cargo xtask`: build the kernel and the BPF object, boot the QEMU VM, run
 //! the server, the tests and the benchmarks inside it.
 
+mod bench;
 mod build;
 mod kernel;
 mod selftests;
@@ -67,8 +68,17 @@ enum Cmd {
         #[command(flatten)]
         vm: VmArgs,
     },
-    /// fio comparisons of copy vs zero copy (not implemented yet).
-    Bench,
+    /// fio matrix in one VM boot: kernel loop vs ublk copy / zc / bpf vs the raw
+    /// backing store; writes bench/results/<date>-<kernel>-<accel>.md + SVG + CSV.
+    Bench {
+        #[command(flatten)]
+        bench: bench::BenchOpts,
+        #[command(flatten)]
+        vm: VmArgs,
+        /// Use the binaries as they are; do not rebuild them first.
+        #[arg(long)]
+        no_build: bool,
+    },
 }
 
 #[derive(Args, Clone)]
@@ -190,8 +200,10 @@ fn real_main(cli: Cli) -> Result<i32> {
             vm_only,
             vm,
         } => test::test(filter.as_deref(), vm_only, &vm.opts()),
-        Cmd::Bench => {
-            anyhow::bail!("bench: not implemented yet (tracked by the benchmark issue)")
-        }
+        Cmd::Bench {
+            bench,
+            vm,
+            no_build,
+        } => bench::bench(&bench, &vm.opts(), no_build),
     }
 }
