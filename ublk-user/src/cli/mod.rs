@@ -349,7 +349,15 @@ fn del_one(ctl: &mut Control, id: u32, all: bool) -> Result<()> {
             }
             std::thread::sleep(Duration::from_millis(10));
         }
-        eprintln!("ublk-user: device {id}: server {pid} did not stop in 30 s, deleting the device directly");
+        // A server that does not react (stopped, stuck) keeps /dev/ublkcN
+        // open, and DEL_DEV below would wait for it forever: kill it.
+        eprintln!("ublk-user: device {id}: server {pid} did not stop in 30 s, killing it and deleting the device directly");
+        // SAFETY: sends SIGKILL to the device's server process (ours, checked above).
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+        let t0 = Instant::now();
+        while proc_alive(pid) && t0.elapsed() < Duration::from_secs(10) {
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
     // No (live) server: stop and delete from here.
     ctl.stop_dev(id).context("stop")?;
