@@ -74,6 +74,16 @@ pid=$(ublk-user list --json | tr '{' '\n' | grep "\"id\":$id4," | sed 's/.*"pid"
 kill -INT "$pid"
 i=0; while [ -e "$d4" ] || kill -0 "$pid" 2>/dev/null; do i=$((i+1)); [ $i -gt 300 ] && die "SIGINT: $d4 still there"; sleep 0.1; done
 
+log "a killed server (SIGKILL) leaves a dead device that del removes"
+d6=$(ublk-user add loop --file "$T/a.img") || die "add"
+id6=${d6#/dev/ublkb}
+pid=$(ublk-user list --json | tr '{' '\n' | grep "\"id\":$id6," | sed 's/.*"pid":\([0-9]*\).*/\1/')
+kill -KILL "$pid"
+i=0; while kill -0 "$pid" 2>/dev/null; do i=$((i+1)); [ $i -gt 100 ] && die "SIGKILL: server still alive"; sleep 0.1; done
+ublk-user list
+ublk-user del --id "$id6" || die "del of a device whose server was killed"
+[ -e /sys/class/ublk-char/ublkc$id6 ] && die "ublkc$id6 still exists after del"
+
 log "--mode bpf"
 if has_feature bpf; then
   log "kernel has UBLK_F_BPF: fallback checks skipped"

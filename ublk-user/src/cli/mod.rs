@@ -288,7 +288,17 @@ fn serve(
 
 fn proc_alive(pid: i32) -> bool {
     // SAFETY: kill with signal 0 only checks for existence.
-    pid > 0 && unsafe { libc::kill(pid, 0) } == 0
+    if pid <= 0 || unsafe { libc::kill(pid, 0) } != 0 {
+        return false;
+    }
+    // A zombie (exited, not yet reaped by its new parent) counts as gone.
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(st) => st
+            .rsplit_once(") ")
+            .map(|(_, rest)| !rest.starts_with('Z'))
+            .unwrap_or(true),
+        Err(_) => false,
+    }
 }
 
 fn is_our_server(pid: i32) -> bool {
