@@ -280,6 +280,12 @@ impl Sample {
     pub fn guest_per_gib(&self) -> Option<f64> {
         (self.bytes > 0.0).then(|| self.guest_busy_s / self.gib())
     }
+    /// Server CPU as a percentage of one CPU over the run (the RFC's unit).
+    pub fn srv_util(&self) -> Option<f64> {
+        self.srv_s
+            .filter(|_| self.runtime_s > 0.0)
+            .map(|s| 100.0 * s / self.runtime_s)
+    }
     /// Busy share of all guest vCPUs, in percent.
     pub fn guest_util(&self) -> Option<f64> {
         (self.guest_total_s > 0.0).then(|| 100.0 * self.guest_busy_s / self.guest_total_s)
@@ -363,6 +369,8 @@ pub struct CellStats {
     pub p99: Option<Stat>,
     /// Server CPU seconds per GiB moved.
     pub srv: Option<Stat>,
+    /// Server CPU, percent of one CPU.
+    pub srv_util: Option<Stat>,
     /// Guest CPU seconds (all vCPUs) per GiB moved.
     pub guest: Option<Stat>,
     /// Guest busy share of all vCPUs, percent.
@@ -378,6 +386,7 @@ impl Results {
             p50: stat(v.iter().map(|s| s.p50_us)),
             p99: stat(v.iter().map(|s| s.p99_us)),
             srv: stat(v.iter().filter_map(Sample::srv_per_gib)),
+            srv_util: stat(v.iter().filter_map(Sample::srv_util)),
             guest: stat(v.iter().filter_map(Sample::guest_per_gib)),
             util: stat(v.iter().filter_map(Sample::guest_util)),
         })

@@ -270,12 +270,12 @@ fn workload_tables(res: &Results) -> String {
             s.push_str(
                 "The RFC's job: direct libaio, bs=2048K, iodepth=16, randwrite, 1 job pinned to CPU 0 \
                  (`cpus_allowed=0`). The RFC reported 371 MiB/s both ways and daemon CPU ~12.5% (copy) \
-                 vs ~1% (BPF) on real hardware.\n\n",
+                 vs ~1% (BPF) of one CPU on real hardware (60 s runs); compare with *server CPU %*.\n\n",
             );
         }
         s.push_str(
-            "| bs | contender | IOPS | MiB/s | p50 µs | p99 µs | server CPU s/GiB | guest CPU s/GiB | guest busy % | MiB/s ×copy | MiB/s ×loop | server CPU ×copy | guest CPU ×copy | guest CPU ×loop |\n\
-             |---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+            "| bs | contender | IOPS | MiB/s | p50 µs | p99 µs | server CPU s/GiB | server CPU % | guest CPU s/GiB | guest busy % | MiB/s ×copy | MiB/s ×loop | server CPU ×copy | guest CPU ×copy | guest CPU ×loop |\n\
+             |---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
         );
         for (i, w) in res.workloads.iter().enumerate() {
             if w.group() != g {
@@ -288,19 +288,22 @@ fn workload_tables(res: &Results) -> String {
                     let m = missing(res, i, c);
                     let _ = writeln!(
                         s,
-                        "| {} | {c} | {m} | {m} | | | | | | | | | | |",
+                        "| {} | {c} | {m} | {m} | | | | | | | | | | | |",
                         bs_name(w.bs)
                     );
                     continue;
                 };
-                let srv = if SERVERS.contains(&c) {
-                    opt(x.srv, spread)
+                let (srv, srv_util) = if SERVERS.contains(&c) {
+                    (
+                        opt(x.srv, spread),
+                        opt(x.srv_util, |s| format!("{:.0}", s.med)),
+                    )
                 } else {
-                    "–".into()
+                    ("–".into(), "–".into())
                 };
                 let _ = writeln!(
                     s,
-                    "| {} | {c} | {} | {} | {} | {} | {srv} | {} | {} | {} | {} | {} | {} | {} |",
+                    "| {} | {c} | {} | {} | {} | {} | {srv} | {srv_util} | {} | {} | {} | {} | {} | {} | {} |",
                     bs_name(w.bs),
                     iops(x.iops.med),
                     spread(&x.bw),

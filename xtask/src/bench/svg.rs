@@ -92,7 +92,11 @@ struct Panel {
 
 /// The SVG for one metric, or None when no cell has a value for it.
 pub fn plot(res: &Results, metric: Metric) -> Option<String> {
-    let names = res.contender_names();
+    let mut names = res.contender_names();
+    if metric == Metric::ServerCpu {
+        // Only the ublk contenders have a server process.
+        names.retain(|c| super::SERVERS.contains(c));
+    }
     // Panels: matrix workloads grouped by (rw, qd), in the order they appear.
     let mut groups: Vec<(&str, u32)> = Vec::new();
     for w in res.workloads.iter().filter(|w| w.job == "matrix") {
