@@ -83,33 +83,64 @@ pub fn build(k: &Kernel) -> Result<PathBuf> {
     let _ = fs::remove_dir_all(&out);
     fs::create_dir_all(&out)?;
     copy_dir(&src, &out)?;
-    let mut c_files: Vec<PathBuf> = sources
+    // kublk is every .c but the Makefile's standalone utilities, which are
+    // programs of their own (metadata_size, bpf_offload, ...).
+    let makefile = fs::read_to_string(src.join("Makefile"))?;
+    let standalone = standalone_utils(&makefile);
+    let is_c = |p: &&PathBuf| p.extension().is_some_and(|x| x == "c");
+    let name = |p: &PathBuf| p.file_name().unwrap().to_string_lossy().to_string();
+    let kublk_srcs: Vec<PathBuf> = sources
         .iter()
-        .filter(|p| p.extension().is_some_and(|x| x == "c"))
-        .filter(|p| p.file_name().is_some_and(|n| n != "metadata_size.c"))
+        .filter(is_c)
+        .filter(|p| !standalone.contains(&name(p)))
         .cloned()
         .collect();
-    c_files.sort();
     let liba =
         find_file(&uring.join("lib"), "liburing.a").context("liburing-dev has no liburing.a")?;
     let log = log_path("selftests-build.log")?;
-    run_logged(
-        "gcc kublk",
-        cmd("gcc")
-            .current_dir(&out)
-            .args(["-O2", "-Wall", "-Wl,-no-as-needed", "-o", "kublk"])
-            .arg(format!("-I{}", hdrs.display()))
-            .arg(format!("-I{}", uring.join("include").display()))
-            .args(&c_files)
-            .arg(&liba)
-            .args(["-lpthread", "-lm"]),
-        &log,
-    )?;
+    let gcc = |out_name: &str, srcs: &[PathBuf]| -> Result<()> {
+        run_logged(
+            &format!("gcc {out_name}"),
+            cmd("gcc")
+                .current_dir(&out)
+                .args([
+                    "-O2",
+                    "-Wall",
+                    "-D_GNU_SOURCE=",
+                    "-Wl,-no-as-needed",
+                    "-o",
+                    out_name,
+                ])
+                .arg(format!("-I{}", hdrs.display()))
+                .arg(format!("-I{}", uring.join("include").display()))
+                .args(srcs)
+                .arg(&liba)
+                .args(["-lpthread", "-lm"]),
+            &log,
+        )
+    };
+    gcc("kublk", &kublk_srcs)?;
+    for util in &standalone {
+        let p = src.join(util);
+        if p.is_file() {
+            gcc(util.trim_end_matches(".c"), &[p])?;
+        }
+    }
     if !out.join("kublk").is_file() {
         bail!("selftests: gcc produced no kublk");
     }
     fs::write(&stamp, key.hex())?;
     Ok(out)
+}
+
+/// File names listed in `STANDALONE_UTILS := ...` / `+= ...`.
+fn standalone_utils(makefile: &str) -> Vec<String> {
+    makefile
+        .lines()
+        .filter_map(|l| l.strip_prefix("STANDALONE_UTILS"))
+        .filter_map(|l| l.trim_start().split_once('=').map(|(_, v)| v))
+        .flat_map(|v| v.split_whitespace().map(str::to_string))
+        .collect()
 }
 
 fn find_file(dir: &Path, name: &str) -> Option<PathBuf> {
@@ -138,4 +169,18 @@ fn copy_dir(src: &Path, dst: &Path) -> Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn standalone_utils_parsed() {
+        let mk = "X := 1\nSTANDALONE_UTILS := metadata_size.c bpf_offload.c\nSTANDALONE_UTILS += more.c\n";
+        assert_eq!(
+            standalone_utils(mk),
+            ["metadata_size.c", "bpf_offload.c", "more.c"]
+        );
+    }
 }
