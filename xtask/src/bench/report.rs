@@ -254,6 +254,99 @@ fn summary(
     s
 }
 
+/// Geometric mean of `a/b` of a metric over the matrix workloads at one
+/// block size, with the number of workloads it covers.
+fn geomean_ratio(
+    res: &Results,
+    bs: u64,
+    a: &str,
+    b: &str,
+    f: fn(&CellStats) -> Option<f64>,
+) -> Option<(f64, usize)> {
+    let logs: Vec<f64> = res
+        .workloads
+        .iter()
+        .enumerate()
+        .filter(|(_, w)| w.job == "matrix" && w.bs == bs)
+        .filter_map(|(i, _)| {
+            let va = res.cell(i, a).and_then(|x| f(&x))?;
+            let vb = res.cell(i, b).and_then(|x| f(&x))?;
+            (va > 0.0 && vb > 0.0).then(|| (va / vb).ln())
+        })
+        .collect();
+    (!logs.is_empty()).then(|| {
+        (
+            (logs.iter().sum::<f64>() / logs.len() as f64).exp(),
+            logs.len(),
+        )
+    })
+}
+
+/// Where bpf stands against zc, copy and loop at each block size.
+pub fn headline(res: &Results) -> String {
+    let names = res.contender_names();
+    let has = |c: &str| names.contains(&c) && res.na_reason(c).is_none();
+    let mut bss: Vec<u64> = res
+        .workloads
+        .iter()
+        .filter(|w| w.job == "matrix")
+        .map(|w| w.bs)
+        .collect();
+    bss.sort_unstable();
+    bss.dedup();
+    if bss.is_empty() {
+        return String::new();
+    }
+    type Col = (
+        &'static str,
+        &'static str,
+        &'static str,
+        fn(&CellStats) -> Option<f64>,
+    );
+    let cols: Vec<Col> = vec![
+        ("MiB/s", "bpf", "zc", |x| Some(x.bw.med)),
+        ("MiB/s", "bpf", "copy", |x| Some(x.bw.med)),
+        ("MiB/s", "bpf", "loop", |x| Some(x.bw.med)),
+        ("MiB/s", "zc", "copy", |x| Some(x.bw.med)),
+        ("server CPU/GiB", "bpf", "zc", |x| med(x.srv)),
+        ("server CPU/GiB", "bpf", "copy", |x| med(x.srv)),
+        ("guest CPU/GiB", "bpf", "zc", |x| med(x.guest)),
+        ("guest CPU/GiB", "bpf", "copy", |x| med(x.guest)),
+        ("guest CPU/GiB", "bpf", "loop", |x| med(x.guest)),
+    ];
+    let cols: Vec<Col> = cols
+        .into_iter()
+        .filter(|(_, a, b, _)| has(a) && has(b))
+        .collect();
+    if cols.is_empty() {
+        return String::new();
+    }
+    let mut s = String::from(
+        "\n## Headline: ratios per block size\n\nGeometric mean over the matrix workloads \
+         (randread, randwrite, read, write x iodepth 1 and 32) of the ratio of medians. \
+         Bandwidth: above 1× is better for the first; CPU per GiB: below 1× is better for the first.\n\n| bs |",
+    );
+    for (m, a, b, _) in &cols {
+        let _ = write!(s, " {m} {a}/{b} |");
+    }
+    s.push_str("\n|---|");
+    for _ in &cols {
+        s.push_str("---:|");
+    }
+    s.push('\n');
+    for bs in bss {
+        let _ = write!(s, "| {} |", bs_name(bs));
+        for (_, a, b, f) in &cols {
+            let v = geomean_ratio(res, bs, a, b, *f)
+                .map(|(r, _)| format!("{r:.2}×"))
+                .unwrap_or_else(|| "-".into());
+            let _ = write!(s, " {v} |");
+        }
+        s.push('\n');
+    }
+    s
+}
+
 fn workload_tables(res: &Results) -> String {
     let names = res.contender_names();
     let mut s = String::from("\n## Per workload\n\nRatios: MiB/s and CPU per GiB of each contender divided by copy's and by kernel loop's (same cell). \
@@ -358,6 +451,7 @@ fn bpf_counters(res: &Results) -> String {
 pub fn markdown(res: &Results, info: &RunInfo, svgs: &[(Metric, String)], csv: &str) -> String {
     let mut s = header(res, info);
     s.push_str(&contenders(res));
+    s.push_str(&headline(res));
     if !svgs.is_empty() {
         s.push_str("\n## Plots\n\n");
         for (m, name) in svgs {
@@ -420,7 +514,8 @@ pub fn markdown(res: &Results, info: &RunInfo, svgs: &[(Metric, String)], csv: &
 /// A few lines for the terminal: bandwidth and server CPU of each cell.
 pub fn console_summary(res: &Results) -> String {
     let names = res.contender_names();
-    let mut s = String::new();
+    let mut s = headline(res);
+    s.push('\n');
     let _ = write!(s, "{:<22} {:>5}", "workload", "bs");
     for c in &names {
         let _ = write!(s, " {:>16}", format!("{c} MiB/s|s/GiB"));
