@@ -322,8 +322,9 @@ pub fn headline(res: &Results) -> String {
         return String::new();
     }
     let mut s = String::from(
-        "\n## Headline: ratios per block size\n\nGeometric mean over the matrix workloads \
-         (randread, randwrite, read, write x iodepth 1 and 32) of the ratio of medians. \
+        "\n## Headline: ratios per block size\n\nGeometric mean, over the matrix workloads \
+         of this run at that block size (up to randread, randwrite, read, write x iodepth 1 and 32), \
+         of the ratio of medians. \
          Bandwidth: above 1× is better for the first; CPU per GiB: below 1× is better for the first.\n\n| bs |",
     );
     for (m, a, b, _) in &cols {
