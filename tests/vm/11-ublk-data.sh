@@ -64,4 +64,27 @@ for mode in $MODES; do
   log "ok: null $mode"
   ublk-user del --all || die "del"
 done
+log "== buffered backing file (--buffered)"
+truncate -s 32M "$T/c.img"
+d=$(ublk-user add loop --file "$T/c.img" --buffered) || die "add --buffered"
+fio_verify "$d" randwrite 4k 8m
+ublk-user del --all || die "del"
+log "ok: --buffered"
+
+log "== block device backing (kernel loop device), size from BLKGETSIZE64"
+LOSETUP=/sbin/losetup; [ -x "$LOSETUP" ] || LOSETUP=losetup
+truncate -s 48M "$T/l.img"
+if lo=$($LOSETUP --show -f "$T/l.img" 2>/dev/null); then
+  for mode in $MODES; do
+    d=$(ublk-user add loop --file "$lo" --mode "$mode") || die "add loop on $lo ($mode)"
+    sz=$(cat /sys/block/$(basename "$d")/size)
+    [ "$sz" = $((48 * 2048)) ] || die "size from $lo: $sz sectors, want $((48 * 2048))"
+    fio_verify "$d" randwrite 64k 16m
+    ublk-user del --all || die "del"
+    log "ok: block device backing ($mode)"
+  done
+  $LOSETUP -d "$lo"
+else
+  log "(no loop device: block-device backing skipped)"
+fi
 log "PASS"
