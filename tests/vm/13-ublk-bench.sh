@@ -1,7 +1,8 @@
 #!/bin/sh
 # timeout: 900
 # First fio comparison (not a pass/fail test unless something errors):
-# ublk-user loop --mode copy vs --mode zc vs the kernel loop driver
+# ublk-user loop --mode copy vs --mode zc (vs --mode bpf when the kernel
+# has UBLK_F_BPF) vs the kernel loop driver
 # (losetup --direct-io=on), all over the same tmpfs backing file.
 # 4k randread iodepth 32 (IOPS), 1M sequential read and write (bandwidth).
 # Set BENCH_RUNTIME (seconds, default 10) and BENCH_SIZE (default 256M).
@@ -35,8 +36,10 @@ suite() { # LABEL DEV
 }
 
 echo "fio libaio direct, ${RT}s each, backing: $SIZE tmpfs file, $(nproc) vCPUs"
-for mode in copy zc; do
-  d=$(ublk-user add loop --file "$img" --mode "$mode") || die "add $mode"
+modes="copy zc"
+has_feature bpf && modes="$modes bpf"
+for mode in $modes; do
+  d=$(ublk-user add loop --file "$img" --mode "$mode" --no-fallback) || die "add $mode"
   suite "ublk-$mode" "$d" | tee -a "$T/results"
   ublk-user del --all || die "del"
 done
