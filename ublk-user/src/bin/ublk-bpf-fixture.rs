@@ -183,7 +183,14 @@ fn prog_load(prog_type: u32, insns: &[Insn], flags: u32) -> Loaded {
     let mut nm = [0u8; 16];
     nm[..name.len()].copy_from_slice(name);
     a[6] = u64::from_le_bytes(nm[..8].try_into().unwrap());
-    let r = bpf(BPF_PROG_LOAD, &mut a);
+    // EAGAIN: the verifier saw a pending signal / io_uring task work; retry
+    let mut r = bpf(BPF_PROG_LOAD, &mut a);
+    for _ in 0..4 {
+        match &r {
+            Err(e) if e.raw_os_error() == Some(libc::EAGAIN) => r = bpf(BPF_PROG_LOAD, &mut a),
+            _ => break,
+        }
+    }
     let end = log.iter().position(|&b| b == 0).unwrap_or(log.len());
     let log = String::from_utf8_lossy(&log[..end]).into_owned();
     Loaded {

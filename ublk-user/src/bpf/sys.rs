@@ -89,18 +89,28 @@ pub fn prog_load(
     ) {
         *d = s;
     }
-    // SAFETY: `attr` is a valid BPF_PROG_LOAD attribute whose pointers
-    // (instructions, license, log buffer) outlive the call; the kernel
-    // writes at most `log_size` bytes into `log`.
-    let ret = unsafe {
-        libc::syscall(
-            libc::SYS_bpf,
-            BPF_PROG_LOAD,
-            &mut attr as *mut ProgLoadAttr,
-            std::mem::size_of::<ProgLoadAttr>() as u32,
-        )
+    // The verifier gives up with EAGAIN when the task has a signal or
+    // TIF_NOTIFY_SIGNAL (io_uring task work, e.g. of the control ring)
+    // pending; like libbpf, try again a few times.
+    let mut tries = 0;
+    let (ret, errno) = loop {
+        // SAFETY: `attr` is a valid BPF_PROG_LOAD attribute whose pointers
+        // (instructions, license, log buffer) outlive the call; the kernel
+        // writes at most `log_size` bytes into `log`.
+        let ret = unsafe {
+            libc::syscall(
+                libc::SYS_bpf,
+                BPF_PROG_LOAD,
+                &mut attr as *mut ProgLoadAttr,
+                std::mem::size_of::<ProgLoadAttr>() as u32,
+            )
+        };
+        let errno = io::Error::last_os_error();
+        tries += 1;
+        if ret >= 0 || errno.raw_os_error() != Some(libc::EAGAIN) || tries >= 5 {
+            break (ret, errno);
+        }
     };
-    let errno = io::Error::last_os_error();
     let end = log.iter().position(|&b| b == 0).unwrap_or(log.len());
     let text = String::from_utf8_lossy(&log[..end]).into_owned();
     if ret < 0 {
