@@ -626,8 +626,9 @@ fn vm_end_to_end_redirect() {
         )
     });
     eprintln!("server counters (served, redirected): {server:?}");
-    dev.stop().expect("stop");
+    // Close the block device first: DEL_DEV waits for its last user.
     drop(f);
+    dev.stop().expect("stop");
 
     let back = std::fs::read(&img).unwrap();
     let _ = std::fs::remove_file(&img);
