@@ -41,13 +41,14 @@ delta() { # NAME: after - before, or "none"
 # Every request is one fio I/O: synchronous (psync, iodepth 1, so no
 # merging), O_DIRECT, sizes within max_io (no splitting), no fsync.
 run_case() { # RW BS COUNT
+  case $2 in *k) b=$(( ${2%k} * 1024 )) ;; *M) b=$(( ${2%M} * 1048576 )) ;; *) b=$2 ;; esac
+  bytes=$(( $3 * b ))
   snapshot before
-  fio --name=c --filename="$d" --rw="$1" --bs="$2" --number_ios="$3" --size=32m --direct=1 \
+  # size = exactly COUNT blocks (fio stops at whichever of size/number_ios comes first)
+  fio --name=c --filename="$d" --rw="$1" --bs="$2" --number_ios="$3" --size="$bytes" --direct=1 \
     --ioengine=psync --iodepth=1 --invalidate=0 --randrepeat=0 --norandommap --fsync=0 --end_fsync=0 \
     --output="$T/fio.out" > /dev/null 2>&1 || { cat "$T/fio.out"; die "fio $1 bs=$2"; }
   snapshot after
-  case $2 in *k) b=$(( ${2%k} * 1024 )) ;; *M) b=$(( ${2%M} * 1048576 )) ;; *) b=$2 ;; esac
-  bytes=$(( $3 * b ))
   r=$(delta bpf_redirected); rb=$(delta bpf_redirected_bytes); p=$(delta bpf_passed)
   s=$(delta server_served); sr=$(delta server_redirected)
   log "$1 bs=$2 x$3: redirected +$r bytes +$rb passed +$p; server served +$s, committed-redirected +$sr"
