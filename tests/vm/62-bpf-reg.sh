@@ -8,7 +8,8 @@
 # * as another user (uid 65534): loading EPERM, opening /dev/ublk-control
 #   EACCES, REG through a control fd opened as root EPERM;
 # * UNREG with no program: ENOENT;
-# * ADD_DEV with UBLK_F_BPF | UBLK_F_UNPRIVILEGED_DEV: refused;
+# * ADD_DEV with UBLK_F_BPF | UBLK_F_UNPRIVILEGED_DEV: as uid 65534 refused
+#   (or without UBLK_F_BPF); as root the kernel drops UNPRIVILEGED_DEV;
 # * after the server died (SIGKILL): what REG does is recorded, the device
 #   can still be deleted and a new one works.
 # Devices keep serving verified I/O after every refused command.
@@ -53,8 +54,19 @@ expect "$idb" closed_fd EBADF
 expect "$idb" twice EBUSY
 out=$(ublk-bpf-fixture unreg --dev "$idc"); log "copy device: $out"
 echo "$out" | grep -q '(EOPNOTSUPP)' || { log "UNEXPECTED: UNREG on a copy device"; fails=$((fails + 1)); }
-out=$(ublk-bpf-fixture add-unpriv-bpf 2>&1); log "$out"
-echo "$out" | grep -q 'errno=0' && { log "UNEXPECTED: UBLK_F_BPF | UBLK_F_UNPRIVILEGED_DEV accepted"; fails=$((fails + 1)); }
+# as root the kernel drops UNPRIVILEGED_DEV (a privileged device): BPF may stay
+out=$(ublk-bpf-fixture add-unpriv-bpf 2>&1); log "root: $out"
+echo "$out" | grep -q 'both=1' && { log "UNEXPECTED: root got UBLK_F_BPF | UBLK_F_UNPRIVILEGED_DEV"; fails=$((fails + 1)); }
+# as uid 65534 (with /dev/ublk-control opened up for the test): must be refused
+# or come back without UBLK_F_BPF
+mode=$(stat -c %a /dev/ublk-control)
+chmod 666 /dev/ublk-control
+out=$(ublk-bpf-fixture add-unpriv-bpf --as-uid 65534 2>&1)
+chmod "$mode" /dev/ublk-control
+log "uid 65534: $out"
+echo "$out" | grep -q 'both=1' && { log "UNEXPECTED: an unprivileged device got UBLK_F_BPF"; fails=$((fails + 1)); }
+udev=$(echo "$out" | sed -n 's/.* dev=\([0-9]*\).*/\1/p')
+[ -n "$udev" ] && { timeout 30 ublk-user del --id "$udev" > /dev/null 2>&1 || log "note: del of the unprivileged device $udev failed"; }
 # both devices still serve verified I/O (the bpf one now runs the trivial
 # PASS program of the "twice" case: served by the server)
 quick_verify "$dc" 4m
