@@ -24,6 +24,7 @@ const PACKAGES: &[(&str, &str)] = &[
     ("perl", "/usr/bin/perl"),
     ("git", "/usr/bin/git"),
     ("rsync", "/usr/bin/rsync"),
+    ("fdisk", "/sbin/sfdisk"),
     (
         "debian-archive-keyring",
         "/usr/share/keyrings/debian-archive-keyring.gpg",

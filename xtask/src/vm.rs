@@ -30,7 +30,25 @@ const GUEST_PROGRAMS: &[&str] = &[
     "/usr/bin/timeout",
     "/usr/bin/stat",
     "/usr/bin/dd",
+    "/usr/bin/mktemp",
+    "/usr/bin/realpath",
+    "/usr/bin/seq",
+    "/usr/bin/nproc",
+    "/usr/bin/sort",
+    "/usr/bin/taskset",
+    "/sbin/blockdev",
+    "/usr/bin/lsblk",
+    "/sbin/sfdisk",
 ];
+
+/// The guest has no udev: devtmpfs creates device nodes synchronously when
+/// the kernel adds a device, so `udevadm settle` has nothing to wait for.
+/// The driver's selftests call it; nothing else of udevadm is provided.
+const UDEVADM_SHIM: &str = "#!/bin/sh\n\
+# xtask guest shim: no udev here; devtmpfs nodes exist once the device is added.\n\
+case \"$1\" in settle|trigger) exit 0 ;; esac\n\
+echo \"udevadm: only 'settle' is available in the xtask guest\" >&2\n\
+exit 1\n";
 
 #[derive(Clone, Debug)]
 pub struct VmOpts {
@@ -86,7 +104,7 @@ fn initramfs(opts: &VmOpts) -> Result<PathBuf> {
     }
     let mut key = Fnv::default();
     // Bump when the staging code below changes what goes into the image.
-    key.add(b"layout-2");
+    key.add(b"layout-3");
     key.add(init.as_bytes());
     for f in &files {
         let m = fs::metadata(f)?;
@@ -112,7 +130,9 @@ fn initramfs(opts: &VmOpts) -> Result<PathBuf> {
         fs::create_dir_all(stage.join(d))?;
     }
     fs::copy("/bin/busybox", stage.join("bin/busybox")).context("busybox-static is missing")?;
-    std::os::unix::fs::symlink("busybox", stage.join("bin/sh"))?;
+    // /bin/sh is bash, as on a distro: busybox sh would run its own applets
+    // (losetup, blkdiscard, mktemp...) ahead of the real tools on PATH.
+    std::os::unix::fs::symlink("bash", stage.join("bin/sh"))?;
     for f in &files {
         let dst = stage.join(f.strip_prefix("/")?);
         fs::create_dir_all(dst.parent().unwrap())?;
@@ -121,6 +141,11 @@ fn initramfs(opts: &VmOpts) -> Result<PathBuf> {
     // Debian's /bin, /sbin and /lib are symlinks into /usr; the guest has
     // real directories, so resolve the common aliases.
     let _ = std::os::unix::fs::symlink("../lib64", stage.join("usr/lib64"));
+    fs::write(stage.join("usr/bin/udevadm"), UDEVADM_SHIM)?;
+    fs::set_permissions(
+        stage.join("usr/bin/udevadm"),
+        fs::Permissions::from_mode(0o755),
+    )?;
     fs::write(stage.join("init"), init)?;
     fs::set_permissions(stage.join("init"), fs::Permissions::from_mode(0o755))?;
     fs::write(
