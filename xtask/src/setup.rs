@@ -57,7 +57,8 @@ pub fn setup() -> Result<()> {
                 "apt-get install",
                 cmd("apt-get")
                     .env("DEBIAN_FRONTEND", "noninteractive")
-                    .args(["install", "-y", "-q", "--no-install-recommends"])
+                    .args(["-o", "DPkg::Lock::Timeout=600", "install", "-y", "-q"])
+                    .arg("--no-install-recommends")
                     .args(&missing),
                 log,
             )
