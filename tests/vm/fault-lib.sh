@@ -29,8 +29,12 @@ add_dev() {
   _f=$1; _m=$2; shift 2
   _extra=""
   [ "$_m" = bpf ] && _extra=--no-fallback
-  ublk-user add loop --file "$_f" --mode "$_m" $_extra "$@" 2> "$T/add.err" \
+  _d=$(ublk-user add loop --file "$_f" --mode "$_m" $_extra "$@" 2> "$T/add.err") \
     || { cat "$T/add.err" >&2; die "add loop --mode $_m $*"; }
+  # the printed node must be a block device at once (not missing, and not a
+  # regular file some earlier opener created in its place)
+  [ -b "$_d" ] || { ls -l "$_d" >&2; die "add printed $_d, which is not a block device (yet)"; }
+  echo "$_d"
 }
 # wait_gone ID SECS: /dev/ublkbID and /dev/ublkcID disappear within SECS.
 wait_gone() {

@@ -243,6 +243,7 @@ fn serve(
         }
     };
     let id = dev.id();
+    wait_bdev_node(&dev.bdev_path());
     let m = Meta {
         id,
         // SAFETY: getpid has no preconditions.
@@ -284,6 +285,22 @@ fn serve(
         eprintln!("ublk-user: device {id}: stop: {}", one_line(e));
     }
     r.map(|_| ())
+}
+
+/// devtmpfs/udev create `/dev/ublkbN` asynchronously after START_DEV: wait
+/// (up to 10 s) until it is a block device before printing the path, so a
+/// caller that opens it at once neither fails nor, with O_CREAT (fio),
+/// creates a regular file in its place.
+fn wait_bdev_node(path: &str) {
+    use std::os::unix::fs::FileTypeExt;
+    let t0 = Instant::now();
+    while t0.elapsed() < Duration::from_secs(10) {
+        if std::fs::metadata(path).is_ok_and(|m| m.file_type().is_block_device()) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    eprintln!("ublk-user: {path} did not appear as a block device within 10 s");
 }
 
 fn proc_alive(pid: i32) -> bool {
