@@ -106,17 +106,9 @@ fn image_key(ver: &str, flavor: Flavor) -> Result<String> {
 pub fn ensure(flavor: Flavor) -> Result<Kernel> {
     let cache = cache_dir()?;
     // Fast path, no lock: the image for exactly these inputs exists.
-    for ver in VERSIONS {
-        if cache
-            .join("src")
-            .join(sanitize(ver))
-            .join("pristine/.git")
-            .is_dir()
-        {
-            if let Some(k) = cached(&cache, ver, flavor)? {
-                return Ok(k);
-            }
-            break;
+    if let Some(ver) = unpacked_version(&cache) {
+        if let Some(k) = cached(&cache, ver, flavor)? {
+            return Ok(k);
         }
     }
     let ver = {
@@ -235,18 +227,21 @@ fn cached(cache: &Path, ver: &str, flavor: Flavor) -> Result<Option<Kernel>> {
     }))
 }
 
-/// Download and unpack linux-source-7.2 once; returns the Debian version.
-fn ensure_source(cache: &Path) -> Result<String> {
-    // Already unpacked? Use the first version we have, in preference order.
-    for ver in VERSIONS {
-        if cache
+/// The version already unpacked in the cache, in preference order.
+fn unpacked_version(cache: &Path) -> Option<&'static str> {
+    VERSIONS.iter().copied().find(|ver| {
+        cache
             .join("src")
             .join(sanitize(ver))
             .join("pristine/.git")
             .is_dir()
-        {
-            return Ok(ver.to_string());
-        }
+    })
+}
+
+/// Download and unpack linux-source-7.2 once; returns the Debian version.
+fn ensure_source(cache: &Path) -> Result<String> {
+    if let Some(ver) = unpacked_version(cache) {
+        return Ok(ver.to_string());
     }
     let dl = cache.join("dl");
     fs::create_dir_all(&dl)?;

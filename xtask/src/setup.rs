@@ -26,8 +26,14 @@ const PACKAGES: &[(&str, &str)] = &[
     ("rsync", "/usr/bin/rsync"),
     ("fdisk", "/sbin/sfdisk"),
     // checkpatch.pl's SPDX check (scripts/spdxcheck.py) needs these.
-    ("python3-ply", "/usr/lib/python3/dist-packages/ply/__init__.py"),
-    ("python3-git", "/usr/lib/python3/dist-packages/git/__init__.py"),
+    (
+        "python3-ply",
+        "/usr/lib/python3/dist-packages/ply/__init__.py",
+    ),
+    (
+        "python3-git",
+        "/usr/lib/python3/dist-packages/git/__init__.py",
+    ),
     (
         "debian-archive-keyring",
         "/usr/share/keyrings/debian-archive-keyring.gpg",

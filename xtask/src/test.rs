@@ -244,7 +244,10 @@ fn checkpatch(failed: &mut Vec<String>) -> Result<()> {
     let mut bad = Vec::new();
     for p in &patches {
         // Debian's python3 first: spdxcheck.py needs its python3-ply/-git.
-        let path = format!("/usr/bin:/bin:{}", std::env::var("PATH").unwrap_or_default());
+        let path = format!(
+            "/usr/bin:/bin:{}",
+            std::env::var("PATH").unwrap_or_default()
+        );
         let out = cmd("perl")
             .env("PATH", path)
             .current_dir(&tree)
