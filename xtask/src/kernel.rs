@@ -390,27 +390,60 @@ fn prepare_tree(cache: &Path, sver: &str, flavor: Flavor, tree: &Path, key: &str
         )?;
     }
     let _ = fs::remove_file(&stamp);
-    git(tree, &["reset", "-q", "--hard", "base"])?;
-    git(tree, &["clean", "-fdxq"])?;
-    if flavor.patched() {
-        for p in series()? {
-            let name = p.file_name().unwrap().to_string_lossy().to_string();
+    // Build the patched tree in a scratch index, without touching the
+    // working tree, then move the worktree to it: git rewrites only files
+    // whose content differs, so an edited patch rebuilds only what it changes.
+    let target = if flavor.patched() {
+        let index = cache.join(format!("tmp/{}.index", flavor.name()));
+        fs::create_dir_all(index.parent().unwrap())?;
+        let git_out = |args: &[&str], what: &str| -> Result<String> {
             let out = cmd("git")
                 .current_dir(tree)
-                .args(["apply", "--whitespace=nowarn"])
-                .arg(&p)
+                .env("GIT_INDEX_FILE", &index)
+                .args(["-c", "user.name=xtask", "-c", "user.email=xtask@localhost"])
+                .args(args)
                 .output()?;
             if !out.status.success() {
                 let err = String::from_utf8_lossy(&out.stderr);
                 bail!(
-                    "kernel: patch kernel-patches/{name} does not apply to linux 7.2: {}",
+                    "kernel: {what}: {}",
                     err.lines()
                         .find(|l| l.starts_with("error:"))
                         .unwrap_or(err.trim())
                 );
             }
+            Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+        };
+        git_out(&["read-tree", "base"], "git read-tree")?;
+        for p in series()? {
+            let name = p.file_name().unwrap().to_string_lossy().to_string();
+            git_out(
+                &[
+                    "apply",
+                    "--cached",
+                    "--whitespace=nowarn",
+                    p.to_str().unwrap(),
+                ],
+                &format!("patch kernel-patches/{name} does not apply to linux 7.2"),
+            )?;
         }
-    }
+        let t = git_out(&["write-tree"], "git write-tree")?;
+        git_out(
+            &[
+                "commit-tree",
+                &t,
+                "-p",
+                "base",
+                "-m",
+                "kernel-patches/series",
+            ],
+            "git commit-tree",
+        )?
+    } else {
+        "base".to_string()
+    };
+    git(tree, &["reset", "-q", "--hard", &target])?;
+    git(tree, &["clean", "-fdxq"])?;
     fs::write(&stamp, key)?;
     Ok(())
 }
