@@ -41,11 +41,11 @@ const GUEST_PROGRAMS: &[&str] = &[
     "/sbin/sfdisk",
 ];
 
-/// The guest has no udev: devtmpfs creates device nodes synchronously when
-/// the kernel adds a device, so `udevadm settle` has nothing to wait for.
-/// The driver's selftests call it; nothing else of udevadm is provided.
+/// The guest has no udev, hence no rules for `udevadm settle` to wait for:
+/// device nodes come from devtmpfs as the kernel adds devices. The driver's
+/// selftests call `udevadm settle`; nothing else of udevadm is provided.
 const UDEVADM_SHIM: &str = "#!/bin/sh\n\
-# xtask guest shim: no udev here; devtmpfs nodes exist once the device is added.\n\
+# xtask guest shim: no udev here, so no rules to settle; devtmpfs makes the nodes.\n\
 case \"$1\" in settle|trigger) exit 0 ;; esac\n\
 echo \"udevadm: only 'settle' is available in the xtask guest\" >&2\n\
 exit 1\n";
@@ -106,6 +106,7 @@ fn initramfs(opts: &VmOpts) -> Result<PathBuf> {
     // Bump when the staging code below changes what goes into the image.
     key.add(b"layout-3");
     key.add(init.as_bytes());
+    key.add(UDEVADM_SHIM.as_bytes());
     for f in &files {
         let m = fs::metadata(f)?;
         key.add(f.as_os_str().as_encoded_bytes());
