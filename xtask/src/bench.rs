@@ -354,6 +354,8 @@ pub struct Results {
     /// CSV of every run (for bench/results).
     pub csv: String,
     pub planned: usize,
+    /// Runs skipped because their contender was n/a.
+    pub na: usize,
     pub completed: bool,
     /// `ublk-user list --json` after the runs (BPF counters).
     pub list_end: Option<Json>,
@@ -456,6 +458,7 @@ pub fn collect(dir: &Path, workloads: Vec<Workload>) -> Result<Results> {
         .with_context(|| format!("no runs.csv in {}: did the guest run?", dir.display()))?;
     let mut samples: BTreeMap<(usize, String), Vec<Sample>> = BTreeMap::new();
     let mut failures: BTreeMap<(usize, String), Vec<String>> = BTreeMap::new();
+    let mut na = 0;
     let mut csv = String::from(
         "idx,rep,contender,workload,status,iops,bw_mib_s,p50_us,p99_us,bytes,runtime_s,server_cpu_s,guest_busy_s,guest_total_s\n",
     );
@@ -468,6 +471,7 @@ pub fn collect(dir: &Path, workloads: Vec<Workload>) -> Result<Results> {
         let Some(&wi) = ids.get(wl) else { continue };
         let key = (wi, cont.to_string());
         if rc == "na" {
+            na += 1;
             csv.push_str(&format!("{idx},{rep},{cont},{wl},n/a,,,,,,,,,\n"));
             continue;
         }
@@ -526,6 +530,7 @@ pub fn collect(dir: &Path, workloads: Vec<Workload>) -> Result<Results> {
         failures,
         csv,
         planned,
+        na,
         completed: dir.join("done").exists(),
         list_end,
     })
@@ -694,6 +699,7 @@ pub fn bench(o: &BenchOpts, vm_opts: &VmOpts, no_build: bool) -> Result<i32> {
     };
 
     let mut status = 0;
+    let mut vm_note = String::new();
     if o.from.is_none() {
         let runs = plan(&workloads, &contenders, o.reps);
         let _ = fs::remove_dir_all(&raw_dir);
@@ -726,15 +732,16 @@ pub fn bench(o: &BenchOpts, vm_opts: &VmOpts, no_build: bool) -> Result<i32> {
         match vm::run_script(&opts, &script) {
             Ok(r) if r.status == 0 => {}
             Ok(r) => {
+                vm_note = format!("the guest script exited with {}", r.status);
                 say(format!(
-                    "bench: the guest script exited with {} (console log: {}); reporting what it left",
-                    r.status,
+                    "bench: {vm_note} (console log: {}); reporting what it left",
                     r.console.display()
                 ));
                 status = 1;
             }
             Err(e) => {
-                say(format!("bench: {e:#}; reporting what the guest left"));
+                vm_note = format!("{e:#}");
+                say(format!("bench: {vm_note}; reporting what the guest left"));
                 status = 1;
             }
         }
@@ -759,7 +766,7 @@ pub fn bench(o: &BenchOpts, vm_opts: &VmOpts, no_build: bool) -> Result<i32> {
             command.push_str(&format!(" --size-mb {}", o.size_mb));
         }
         let text = format!(
-            "host_cpu={}\nhost_cores={}\nload_start={load_start}\nload_end={}\ncommit={}\ncommand={command}\ntrimmed={}\nsuffix={}\n",
+            "host_cpu={}\nhost_cores={}\nload_start={load_start}\nload_end={}\ncommit={}\ncommand={command}\ntrimmed={}\nsuffix={}\nvm_error={}\n",
             host_cpu(),
             std::thread::available_parallelism()
                 .map(|n| n.get())
@@ -773,7 +780,8 @@ pub fn bench(o: &BenchOpts, vm_opts: &VmOpts, no_build: bool) -> Result<i32> {
                 "-filtered"
             } else {
                 ""
-            }
+            },
+            vm_note.replace('\n', " ")
         );
         fs::write(&host_file, text)?;
     }
@@ -811,7 +819,11 @@ pub fn bench(o: &BenchOpts, vm_opts: &VmOpts, no_build: bool) -> Result<i32> {
     fs::create_dir_all(&out_dir)?;
     let mut trimmed_text = h("trimmed");
     if !res.completed {
-        trimmed_text.push_str("; INCOMPLETE: the guest stopped before the end of the plan");
+        trimmed_text.push_str("; **INCOMPLETE**: the guest stopped before the end of the plan");
+        let why = h("vm_error");
+        if !why.is_empty() {
+            trimmed_text.push_str(&format!(" ({why})"));
+        }
     }
     let info = RunInfo {
         host_cpu: h("host_cpu"),

@@ -102,6 +102,13 @@ fn header(res: &Results, info: &RunInfo) -> String {
         .unwrap_or_else(|_| "?".into());
     let ok: usize = res.samples.values().map(Vec::len).sum();
     let failed: usize = res.failures.values().map(Vec::len).sum();
+    let not_run = res.planned.saturating_sub(ok + failed + res.na);
+    let reps_n: Vec<usize> = res.samples.values().map(Vec::len).collect();
+    let reps_text = match (reps_n.iter().min(), reps_n.iter().max()) {
+        (Some(a), Some(b)) if a == b => format!("{a} measured repetitions in every cell"),
+        (Some(a), Some(b)) => format!("{a} to {b} measured repetitions per cell"),
+        _ => "no measurements".into(),
+    };
     let rows = [
         (
             "machine",
@@ -141,16 +148,18 @@ fn header(res: &Results, info: &RunInfo) -> String {
         ("backing store", env("backing")),
         (
             "repetitions",
-            "median shown, (min–max) over the repetitions; contender order rotated per cell \
-             and repetition, repetitions outermost"
-                .into(),
+            format!(
+                "{reps_text}; median shown, (min–max) over the repetitions; contender order \
+                 rotated per cell and repetition, repetitions outermost"
+            ),
         ),
         ("trimmed", info.trimmed.clone()),
         (
             "runs",
             format!(
-                "{} planned: {ok} measured, {failed} failed, the rest n/a; {} to {}",
+                "{} planned: {ok} measured, {failed} failed, {} n/a, {not_run} not run; {} to {}",
                 res.planned,
+                res.na,
                 env("start"),
                 res.env
                     .get("end")
