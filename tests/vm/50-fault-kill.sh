@@ -21,7 +21,7 @@ for mode in $(modes); do
   while [ "$i" -lt "$KILLS" ]; do
     i=$((i + 1))
     truncate -s 64M "$T/k.img"
-    d=$(add_dev "$T/k.img" "$mode")
+    d=$(add_dev "$T/k.img" "$mode") || exit 1
     id=$(devid "$d")
     pid=$(field_of "$id" pid)
     [ -n "$pid" ] && [ "$pid" -gt 0 ] || { ublk-user list --json; die "no server pid for $d"; }
@@ -52,7 +52,7 @@ for mode in $(modes); do
     [ "$(ndev)" = 0 ] || { ublk-user list; die "$mode kill $i: devices left"; }
     ddel=$(($(now) - t1))
     # a new device at once, on the same file
-    d2=$(add_dev "$T/k.img" "$mode")
+    d2=$(add_dev "$T/k.img" "$mode") || exit 1
     quick_verify "$d2" 8m
     ublk-user del --all || die "del of the new device"
     total=$((total + 1))

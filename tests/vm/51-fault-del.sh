@@ -16,7 +16,7 @@ for mode in $(modes); do
   while [ "$r" -lt "$ROUNDS" ]; do
     r=$((r + 1))
     truncate -s 64M "$T/d.img"
-    d=$(add_dev "$T/d.img" "$mode")
+    d=$(add_dev "$T/d.img" "$mode") || exit 1
     id=$(devid "$d")
     timeout -k 5 90 fio --name=del --filename="$d" --rw=randrw --bsrange=4k-128k --size=48m \
       --direct=1 --ioengine=libaio --iodepth=16 --time_based --runtime=60 \
@@ -34,7 +34,7 @@ for mode in $(modes); do
     [ "$tf" -le 20 ] || die "$mode round $r: fio took ${tf}s to end after del"
     wait_gone "$id" 10 || die "$mode round $r: device nodes still there"
     [ "$(ndev)" = 0 ] || { ublk-user list; die "$mode round $r: devices left"; }
-    d2=$(add_dev "$T/d.img" "$mode")
+    d2=$(add_dev "$T/d.img" "$mode") || exit 1
     quick_verify "$d2" 8m
     ublk-user del --all || die "del new device"
     log "$mode round $r: del rc 0 in ${tdel}s, fio rc=$frc after ${tf}s, new device ok"
@@ -44,7 +44,7 @@ done
 
 # A stopped (SIGSTOP) server: del must still finish.
 truncate -s 32M "$T/d.img"
-d=$(add_dev "$T/d.img" copy)
+d=$(add_dev "$T/d.img" copy) || exit 1
 id=$(devid "$d")
 pid=$(field_of "$id" pid)
 kill -STOP "$pid"

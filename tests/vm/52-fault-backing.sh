@@ -19,7 +19,7 @@ mount -t tmpfs -o size=8m tmpfs "$T/small" || skip "cannot mount a small tmpfs"
 for mode in $(modes); do
   rm -f "$T/small/b.img"
   truncate -s 64M "$T/small/b.img"
-  d=$(add_dev "$T/small/b.img" "$mode")
+  d=$(add_dev "$T/small/b.img" "$mode") || exit 1
   id=$(devid "$d")
   # acknowledged data: 4 MiB, sequential, verified
   fio --name=ack --filename="$d" --rw=write --bs=64k --size=4m --direct=1 --ioengine=libaio --iodepth=8 \
@@ -47,7 +47,7 @@ for mode in $(modes); do
   # truncate under the server
   rm -f "$T/t.img"
   truncate -s 32M "$T/t.img"
-  d=$(add_dev "$T/t.img" "$mode")
+  d=$(add_dev "$T/t.img" "$mode") || exit 1
   id=$(devid "$d")
   fio --name=tr --filename="$d" --rw=write --bs=64k --size=32m --direct=1 --ioengine=libaio --iodepth=8 \
     --verify=crc32c --do_verify=1 --verify_fatal=1 --output="$T/tr.out" > /dev/null 2>&1 \

@@ -14,7 +14,7 @@ for mode in $(modes); do
   k=$((k + 1))
   seed=$((1234 + k))
   : > "$T/p.img"; truncate -s 32M "$T/p.img"
-  d=$(add_dev "$T/p.img" "$mode")
+  d=$(add_dev "$T/p.img" "$mode") || exit 1
   fio --name=p --filename="$d" --rw=randwrite --bsrange=4k-128k --size=32m --direct=1 --ioengine=libaio \
     --iodepth=16 --verify=crc32c --do_verify=1 --verify_fatal=1 --randseed=$seed \
     --output="$T/w.out" > /dev/null 2>&1 || { cat "$T/w.out"; die "$mode: write+verify"; }
@@ -22,7 +22,7 @@ for mode in $(modes); do
   [ "$(ndev)" = 0 ] || die "$mode: device left"
   sum=$(sha256sum "$T/p.img" | cut -d' ' -f1)
   for m2 in $(modes); do
-    d=$(add_dev "$T/p.img" "$m2")
+    d=$(add_dev "$T/p.img" "$m2") || exit 1
     fio --name=p --filename="$d" --rw=randwrite --bsrange=4k-128k --size=32m --direct=1 --ioengine=libaio \
       --iodepth=16 --verify=crc32c --verify_only --verify_fatal=1 --randseed=$seed \
       --output="$T/v.out" > /dev/null 2>&1 || { cat "$T/v.out"; die "written in $mode, re-added in $m2: verify_only failed"; }

@@ -18,7 +18,7 @@ command -v fio > /dev/null || skip "no fio"
 command -v ublk-bpf-fixture > /dev/null || skip "no ublk-bpf-fixture (cargo xtask build)"
 has_feature bpf || skip "kernel lacks UBLK_F_BPF"
 truncate -s 16M "$T/h.img"
-d=$(add_dev "$T/h.img" bpf --queues 1 --depth 16)
+d=$(add_dev "$T/h.img" bpf --queues 1 --depth 16) || exit 1
 id=$(devid "$d")
 # a reference pattern over the whole device, written through the real program
 fio --name=ref --filename="$d" --rw=write --bs=64k --size=16m --direct=1 --ioengine=libaio --iodepth=8 \
@@ -47,7 +47,7 @@ fio --name=ref --filename="$d" --rw=write --bs=64k --size=8m --direct=1 --ioengi
 ublk-user del --all || die "del (after the fixture removed its program)"
 wait_gone "$id" 10 || die "device still there"
 # and through a fresh server (copy mode) + the file itself
-d=$(add_dev "$T/h.img" copy)
+d=$(add_dev "$T/h.img" copy) || exit 1
 fio --name=ref --filename="$d" --rw=write --bs=64k --size=8m --direct=1 --ioengine=libaio --iodepth=8 \
   --verify=crc32c --verify_only --verify_fatal=1 --output="$T/ref3.out" > /dev/null 2>&1 \
   || { cat "$T/ref3.out"; die "first 8 MiB do not verify through a fresh server"; }

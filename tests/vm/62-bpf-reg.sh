@@ -32,8 +32,8 @@ expect() {
 }
 truncate -s 16M "$T/a.img"
 truncate -s 16M "$T/b.img"
-dc=$(add_dev "$T/a.img" copy); idc=$(devid "$dc")
-db=$(add_dev "$T/b.img" bpf --queues 1); idb=$(devid "$db")
+dc=$(add_dev "$T/a.img" copy) || exit 1; idc=$(devid "$dc")
+db=$(add_dev "$T/b.img" bpf --queues 1) || exit 1; idb=$(devid "$db")
 expect "$idc" valid EOPNOTSUPP
 expect "$idb" valid EBUSY
 expect "$idb" socket_filter EINVAL EBUSY
@@ -74,7 +74,7 @@ quick_verify "$db" 4m
 ublk-user del --all || die "del"
 
 # after the server died
-db=$(add_dev "$T/b.img" bpf --queues 1); idb=$(devid "$db")
+db=$(add_dev "$T/b.img" bpf --queues 1) || exit 1; idb=$(devid "$db")
 pid=$(field_of "$idb" pid)
 kill -KILL "$pid"
 sleep 1
@@ -84,7 +84,7 @@ out2=$(ublk-bpf-fixture unreg --dev "$idb" 2>&1)
 log "UNREG after SIGKILL of the server: $out2"
 timeout 60 ublk-user del --id "$idb" || die "del after the server died"
 wait_gone "$idb" 10 || die "dead device still there"
-db=$(add_dev "$T/b.img" bpf --queues 1)
+db=$(add_dev "$T/b.img" bpf --queues 1) || exit 1
 quick_verify "$db" 4m
 ublk-user del --all || die "del"
 rm -f "$T/a.img" "$T/b.img"

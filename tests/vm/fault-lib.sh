@@ -18,7 +18,9 @@ devid() { echo "${1#/dev/ublkb}"; }
 now() { date +%s; }
 
 # modes: the data paths this kernel can serve (copy, zc if AUTO_BUF_REG, bpf if UBLK_F_BPF).
+# UBLK_MODES="bpf" restricts a run (e.g. a soak) to some modes.
 modes() {
+  [ -n "${UBLK_MODES:-}" ] && { echo "$UBLK_MODES"; return; }
   m=copy
   has_feature auto_buf_reg && m="$m zc"
   has_feature bpf && m="$m bpf"
