@@ -188,6 +188,50 @@ pub fn ensure(flavor: Flavor) -> Result<Kernel> {
     })
 }
 
+/// The warnings `make W=1` gives for these objects in a flavor's (already
+/// built) tree, without line numbers so that two trees can be compared.
+pub fn w1_warnings(
+    flavor: Flavor,
+    objects: &[String],
+) -> Result<std::collections::BTreeSet<String>> {
+    let k = ensure(flavor)?;
+    let cache = cache_dir()?;
+    let _lock = lock(
+        &cache.join(format!(".kernel-{}.lock", flavor.name())),
+        &format!("the {} kernel build", flavor.name()),
+    )?;
+    let out = cmd("make")
+        .current_dir(&k.tree)
+        .arg(format!("O={}", k.build.display()))
+        .arg("W=1")
+        .args(objects)
+        .output()?;
+    let text =
+        String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() {
+        bail!(
+            "make W=1 failed on the {} kernel: {}",
+            flavor.name(),
+            text.lines().last().unwrap_or("")
+        );
+    }
+    let tree = format!("{}/", k.tree.display());
+    Ok(text
+        .lines()
+        .filter(|l| l.contains("warning:"))
+        .map(|l| {
+            let l = l.replace(&tree, "");
+            // "file.c:12:5: warning: ..." -> "file.c: warning: ..."
+            match l.split_once(": warning:") {
+                Some((loc, msg)) => {
+                    format!("{}: warning:{msg}", loc.split(':').next().unwrap_or(loc))
+                }
+                None => l,
+            }
+        })
+        .collect())
+}
+
 /// The unpatched source tree (for scripts/checkpatch.pl).
 pub fn ensure_pristine() -> Result<PathBuf> {
     let cache = cache_dir()?;

@@ -131,6 +131,15 @@ pub fn test(filter: Option<&str>, vm_only: bool, opts: &VmOpts) -> Result<i32> {
             }
         }
     }
+    if kernel_ok && !vm_only {
+        match w1_check() {
+            Ok(()) => {}
+            Err(e) => {
+                say(format!("test: W=1 warnings: FAILED: {e:#}"));
+                failed_steps.push("W=1 warnings".into());
+            }
+        }
+    }
     if let Err(e) = crate::build::build() {
         say(format!("test: build: FAILED: {e:#}"));
         failed_steps.push("build".into());
@@ -231,6 +240,50 @@ pub fn test(filter: Option<&str>, vm_only: bool, opts: &VmOpts) -> Result<i32> {
     } else {
         1
     })
+}
+
+/// `make W=1` on every kernel C file the series touches: our kernel may not
+/// warn where vanilla 7.2 does not.
+fn w1_check() -> Result<()> {
+    let mut objects = std::collections::BTreeSet::new();
+    for p in kernel::series()? {
+        for line in fs::read_to_string(&p)?.lines() {
+            if let Some(f) = line.strip_prefix("+++ b/") {
+                if f.ends_with(".c") && !f.starts_with("tools/") {
+                    objects.insert(f.trim_end_matches(".c").to_string() + ".o");
+                }
+            }
+        }
+    }
+    if objects.is_empty() {
+        return Ok(());
+    }
+    let objects: Vec<String> = objects.into_iter().collect();
+    let ours = kernel::w1_warnings(Flavor::Ublk, &objects)?;
+    // Files the series adds do not exist in vanilla.
+    let vanilla_tree = kernel::ensure(Flavor::Vanilla)?.tree;
+    let existing: Vec<String> = objects
+        .iter()
+        .filter(|o| {
+            vanilla_tree
+                .join(o.trim_end_matches(".o").to_string() + ".c")
+                .is_file()
+        })
+        .cloned()
+        .collect();
+    let theirs = kernel::w1_warnings(Flavor::Vanilla, &existing)?;
+    let new: Vec<&String> = ours.difference(&theirs).collect();
+    if !new.is_empty() {
+        for w in &new {
+            eprintln!("    {w}");
+        }
+        anyhow::bail!("{} new warning(s) in files the series touches", new.len());
+    }
+    say(format!(
+        "test: make W=1 on the {} files the series touches: no new warnings",
+        objects.len()
+    ));
+    Ok(())
 }
 
 /// scripts/checkpatch.pl --strict on every patch in the series.
