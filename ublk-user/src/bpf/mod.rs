@@ -155,6 +155,13 @@ impl BpfProgram {
         opts: LoadOptions,
         patch: impl FnOnce(&mut Vec<aya_obj::generated::bpf_insn>),
     ) -> Result<Self> {
+        if !aya::features().bpf_global_data() {
+            bail!(
+                "aya's kernel feature probe found no BPF global data (.rodata) support; \
+                 if this kernel has it, the probe ran while io_uring task work was pending \
+                 (call bpf::prime_feature_probe() before using io_uring)"
+            );
+        }
         let log_flag = u8::from(opts.log);
         // 1. Maps, with UBLK_BPF_LOG patched into .rodata.
         let mut ebpf = EbpfLoader::new()
@@ -343,6 +350,18 @@ impl Drop for BpfProgram {
 /// verifier error). Loads the program once and drops it; cheap (~ms). Meant
 /// for the pre-fork fallback decision; the kernel's `UBLK_F_BPF` bit is
 /// checked by the caller.
+/// Runs aya's one-time kernel feature probe now. aya caches the result for
+/// the life of the process, and its global-data probe is a single
+/// BPF_PROG_LOAD: if that load meets the verifier's transient EAGAIN
+/// (pending io_uring task work raises TIF_NOTIFY_SIGNAL, which the verifier
+/// treats as a pending signal), aya concludes the kernel has no global data,
+/// skips `.rodata`, and every later load fails with "section not found".
+/// Call this before the process touches io_uring; a forked child inherits
+/// the cached result.
+pub fn prime_feature_probe() {
+    let _ = aya::features();
+}
+
 pub fn probe(log: bool) -> std::result::Result<(), String> {
     let obj = embedded_object().ok_or_else(|| {
         "this ublk-user was built without the BPF program (cargo xtask build-ebpf)".to_string()

@@ -65,6 +65,8 @@ fn bpf_loader(features: u64, log: bool) -> std::result::Result<BpfFactory, Strin
 }
 
 fn add(t: AddTarget) -> Result<()> {
+    // Before any io_uring exists in this process: see the function's doc.
+    crate::bpf::prime_feature_probe();
     let (target, common): (Arc<dyn Target>, CommonArgs) = match t {
         AddTarget::Loop { file, common } => {
             require_root()?;
