@@ -40,6 +40,10 @@ tool() { for p in /usr/sbin/$1 /sbin/$1 /usr/bin/$1 /bin/$1; do [ -x "$p" ] && {
 LOSETUP=$(tool losetup)
 DD=$(tool dd)
 
+# Send every kernel message to the serial console (the console log the host
+# keeps), so a warning or oops before a guest reset is not lost.
+dmesg -n 8 2>/dev/null
+
 # --- facts about the guest --------------------------------------------------
 accel=tcg
 dmesg 2>/dev/null | grep -q "Hypervisor detected: KVM" && accel=kvm
@@ -116,8 +120,15 @@ total=$(grep -c . "$PLAN")
 echo "idx,rep,contender,workload,rc,pre_busy,pre_total,pre_srv,post_busy,post_total,post_srv" > "$OUT/runs.csv"
 t0=$(date +%s)
 n=0
+prev_rep=
 while read -r idx rep cont job rw bs qd wl <&3; do
   n=$((n + 1))
+  # Snapshot the server counters at each repetition boundary (kept if the
+  # guest dies later).
+  if [ "$rep" != "$prev_rep" ] && [ -n "$prev_rep" ]; then
+    ublk-user list --json > "$OUT/list-end.json" 2>/dev/null
+  fi
+  prev_rep=$rep
   line=$(grep "^$cont|" "$OUT/contenders.txt" | head -n 1)
   status=$(echo "$line" | cut -d'|' -f2)
   label="[$n/$total] $cont $rw $bs qd$qd rep $rep"
