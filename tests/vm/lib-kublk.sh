@@ -12,14 +12,22 @@ run_kublk_selftests() {
     case $t in test_stress_*)
       if [ "${UBLK_SELFTEST_STRESS:-0}" != 1 ]; then echo "$t skip" >> "$results.tmp"; continue; fi ;;
     esac
-    (cd "$dir" && TMPDIR="$TEST_TMP" timeout -k 5 150 bash "./$t") > "$TEST_TMP/$t.log" 2>&1
-    case $? in
-      0) v=pass ;;
+    # Some upstream tests have wall-clock limits (e.g. generic_06: dd must
+    # fail within 5 s) that emulation (TCG) can miss: a failure gets one
+    # retry, the same on every kernel, and is reported as flaky if it passes.
+    for attempt in 1 2; do
+      (cd "$dir" && TMPDIR="$TEST_TMP" timeout -k 5 150 bash "./$t") > "$TEST_TMP/$t.log" 2>&1
+      rc=$?
+      "$dir/kublk" del -a > /dev/null 2>&1
+      [ "$rc" = 0 ] || [ "$rc" = 4 ] && break
+      [ "$attempt" = 1 ] && cp "$TEST_TMP/$t.log" "$TEST_TMP/$t.first.log"
+    done
+    case $rc in
+      0) v=pass; [ "$attempt" = 2 ] && { echo "--- $t flaky on $(uname -r): failed, then passed on retry:"; tail -n 4 "$TEST_TMP/$t.first.log"; } ;;
       4) v=skip ;;
-      *) v=fail; echo "--- $t failed on $(uname -r):"; tail -n 8 "$TEST_TMP/$t.log" ;;
+      *) v=fail; echo "--- $t failed twice on $(uname -r):"; tail -n 8 "$TEST_TMP/$t.log" ;;
     esac
     echo "$t $v" >> "$results.tmp"
-    "$dir/kublk" del -a > /dev/null 2>&1
   done
   mv "$results.tmp" "$results"
   log "kublk selftests on $(uname -r): $(grep -c ' pass$' "$results") passed," \
