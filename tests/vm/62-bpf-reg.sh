@@ -10,8 +10,10 @@
 # * UNREG with no program: ENOENT;
 # * ADD_DEV with UBLK_F_BPF | UBLK_F_UNPRIVILEGED_DEV: as uid 65534 refused
 #   (or without UBLK_F_BPF); as root the kernel drops UNPRIVILEGED_DEV;
-# * after the server died (SIGKILL): what REG does is recorded, the device
-#   can still be deleted and a new one works.
+# * after the server died (SIGKILL), once its char device is released:
+#   REG -> ESRCH (no server whose rings a program could use), UNREG ->
+#   ENOENT (the program went with the server); the device can still be
+#   deleted and a new one works.
 # Devices keep serving verified I/O after every refused command.
 . tests/vm/lib.sh
 . tests/vm/fault-lib.sh
@@ -77,11 +79,18 @@ ublk-user del --all || die "del"
 db=$(add_dev "$T/b.img" bpf --queues 1) || exit 1; idb=$(devid "$db")
 pid=$(field_of "$idb" pid)
 kill -KILL "$pid"
-sleep 1
-out=$(ublk-bpf-fixture reg --dev "$idb" --case valid 2>&1)
-log "REG after SIGKILL of the server: $out"
-out2=$(ublk-bpf-fixture unreg --dev "$idb" 2>&1)
-log "UNREG after SIGKILL of the server: $out2"
+# the char device can be opened again once the kernel has released the
+# dead server's (its release work drops the program)
+released=0
+for _ in $(seq 100); do
+  if (exec 3<> "/dev/ublkc$idb") 2> /dev/null; then released=1; break; fi
+  sleep 0.1
+done
+[ "$released" = 1 ] || die "/dev/ublkc$idb still held 10 s after the server was killed"
+expect "$idb" valid ESRCH
+out=$(ublk-bpf-fixture unreg --dev "$idb" 2>&1)
+log "UNREG after SIGKILL of the server: $out"
+echo "$out" | grep -q '(ENOENT)' || { log "UNEXPECTED: UNREG after the server died"; fails=$((fails + 1)); }
 timeout 60 ublk-user del --id "$idb" || die "del after the server died"
 wait_gone "$idb" 10 || die "dead device still there"
 db=$(add_dev "$T/b.img" bpf --queues 1) || exit 1

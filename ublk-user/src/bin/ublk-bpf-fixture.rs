@@ -1044,6 +1044,7 @@ fn errno_name(e: i32) -> &'static str {
         libc::EINVAL => "EINVAL",
         libc::EOPNOTSUPP => "EOPNOTSUPP",
         libc::EEXIST => "EEXIST",
+        libc::ESRCH => "ESRCH",
         _ => "?",
     }
 }
