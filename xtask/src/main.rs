@@ -59,7 +59,8 @@ enum Cmd {
     },
     /// The whole test suite: fmt, clippy, unit tests, checkpatch, kernel, VM tests.
     Test {
-        /// Only VM tests whose name contains this.
+        /// Only VM tests whose name contains this, or any of a comma-separated
+        /// list (e.g. `10-,30-,5`).
         #[arg(long)]
         filter: Option<String>,
         /// Skip fmt, clippy, unit tests and checkpatch.

@@ -14,6 +14,15 @@ struct VmTest {
     flavor: Flavor,
 }
 
+/// `--filter a,b,c`: the test name contains any of the comma-separated parts.
+fn matches_filter(name: &str, filter: &str) -> bool {
+    filter
+        .split(',')
+        .map(str::trim)
+        .filter(|f| !f.is_empty())
+        .any(|f| name.contains(f))
+}
+
 /// tests/vm/NN-name.sh, in order; `# kernel: vanilla` runs a test on the
 /// unpatched kernel instead of ours.
 fn discover(filter: Option<&str>, patched: Flavor) -> Result<Vec<VmTest>> {
@@ -23,7 +32,7 @@ fn discover(filter: Option<&str>, patched: Flavor) -> Result<Vec<VmTest>> {
         let path = e?.path();
         let name = path.file_stem().unwrap().to_string_lossy().to_string();
         let is_test = is_test_name(&path.file_name().unwrap().to_string_lossy());
-        if !is_test || filter.is_some_and(|f| !name.contains(f)) {
+        if !is_test || filter.is_some_and(|f| !matches_filter(&name, f)) {
             continue;
         }
         let flavor = flavor_of(&fs::read_to_string(&path)?, patched);
@@ -342,6 +351,15 @@ mod tests {
         assert!(!is_test_name("lib.sh"));
         assert!(!is_test_name("1-x.sh"));
         assert!(!is_test_name("00-boot.sh~"));
+    }
+
+    #[test]
+    fn filter_parts() {
+        assert!(matches_filter("30-bpf-verify", "30-"));
+        assert!(matches_filter("30-bpf-verify", "10-,30-"));
+        assert!(matches_filter("51-fault-del", " 5 , 99"));
+        assert!(!matches_filter("40-kublk-selftests", "10-,30-"));
+        assert!(!matches_filter("40-kublk-selftests", ","));
     }
 
     #[test]
