@@ -1,7 +1,8 @@
 # Helpers for the reliability tests (tests/vm/5x, 6x): `. tests/vm/fault-lib.sh`
 # after lib.sh. Not a test itself (no NN- prefix).
 T=${TEST_TMP:-/tmp}
-# Soak variants: `cargo xtask run -- sh -c 'UBLK_SOAK=1 sh tests/vm/50-fault-kill.sh'`.
+# Soak variants: `cargo xtask test --soak --filter 5` (or, for one test,
+# `cargo xtask run -- sh -c 'UBLK_SOAK=1 sh tests/vm/50-fault-kill.sh'`).
 SOAK=${UBLK_SOAK:-0}
 
 # field NAME: value of "NAME":... of the first device in `ublk-user list --json`

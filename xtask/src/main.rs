@@ -66,6 +66,10 @@ enum Cmd {
         /// Skip fmt, clippy, unit tests and checkpatch.
         #[arg(long)]
         vm_only: bool,
+        /// Soak variants of the fault tests (UBLK_SOAK=1 in the guest: 20
+        /// kills per mode, 10 deletes per mode...), with 5x the test timeouts.
+        #[arg(long)]
+        soak: bool,
         #[command(flatten)]
         vm: VmArgs,
     },
@@ -199,8 +203,9 @@ fn real_main(cli: Cli) -> Result<i32> {
         Cmd::Test {
             filter,
             vm_only,
+            soak,
             vm,
-        } => test::test(filter.as_deref(), vm_only, &vm.opts()),
+        } => test::test(filter.as_deref(), vm_only, soak, &vm.opts()),
         Cmd::Bench {
             bench,
             vm,

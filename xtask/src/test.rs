@@ -60,7 +60,7 @@ fn is_test_name(file: &str) -> bool {
     b.len() > 3 && b[..2].iter().all(u8::is_ascii_digit) && b[2] == b'-'
 }
 
-pub fn test(filter: Option<&str>, vm_only: bool, opts: &VmOpts) -> Result<i32> {
+pub fn test(filter: Option<&str>, vm_only: bool, soak: bool, opts: &VmOpts) -> Result<i32> {
     let root = root();
     let mut failed_steps: Vec<String> = Vec::new();
     let mut step = |name: &str, c: &mut std::process::Command| {
@@ -167,7 +167,11 @@ pub fn test(filter: Option<&str>, vm_only: bool, opts: &VmOpts) -> Result<i32> {
                 group.len(),
                 f.name()
             ));
-            let mut script = String::from("sh tests/vm/run.sh /xtask/results");
+            let mut script = String::new();
+            if soak {
+                script.push_str("export UBLK_SOAK=1\n");
+            }
+            script.push_str("sh tests/vm/run.sh /xtask/results");
             for t in &group {
                 script.push(' ');
                 script.push_str(&t.path.strip_prefix(&root)?.to_string_lossy());
