@@ -11,6 +11,7 @@
 
 use crate::util::{cache_dir, cmd, lock, log_path, run_logged, run_with_progress, say, Fnv};
 use anyhow::{bail, Context, Result};
+use std::ffi::OsStr;
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -55,7 +56,12 @@ pub struct Kernel {
 
 /// The patch files in `kernel-patches/series` order.
 pub fn series() -> Result<Vec<PathBuf>> {
-    let dir = crate::util::root().join("kernel-patches");
+    series_in(&crate::util::root().join("kernel-patches"))
+}
+
+/// The patch files listed by `dir/series`, in order (`dir` is
+/// `kernel-patches/` but for the tests).
+fn series_in(dir: &Path) -> Result<Vec<PathBuf>> {
     let series = dir.join("series");
     let text =
         fs::read_to_string(&series).with_context(|| format!("cannot read {}", series.display()))?;
@@ -440,49 +446,7 @@ fn prepare_tree(cache: &Path, sver: &str, flavor: Flavor, tree: &Path, key: &str
     let target = if flavor.patched() {
         let index = cache.join(format!("tmp/{}.index", flavor.name()));
         fs::create_dir_all(index.parent().unwrap())?;
-        let git_out = |args: &[&str], what: &str| -> Result<String> {
-            let out = cmd("git")
-                .current_dir(tree)
-                .env("GIT_INDEX_FILE", &index)
-                .args(["-c", "user.name=xtask", "-c", "user.email=xtask@localhost"])
-                .args(args)
-                .output()?;
-            if !out.status.success() {
-                let err = String::from_utf8_lossy(&out.stderr);
-                bail!(
-                    "kernel: {what}: {}",
-                    err.lines()
-                        .find(|l| l.starts_with("error:"))
-                        .unwrap_or(err.trim())
-                );
-            }
-            Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
-        };
-        git_out(&["read-tree", "base"], "git read-tree")?;
-        for p in series()? {
-            let name = p.file_name().unwrap().to_string_lossy().to_string();
-            git_out(
-                &[
-                    "apply",
-                    "--cached",
-                    "--whitespace=nowarn",
-                    p.to_str().unwrap(),
-                ],
-                &format!("patch kernel-patches/{name} does not apply to linux 7.2"),
-            )?;
-        }
-        let t = git_out(&["write-tree"], "git write-tree")?;
-        git_out(
-            &[
-                "commit-tree",
-                &t,
-                "-p",
-                "base",
-                "-m",
-                "kernel-patches/series",
-            ],
-            "git commit-tree",
-        )?
+        apply_series(tree, &index, &series()?)?
     } else {
         "base".to_string()
     };
@@ -490,6 +454,59 @@ fn prepare_tree(cache: &Path, sver: &str, flavor: Flavor, tree: &Path, key: &str
     git(tree, &["clean", "-fdxq"])?;
     fs::write(&stamp, key)?;
     Ok(())
+}
+
+/// Apply `patches` in order on top of the tag `base` of the git repository
+/// at `tree`, in the scratch index file `index` (neither the working tree nor
+/// the repository's own index is touched); returns the id of a new commit
+/// whose parent is `base`. A patch that does not apply is named in the error,
+/// with git's first error line.
+fn apply_series(tree: &Path, index: &Path, patches: &[PathBuf]) -> Result<String> {
+    let git = |what: &str, args: &[&OsStr]| -> Result<String> {
+        let out = cmd("git")
+            .current_dir(tree)
+            .env("GIT_INDEX_FILE", index)
+            .args(["-c", "user.name=xtask", "-c", "user.email=xtask@localhost"])
+            .args(args)
+            .output()
+            .with_context(|| format!("kernel: {what}: cannot start git"))?;
+        if !out.status.success() {
+            let err = String::from_utf8_lossy(&out.stderr);
+            bail!(
+                "kernel: {what}: {}",
+                err.lines()
+                    .find(|l| l.starts_with("error:"))
+                    .unwrap_or(err.trim())
+            );
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    };
+    let os = OsStr::new;
+    git("git read-tree", &[os("read-tree"), os("base")])?;
+    for p in patches {
+        let name = p.file_name().unwrap_or(p.as_os_str()).to_string_lossy();
+        git(
+            &format!("patch kernel-patches/{name} does not apply to linux 7.2"),
+            &[
+                os("apply"),
+                os("--cached"),
+                os("--whitespace=nowarn"),
+                p.as_os_str(),
+            ],
+        )?;
+    }
+    let t = git("git write-tree", &[os("write-tree")])?;
+    git(
+        "git commit-tree",
+        &[
+            os("commit-tree"),
+            os(t.as_str()),
+            os("-p"),
+            os("base"),
+            os("-m"),
+            os("kernel-patches/series"),
+        ],
+    )
 }
 
 fn configure(flavor: Flavor, tree: &Path, build: &Path) -> Result<()> {
@@ -583,4 +600,161 @@ fn kconfig_defines(tree: &Path, name: &str) -> bool {
         }
     }
     false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::util::TempDir;
+    use std::process::Command;
+
+    fn git(dir: &Path, args: &[&str]) -> String {
+        let out = Command::new("git")
+            .current_dir(dir)
+            .args(["-c", "user.name=t", "-c", "user.email=t@localhost"])
+            .args([
+                "-c",
+                "commit.gpgsign=false",
+                "-c",
+                "init.defaultBranch=main",
+            ])
+            .args(args)
+            .output()
+            .expect("git runs");
+        assert!(
+            out.status.success(),
+            "git {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    const BASE: &str = "one\ntwo\nthree\n";
+
+    /// A git repository with `a.txt` committed and tagged `base`, like the
+    /// pristine kernel tree.
+    fn base_repo(t: &TempDir) -> PathBuf {
+        let repo = t.path().join("linux");
+        fs::create_dir(&repo).unwrap();
+        fs::write(repo.join("a.txt"), BASE).unwrap();
+        git(&repo, &["init", "-q"]);
+        git(&repo, &["add", "-A"]);
+        git(&repo, &["commit", "-q", "-m", "base"]);
+        git(&repo, &["tag", "base"]);
+        repo
+    }
+
+    fn patch(from: &str, to: &str) -> String {
+        format!(
+            "diff --git a/a.txt b/a.txt\n--- a/a.txt\n+++ b/a.txt\n\
+             @@ -1,3 +1,3 @@\n one\n-{from}\n+{to}\n three\n"
+        )
+    }
+
+    fn write(dir: &Path, name: &str, text: impl AsRef<[u8]>) -> PathBuf {
+        let p = dir.join(name);
+        fs::write(&p, text).unwrap();
+        p
+    }
+
+    #[test]
+    fn series_applies_in_order_on_base() {
+        let t = TempDir::new("series-good");
+        let repo = base_repo(&t);
+        let patches = [
+            write(t.path(), "0001-two.patch", patch("two", "TWO")),
+            write(t.path(), "0002-two-again.patch", patch("TWO", "2")),
+        ];
+        let commit = apply_series(&repo, &t.path().join("scratch.index"), &patches).unwrap();
+        assert_eq!(
+            git(&repo, &["show", &format!("{commit}:a.txt")]),
+            "one\n2\nthree"
+        );
+        assert_eq!(
+            git(&repo, &["rev-parse", &format!("{commit}^")]),
+            git(&repo, &["rev-parse", "base^{commit}"])
+        );
+        // The working tree and the repository's own index are untouched.
+        assert_eq!(fs::read_to_string(repo.join("a.txt")).unwrap(), BASE);
+        assert_eq!(git(&repo, &["status", "--porcelain"]), "");
+    }
+
+    #[test]
+    fn patch_that_does_not_apply_is_named_with_gits_error() {
+        let t = TempDir::new("series-bad");
+        let repo = base_repo(&t);
+        let patches = [
+            write(t.path(), "0001-two.patch", patch("two", "TWO")),
+            write(t.path(), "0002-stale.patch", patch("zwei", "2")),
+        ];
+        let e = apply_series(&repo, &t.path().join("scratch.index"), &patches).unwrap_err();
+        assert_eq!(
+            format!("{e:#}"),
+            "kernel: patch kernel-patches/0002-stale.patch does not apply to linux 7.2: \
+             error: patch failed: a.txt:1"
+        );
+    }
+
+    #[test]
+    fn garbage_in_the_series_is_an_error_naming_it() {
+        let t = TempDir::new("series-garbage");
+        let repo = base_repo(&t);
+        let index = t.path().join("scratch.index");
+        let text = write(t.path(), "0001-notes.patch", "this is not a patch\n");
+        let e = apply_series(&repo, &index, &[text]).unwrap_err();
+        assert_eq!(
+            format!("{e:#}"),
+            "kernel: patch kernel-patches/0001-notes.patch does not apply to linux 7.2: \
+             error: No valid patches in input (allow with \"--allow-empty\")"
+        );
+        let binary = write(t.path(), "0001-binary.patch", [0u8, 0xff, 0x13, 0x37, 0]);
+        let e = apply_series(&repo, &index, &[binary]).unwrap_err();
+        assert!(
+            format!("{e:#}").starts_with(
+                "kernel: patch kernel-patches/0001-binary.patch does not apply to linux 7.2: error:"
+            ),
+            "{e:#}"
+        );
+        let full = patch("two", "TWO");
+        let truncated = write(t.path(), "0001-cut.patch", &full[..full.len() - 8]);
+        let e = apply_series(&repo, &index, &[truncated]).unwrap_err();
+        assert!(
+            format!("{e:#}").starts_with(
+                "kernel: patch kernel-patches/0001-cut.patch does not apply to linux 7.2: error:"
+            ),
+            "{e:#}"
+        );
+    }
+
+    #[test]
+    fn series_file_lists_patches_in_order() {
+        let t = TempDir::new("series-list");
+        let dir = t.path();
+        write(dir, "0001-a.patch", "");
+        write(dir, "0002-b.patch", "");
+        write(dir, "series", "# ours\n\n0002-b.patch\n  0001-a.patch  \n");
+        assert_eq!(
+            series_in(dir).unwrap(),
+            [dir.join("0002-b.patch"), dir.join("0001-a.patch")]
+        );
+    }
+
+    #[test]
+    fn series_listing_a_missing_patch_says_so() {
+        let t = TempDir::new("series-missing");
+        let dir = t.path();
+        write(dir, "0001-a.patch", "");
+        write(dir, "series", "0001-a.patch\n0002-gone.patch\n");
+        let e = series_in(dir).unwrap_err();
+        assert_eq!(
+            format!("{e:#}"),
+            "kernel-patches/series lists 0002-gone.patch, which does not exist"
+        );
+        fs::remove_file(dir.join("series")).unwrap();
+        let e = series_in(dir).unwrap_err();
+        assert!(
+            format!("{e:#}").starts_with(&format!("cannot read {}", dir.join("series").display())),
+            "{e:#}"
+        );
+    }
 }

@@ -1,7 +1,8 @@
 //! `cargo xtask setup`: install what is missing, say what is installed.
 
-use crate::util::{cmd, log_path, run_logged, say, which};
+use crate::util::{cache_dir, cmd, log_path, run_logged, say, which};
 use anyhow::{bail, Context, Result};
+use std::path::Path;
 
 /// Debian packages the build and the VM need, with the binary that proves
 /// each one is there (checked first: it is much faster than dpkg).
@@ -49,43 +50,7 @@ pub fn setup() -> Result<()> {
         .map(|(p, _)| *p)
         .collect();
     if !missing.is_empty() {
-        if !is_root() {
-            bail!(
-                "setup: missing Debian packages {} and not root: run `sudo apt-get install {}`",
-                missing.join(" "),
-                missing.join(" ")
-            );
-        }
-        say(format!(
-            "setup: installing Debian packages: {}",
-            missing.join(" ")
-        ));
-        let log = log_path("apt-install.log")?;
-        let install = |log: &std::path::Path| {
-            run_logged(
-                "apt-get install",
-                cmd("apt-get")
-                    .env("DEBIAN_FRONTEND", "noninteractive")
-                    .args(["-o", "DPkg::Lock::Timeout=600", "install", "-y", "-q"])
-                    .arg("--no-install-recommends")
-                    .args(&missing),
-                log,
-            )
-        };
-        if install(&log).is_err() {
-            // Stale package lists are the usual cause: refresh and retry once.
-            run_logged(
-                "apt-get update",
-                cmd("apt-get").args(["update", "-q"]),
-                &log_path("apt-update.log")?,
-            )?;
-            install(&log).with_context(|| {
-                format!(
-                    "setup: cannot install Debian packages {}",
-                    missing.join(" ")
-                )
-            })?;
-        }
+        install_packages(&missing, is_root(), &cache_dir()?.join("logs"))?;
     }
 
     if !nightly_has_rust_src()? {
@@ -111,6 +76,54 @@ pub fn setup() -> Result<()> {
             ]),
             &log_path("bpf-linker-install.log")?,
         )?;
+    }
+    Ok(())
+}
+
+/// `apt-get install` these Debian packages (`root`: whether we may), with
+/// one retry after `apt-get update`; the apt logs go to `logs/`. An error
+/// names the packages and carries apt's own error line.
+fn install_packages(missing: &[&str], root: bool, logs: &Path) -> Result<()> {
+    if !root {
+        bail!(
+            "setup: missing Debian packages {} and not root: run `sudo apt-get install {}`",
+            missing.join(" "),
+            missing.join(" ")
+        );
+    }
+    say(format!(
+        "setup: installing Debian packages: {}",
+        missing.join(" ")
+    ));
+    let log = logs.join("apt-install.log");
+    let install = || {
+        run_logged(
+            "apt-get install",
+            cmd("apt-get")
+                .env("DEBIAN_FRONTEND", "noninteractive")
+                .args(["-o", "DPkg::Lock::Timeout=600", "install", "-y", "-q"])
+                .arg("--no-install-recommends")
+                .args(missing),
+            &log,
+        )
+    };
+    let what = || {
+        format!(
+            "setup: cannot install Debian packages {}",
+            missing.join(" ")
+        )
+    };
+    if let Err(first) = install() {
+        // Stale package lists are the usual cause: refresh and retry once.
+        say("setup: apt-get install failed; refreshing the package lists and retrying once");
+        if let Err(update) = run_logged(
+            "apt-get update",
+            cmd("apt-get").args(["update", "-q"]),
+            &logs.join("apt-update.log"),
+        ) {
+            bail!("{}: {first:#}; and {update:#}", what());
+        }
+        install().with_context(what)?;
     }
     Ok(())
 }
@@ -152,4 +165,46 @@ fn bpf_linker_ok() -> bool {
         .output()
         .map(|o| String::from_utf8_lossy(&o.stdout).contains(BPF_LINKER_VERSION))
         .unwrap_or(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::util::TempDir;
+
+    const NO_SUCH_PACKAGE: &str = "xtask-no-such-package-zz";
+
+    #[test]
+    fn missing_packages_without_root_say_what_to_run() {
+        let logs = TempDir::new("apt-nonroot");
+        let e = install_packages(&[NO_SUCH_PACKAGE, "fio"], false, logs.path()).unwrap_err();
+        assert_eq!(
+            format!("{e:#}"),
+            "setup: missing Debian packages xtask-no-such-package-zz fio and not root: \
+             run `sudo apt-get install xtask-no-such-package-zz fio`"
+        );
+    }
+
+    /// As root this really runs apt-get (install, update, install again).
+    #[test]
+    fn package_apt_cannot_find_is_named_with_apts_error() {
+        let logs = TempDir::new("apt-missing");
+        let root = is_root();
+        let e = install_packages(&[NO_SUCH_PACKAGE], root, logs.path()).unwrap_err();
+        let msg = format!("{e:#}");
+        if !root {
+            assert!(msg.contains("and not root"), "{msg}");
+            return;
+        }
+        assert!(
+            msg.starts_with(&format!(
+                "setup: cannot install Debian packages {NO_SUCH_PACKAGE}: apt-get install failed"
+            )),
+            "{msg}"
+        );
+        assert!(
+            msg.contains(&format!("E: Unable to locate package {NO_SUCH_PACKAGE}")),
+            "{msg}"
+        );
+    }
 }

@@ -215,8 +215,13 @@ pub fn lock(path: &Path, what: &str) -> Result<Lock> {
 
 /// `which`: the first executable `name` on PATH.
 pub fn which(name: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
+    which_in(name, std::env::var_os("PATH").as_deref())
+}
+
+/// `which` with an explicit search path (`PATH` syntax); `/usr/sbin` and
+/// `/sbin` are searched last, as they are often missing from a user's PATH.
+pub fn which_in(name: &str, path: Option<&std::ffi::OsStr>) -> Option<PathBuf> {
+    std::env::split_paths(path?)
         .chain([PathBuf::from("/usr/sbin"), PathBuf::from("/sbin")])
         .map(|d| d.join(name))
         .find(|p| p.is_file())
@@ -233,9 +238,51 @@ pub fn shell_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', r"'\''"))
 }
 
+/// A fresh, uniquely named directory under the system's temp dir, removed
+/// with its contents when dropped (for tests).
+#[cfg(test)]
+pub struct TempDir(PathBuf);
+
+#[cfg(test)]
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("xtask-test-{tag}-{}-{n}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).expect("cannot create a temp dir");
+        TempDir(dir)
+    }
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+#[cfg(test)]
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn which_in_searches_the_given_path_only() {
+        let a = TempDir::new("which-a");
+        let b = TempDir::new("which-b");
+        fs::write(b.path().join("xtask-fake-tool"), "").unwrap();
+        let path = std::env::join_paths([a.path(), b.path()]).unwrap();
+        assert_eq!(
+            which_in("xtask-fake-tool", Some(&path)),
+            Some(b.path().join("xtask-fake-tool"))
+        );
+        let only_a = std::env::join_paths([a.path()]).unwrap();
+        assert_eq!(which_in("xtask-fake-tool", Some(&only_a)), None);
+        assert_eq!(which_in("xtask-fake-tool", None), None);
+    }
 
     #[test]
     fn quoting() {

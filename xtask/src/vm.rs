@@ -2,9 +2,10 @@
 //! kernel, the project shared over 9p at the same path, one command run.
 
 use crate::kernel::{self, Flavor};
-use crate::util::{cache_dir, lock, log_path, root, run_logged, say, shell_quote, which, Fnv};
+use crate::util::{cache_dir, lock, log_path, root, run_logged, say, shell_quote, which_in, Fnv};
 use anyhow::{bail, Context, Result};
 use std::collections::BTreeSet;
+use std::ffi::OsStr;
 use std::fs;
 use std::io::{Read, Write};
 use std::os::unix::fs::PermissionsExt;
@@ -243,6 +244,17 @@ pub fn run_script(opts: &VmOpts, script: &str) -> Result<VmResult> {
     boot(&opts, &k.image, &initrd, script, false)
 }
 
+const QEMU: &str = "qemu-system-x86_64";
+
+/// QEMU's binary, searched for in `path` (`PATH` syntax).
+fn find_qemu(path: Option<&OsStr>) -> Result<PathBuf> {
+    which_in(QEMU, path).with_context(|| {
+        format!(
+            "vm: {QEMU} is not installed: run `cargo xtask setup` (it installs qemu-system-x86)"
+        )
+    })
+}
+
 fn boot(
     opts: &VmOpts,
     kernel: &Path,
@@ -250,9 +262,23 @@ fn boot(
     script: &str,
     quiet: bool,
 ) -> Result<VmResult> {
-    let qemu = which("qemu-system-x86_64").context("qemu-system-x86_64 is not installed")?;
+    let qemu = find_qemu(std::env::var_os("PATH").as_deref())?;
     let runs = cache_dir()?.join("runs");
-    fs::create_dir_all(&runs)?;
+    boot_with(&qemu, &runs, opts, kernel, initrd, script, quiet)
+}
+
+/// `boot` with the QEMU binary and the directory for the run directories
+/// given.
+fn boot_with(
+    qemu: &Path,
+    runs: &Path,
+    opts: &VmOpts,
+    kernel: &Path,
+    initrd: &Path,
+    script: &str,
+    quiet: bool,
+) -> Result<VmResult> {
+    fs::create_dir_all(runs)?;
     let dir = runs.join(format!("{}-{}", std::process::id(), unique()));
     fs::create_dir_all(&dir)?;
     fs::write(dir.join("cmd.sh"), script)?;
@@ -369,9 +395,16 @@ fn boot(
         );
     };
     if !st.success() && !quiet {
+        // QEMU's own error, not a warning that came before it.
+        let mut lines = qemu_err.lines().map(str::trim).filter(|l| !l.is_empty());
+        let err = lines
+            .clone()
+            .find(|l| !l.contains("warning:"))
+            .or(lines.next())
+            .unwrap_or("no message");
         bail!(
-            "vm: qemu failed ({st}): {}",
-            qemu_err.lines().next().unwrap_or("no message")
+            "vm: qemu failed ({st}): {err} (kernel: {})",
+            kernel.display()
         );
     }
     let status = match fs::read_to_string(dir.join("status")) {
@@ -441,6 +474,167 @@ pub fn prune_runs() {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::util::TempDir;
+    use std::sync::mpsc;
+
+    #[test]
+    fn qemu_missing_from_path_points_to_setup() {
+        let empty = TempDir::new("no-qemu");
+        let path = std::env::join_paths([empty.path()]).unwrap();
+        let e = find_qemu(Some(&path)).unwrap_err();
+        assert_eq!(
+            format!("{e:#}"),
+            "vm: qemu-system-x86_64 is not installed: run `cargo xtask setup` \
+             (it installs qemu-system-x86)"
+        );
+    }
+
+    /// Where the fake kernels are loaded (multiboot, 32-bit protected mode).
+    const LOAD: u32 = 0x10_0000;
+    /// Offset in the image of a zero IDT descriptor (limit 0, base 0).
+    const IDT: u32 = 112;
+    /// Offset in the image of the message printed on COM1.
+    const MSG: u32 = 128;
+
+    /// A multiboot v1 kernel: a flat binary whose header gives the load
+    /// addresses (flags bit 16, the "a.out kludge"), loaded at 1 MiB. It
+    /// prints `msg` on the serial console (COM1), runs `then`, and halts
+    /// forever with interrupts off.
+    fn multiboot_kernel(msg: &str, then: &[u8]) -> Vec<u8> {
+        const MAGIC: u32 = 0x1BAD_B002;
+        const FLAGS: u32 = 1 << 16;
+        let header = [
+            MAGIC,
+            FLAGS,
+            MAGIC.wrapping_add(FLAGS).wrapping_neg(), // checksum
+            LOAD,                                     // header_addr (offset 0)
+            LOAD,                                     // load_addr
+            0,                                        // load_end_addr: whole file
+            0,                                        // bss_end_addr: no bss
+            LOAD + 32,                                // entry_addr: right after
+        ];
+        let mut k: Vec<u8> = header.iter().flat_map(|w| w.to_le_bytes()).collect();
+        k.push(0xbe); // mov esi, LOAD + MSG
+        k.extend((LOAD + MSG).to_le_bytes());
+        k.extend([0x66, 0xba, 0xf8, 0x03]); // mov dx, 0x3f8
+        k.extend([0xac, 0x84, 0xc0, 0x74, 0x03]); // 1: lodsb; test al, al; jz 2f
+        k.extend([0xee, 0xeb, 0xf8]); // out dx, al; jmp 1b; 2:
+        k.extend(then);
+        k.extend([0xfa, 0xf4, 0xeb, 0xfd]); // cli; 3: hlt; jmp 3b
+        assert!(k.len() <= IDT as usize);
+        k.resize(MSG as usize, 0);
+        k.extend(msg.as_bytes());
+        k.extend(b"\n\0");
+        k
+    }
+
+    /// Children of this process whose command line mentions `needle`.
+    fn children_mentioning(needle: &str) -> Vec<i32> {
+        let me = std::process::id().to_string();
+        let mut pids = Vec::new();
+        for e in fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+                continue;
+            };
+            let stat = fs::read_to_string(e.path().join("stat")).unwrap_or_default();
+            // "pid (comm) state ppid ...": comm may hold spaces, so split after ')'.
+            let ppid = stat
+                .rsplit_once(')')
+                .and_then(|(_, r)| r.split_whitespace().nth(1));
+            let cmdline = fs::read(e.path().join("cmdline")).unwrap_or_default();
+            if ppid == Some(me.as_str()) && String::from_utf8_lossy(&cmdline).contains(needle) {
+                pids.push(pid);
+            }
+        }
+        pids
+    }
+
+    /// Boot `kernel` (bytes) under TCG with a dummy initrd and return the
+    /// error `boot_with` gives. Should `boot_with` not return within a
+    /// generous guard, its QEMU (found by PID as our child naming the test's
+    /// directory) is killed and the test fails rather than hangs.
+    fn boot_error(tag: &str, kernel: &[u8], boot_timeout: Duration) -> String {
+        let t = TempDir::new(tag);
+        let kpath = t.path().join("kernel");
+        let initrd = t.path().join("initrd");
+        fs::write(&kpath, kernel).unwrap();
+        fs::write(&initrd, "not an initramfs").unwrap();
+        let qemu = find_qemu(std::env::var_os("PATH").as_deref()).unwrap();
+        let opts = VmOpts {
+            flavor: Flavor::Ublk,
+            cpus: 1,
+            mem: "128M".into(),
+            // Out of reach: only the boot timeout (or the guard) ends a hang.
+            timeout: Duration::from_secs(3600),
+            boot_timeout,
+            accel: Accel::Tcg,
+            tmp_size: "16M".into(),
+        };
+        let runs = t.path().join("runs");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let r = boot_with(&qemu, &runs, &opts, &kpath, &initrd, "exit 0", false);
+            let _ = tx.send(r.map(|r| r.status));
+        });
+        let guard = Duration::from_secs(120);
+        match rx.recv_timeout(guard) {
+            Ok(Ok(status)) => panic!("the fake kernel reported a result: {status}"),
+            Ok(Err(e)) => format!("{e:#}"),
+            Err(mpsc::RecvTimeoutError::Disconnected) => panic!("boot_with panicked"),
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                for pid in children_mentioning(&t.path().display().to_string()) {
+                    // SAFETY: kill(2) on the PID of our own child QEMU (not yet
+                    // reaped: boot_with is still waiting for it); no memory
+                    // is involved.
+                    unsafe { libc::kill(pid, libc::SIGKILL) };
+                }
+                let _ = rx.recv_timeout(Duration::from_secs(10));
+                panic!("boot_with did not return within {guard:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn boot_of_a_file_that_is_not_a_kernel_gives_qemus_error() {
+        let garbage = b"this is not a kernel\n".repeat(100);
+        let e = boot_error("not-a-kernel", &garbage, Duration::from_secs(60));
+        assert!(
+            e.starts_with(
+                "vm: qemu failed (exit status: 1): qemu: linux kernel too old to load a ram disk \
+                 (kernel: "
+            ),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn boot_of_a_kernel_that_hangs_times_out() {
+        let k = multiboot_kernel("xtask fake kernel: hanging", &[]);
+        let e = boot_error("hang", &k, Duration::from_secs(5));
+        assert!(
+            e.starts_with(
+                "vm: the guest did not boot within 5s (tcg); \
+                 last console line: xtask fake kernel: hanging (console log: "
+            ),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn boot_of_a_kernel_that_resets_reports_no_result() {
+        let mut then = vec![0x0f, 0x01, 0x1d]; // lidt [LOAD + IDT]: no vectors
+        then.extend((LOAD + IDT).to_le_bytes());
+        then.push(0xcc); // int3: #GP, #DF, triple fault; -no-reboot: QEMU exits
+        let k = multiboot_kernel("xtask fake kernel: triple fault", &then);
+        let e = boot_error("reset", &k, Duration::from_secs(60));
+        assert!(
+            e.starts_with(
+                "vm: the guest stopped without reporting a result (kernel panic?); \
+                 last console line: xtask fake kernel: triple fault (console log: "
+            ),
+            "{e}"
+        );
+    }
 
     #[test]
     fn command_script_quotes_every_argument() {
