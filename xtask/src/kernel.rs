@@ -206,6 +206,16 @@ pub fn w1_warnings(
         &cache.join(format!(".kernel-{}.lock", flavor.name())),
         &format!("the {} kernel build", flavor.name()),
     )?;
+    // make only warns for what it compiles: an object left over from an
+    // earlier W=1 run would be "up to date" and report nothing, so force a
+    // fresh compile of every object we ask about.
+    for o in objects {
+        let built = k.build.join(o);
+        if built.exists() {
+            fs::remove_file(&built)
+                .with_context(|| format!("removing {} for the W=1 build", built.display()))?;
+        }
+    }
     let out = cmd("make")
         .current_dir(&k.tree)
         .arg(format!("O={}", k.build.display()))
