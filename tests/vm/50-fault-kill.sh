@@ -6,13 +6,13 @@
 #   control device), /dev/ublkbN and /dev/ublkcN go away;
 # * a new device can be created at once and serves verified I/O;
 # * dmesg stays clean (the runner checks).
-# KILLS per mode (3; UBLK_SOAK=1: 20).
+# KILLS per mode (20; UBLK_SOAK=1: 100).
 . tests/vm/lib.sh
 . tests/vm/fault-lib.sh
 command -v fio > /dev/null || skip "no fio"
 [ -c /dev/ublk-control ] || skip "no /dev/ublk-control"
-KILLS=${KILLS:-3}
-[ "$SOAK" = 1 ] && KILLS=20
+KILLS=${KILLS:-20}
+[ "$SOAK" = 1 ] && KILLS=100
 MAXERR=${MAXERR:-20}   # seconds from the kill to fio's exit
 total=0
 for mode in $(modes); do

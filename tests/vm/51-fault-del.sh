@@ -9,8 +9,8 @@
 . tests/vm/fault-lib.sh
 command -v fio > /dev/null || skip "no fio"
 [ -c /dev/ublk-control ] || skip "no /dev/ublk-control"
-ROUNDS=${ROUNDS:-2}
-[ "$SOAK" = 1 ] && ROUNDS=10
+ROUNDS=${ROUNDS:-10}
+[ "$SOAK" = 1 ] && ROUNDS=50
 for mode in $(modes); do
   r=0
   while [ "$r" -lt "$ROUNDS" ]; do

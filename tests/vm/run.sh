@@ -12,8 +12,8 @@ for t in "$@"; do
   name=$(basename "$t" .sh)
   limit=$(sed -n 's/^# timeout: *\([0-9]*\).*/\1/p' "$t" | head -n 1)
   [ -n "$limit" ] || limit=300
-  # soak variants (cargo xtask test --soak) repeat the fault cases many times
-  [ "${UBLK_SOAK:-0}" = 1 ] && limit=$((limit * 5))
+  # cargo xtask test scales the limits for soak variants and the debug kernel
+  limit=$((limit * ${UBLK_TIMEOUT_SCALE:-1}))
   TEST_TMP=$(mktemp -d /tmp/vmtest.XXXXXX)
   export TEST_TMP
   before=$(dmesg | wc -l)

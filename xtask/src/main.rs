@@ -66,8 +66,9 @@ enum Cmd {
         /// Skip fmt, clippy, unit tests and checkpatch.
         #[arg(long)]
         vm_only: bool,
-        /// Soak variants of the fault tests (UBLK_SOAK=1 in the guest: 20
-        /// kills per mode, 10 deletes per mode...), with 5x the test timeouts.
+        /// Soak variants of the fault tests (UBLK_SOAK=1 in the guest: 100
+        /// kills per mode, 50 deletes per mode, instead of 20 and 10), with
+        /// 5x the test timeouts.
         #[arg(long)]
         soak: bool,
         #[command(flatten)]

@@ -167,10 +167,12 @@ pub fn test(filter: Option<&str>, vm_only: bool, soak: bool, opts: &VmOpts) -> R
                 group.len(),
                 f.name()
             ));
+            let scale = timeout_scale(*f, soak);
             let mut script = String::new();
             if soak {
                 script.push_str("export UBLK_SOAK=1\n");
             }
+            script.push_str(&format!("export UBLK_TIMEOUT_SCALE={scale}\n"));
             script.push_str("sh tests/vm/run.sh /xtask/results");
             for t in &group {
                 script.push(' ');
@@ -179,6 +181,7 @@ pub fn test(filter: Option<&str>, vm_only: bool, soak: bool, opts: &VmOpts) -> R
             script.push('\n');
             let o = VmOpts {
                 flavor: *f,
+                timeout: opts.timeout * scale,
                 ..opts.clone()
             };
             match vm::run_script(&o, &script) {
@@ -253,6 +256,20 @@ pub fn test(filter: Option<&str>, vm_only: bool, soak: bool, opts: &VmOpts) -> R
     } else {
         1
     })
+}
+
+/// How much longer than their `# timeout:` the VM tests (and the VM) may
+/// take: soak variants repeat the fault cases many times, and the debug
+/// kernel (KASAN inline, lockdep, kmemleak) runs several times slower.
+fn timeout_scale(flavor: Flavor, soak: bool) -> u32 {
+    let mut scale = 1;
+    if soak {
+        scale *= 5;
+    }
+    if flavor == Flavor::Debug {
+        scale *= 4;
+    }
+    scale
 }
 
 /// `make W=1` on every kernel C file the series touches: our kernel may not
@@ -346,6 +363,15 @@ fn checkpatch(failed: &mut Vec<String>) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn timeouts_scale_for_soak_and_debug() {
+        assert_eq!(timeout_scale(Flavor::Ublk, false), 1);
+        assert_eq!(timeout_scale(Flavor::Vanilla, false), 1);
+        assert_eq!(timeout_scale(Flavor::Ublk, true), 5);
+        assert_eq!(timeout_scale(Flavor::Debug, false), 4);
+        assert_eq!(timeout_scale(Flavor::Debug, true), 20);
+    }
 
     #[test]
     fn test_names() {
