@@ -42,6 +42,35 @@ fn discover(filter: Option<&str>, patched: Flavor) -> Result<Vec<VmTest>> {
     Ok(tests)
 }
 
+/// The verdicts of one VM boot from its results file ("VERDICT name secs"
+/// lines). The first test without a line was running when the VM stopped;
+/// the ones after it never started.
+fn group_results(names: &[&str], text: &str, why: &str) -> Vec<(String, String, String)> {
+    let mut out = Vec::new();
+    let mut stopped = false;
+    for name in names {
+        let line = text
+            .lines()
+            .find(|l| l.split_whitespace().nth(1) == Some(*name));
+        let (verdict, secs) = match line {
+            Some(l) => {
+                let mut it = l.split_whitespace();
+                (
+                    it.next().unwrap_or("FAIL").to_string(),
+                    it.nth(1).unwrap_or("?").to_string(),
+                )
+            }
+            None if !stopped => {
+                stopped = true;
+                ("FAIL".into(), format!("{why} during this test"))
+            }
+            None => ("FAIL".into(), format!("not run: {why}")),
+        };
+        out.push((name.to_string(), verdict, secs));
+    }
+    out
+}
+
 /// Which kernel a test runs on: `# kernel: vanilla` in its header, else ours.
 fn flavor_of(script: &str, patched: Flavor) -> Flavor {
     if script.lines().any(|l| l.trim() == "# kernel: vanilla") {
@@ -187,22 +216,8 @@ pub fn test(filter: Option<&str>, vm_only: bool, soak: bool, opts: &VmOpts) -> R
             match vm::run_script(&o, &script) {
                 Ok(r) => {
                     let text = fs::read_to_string(r.dir.join("results")).unwrap_or_default();
-                    for t in &group {
-                        let line = text
-                            .lines()
-                            .find(|l| l.split_whitespace().nth(1) == Some(t.name.as_str()));
-                        let (verdict, secs) = match line {
-                            Some(l) => {
-                                let mut it = l.split_whitespace();
-                                (
-                                    it.next().unwrap_or("FAIL").to_string(),
-                                    it.nth(1).unwrap_or("?").to_string(),
-                                )
-                            }
-                            None => ("FAIL".into(), "not run (VM stopped early)".into()),
-                        };
-                        results.push((t.name.clone(), verdict, secs));
-                    }
+                    let names: Vec<&str> = group.iter().map(|t| t.name.as_str()).collect();
+                    results.extend(group_results(&names, &text, "VM stopped early"));
                     if fs::read_to_string(&r.console)
                         .unwrap_or_default()
                         .contains("Kernel panic")
@@ -215,9 +230,13 @@ pub fn test(filter: Option<&str>, vm_only: bool, soak: bool, opts: &VmOpts) -> R
                 }
                 Err(e) => {
                     say(format!("test: VM run failed: {e:#}"));
-                    for t in &group {
-                        results.push((t.name.clone(), "FAIL".into(), "VM failed".into()));
-                    }
+                    let names: Vec<&str> = group.iter().map(|t| t.name.as_str()).collect();
+                    // A timeout keeps the results of the tests that finished.
+                    let text = e
+                        .downcast_ref::<vm::TimedOut>()
+                        .and_then(|t| fs::read_to_string(t.dir.join("results")).ok())
+                        .unwrap_or_default();
+                    results.extend(group_results(&names, &text, "VM failed"));
                 }
             }
         }
@@ -363,6 +382,31 @@ fn checkpatch(failed: &mut Vec<String>) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn results_of_a_vm_that_stopped_keep_the_finished_tests() {
+        let text = "PASS 00-boot 1\nFAIL 40-kublk 3000\nPASS 50-fault 161\n";
+        let names = ["00-boot", "40-kublk", "50-fault", "54-tools", "60-bpf"];
+        let r = group_results(&names, text, "VM failed");
+        let got: Vec<(&str, &str, &str)> = r
+            .iter()
+            .map(|(n, v, s)| (n.as_str(), v.as_str(), s.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("00-boot", "PASS", "1"),
+                ("40-kublk", "FAIL", "3000"),
+                ("50-fault", "PASS", "161"),
+                ("54-tools", "FAIL", "VM failed during this test"),
+                ("60-bpf", "FAIL", "not run: VM failed"),
+            ]
+        );
+        // Nothing written at all: the first test is blamed, none passes.
+        let r = group_results(&names[..2], "", "VM failed");
+        assert!(r.iter().all(|(_, v, _)| v == "FAIL"));
+        assert_eq!(r[0].2, "VM failed during this test");
+    }
 
     #[test]
     fn timeouts_scale_for_soak_and_debug() {

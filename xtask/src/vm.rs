@@ -81,6 +81,29 @@ pub struct VmResult {
     pub dir: PathBuf,
 }
 
+/// The guest command outlived the VM timeout and the VM was killed. The
+/// run directory is kept: whatever the command wrote there so far (test
+/// results) is still worth reporting.
+#[derive(Debug)]
+pub struct TimedOut {
+    pub secs: u64,
+    pub dir: PathBuf,
+    pub console: PathBuf,
+}
+
+impl std::fmt::Display for TimedOut {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "vm: the command did not finish within {}s, VM killed (raise it with --timeout; console log: {})",
+            self.secs,
+            self.console.display()
+        )
+    }
+}
+
+impl std::error::Error for TimedOut {}
+
 /// Build (or reuse) the initramfs.
 fn initramfs(opts: &VmOpts) -> Result<PathBuf> {
     let cache = cache_dir()?;
@@ -388,11 +411,12 @@ fn boot_with(
                 console.display()
             );
         }
-        bail!(
-            "vm: the command did not finish within {}s, VM killed (raise it with --timeout; console log: {})",
-            opts.timeout.as_secs(),
-            console.display()
-        );
+        return Err(TimedOut {
+            secs: opts.timeout.as_secs(),
+            dir: dir.clone(),
+            console: console.clone(),
+        }
+        .into());
     };
     if !st.success() && !quiet {
         // QEMU's own error, not a warning that came before it.
