@@ -15,16 +15,11 @@ runs=${UBLK_RECOVERY_RUNS:-40}
 i=0
 while [ "$i" -lt "$runs" ]; do
   i=$((i + 1))
-  (cd "$dir" && export TMPDIR="$TEST_TMP" && run_bounded 60 timeout -k 5 60 bash ./test_generic_17.sh) > "$TEST_TMP/g17.log" 2>&1
-  rc=$?
   # A wedged run often shows first as the test's own timeout (124): the
-  # bounded delete tells a wedge (125) from a plain failure.
-  if [ "$rc" != 125 ]; then
-    run_bounded 30 timeout -k 5 30 "$dir/kublk" del -a > /dev/null 2>&1
-    del_rc=$?
-    [ "$del_rc" = 125 ] && rc=125
-    [ "$rc" = 0 ] && [ "$del_rc" != 0 ] && die "run $i of $runs: kublk del -a failed (exit $del_rc)"
-  fi
+  # bounded delete after it tells a wedge (125) from a plain failure.
+  kublk_run_once "$dir" test_generic_17.sh "$TEST_TMP/g17.log" 60
+  rc=$?
+  [ "$rc" = 0 ] && [ "$kublk_del_rc" != 0 ] && die "run $i of $runs: kublk del -a failed (exit $kublk_del_rc)"
   case $rc in
     0) ;;
     125)

@@ -10,6 +10,19 @@ KUBLK_WEDGING=${KUBLK_WEDGING-}
 
 . tests/vm/lib-bounded.sh
 
+# kublk_run_once DIR TEST LOG SECS: run one selftest from DIR, then
+# `kublk del -a`, both bounded. Returns the test's exit status, or 125 if
+# either one wedged; the delete's own status is left in $kublk_del_rc.
+kublk_run_once() {
+  (cd "$1" && export TMPDIR="$TEST_TMP" && run_bounded "$4" timeout -k 5 "$4" bash "./$2") > "$3" 2>&1
+  kr_rc=$?
+  [ "$kr_rc" = 125 ] && return 125
+  run_bounded 60 timeout -k 5 60 "$1/kublk" del -a > /dev/null 2>&1
+  kublk_del_rc=$?
+  [ "$kublk_del_rc" = 125 ] && return 125
+  return "$kr_rc"
+}
+
 run_kublk_selftests() {
   results=$1
   dir=${KUBLK_DIR:-target/selftests/ublk}
@@ -33,12 +46,8 @@ run_kublk_selftests() {
     # fail within 5 s) that emulation (TCG) can miss: a failure gets one
     # retry, the same on every kernel, and is reported as flaky if it passes.
     for attempt in 1 2; do
-      (cd "$dir" && export TMPDIR="$TEST_TMP" && run_bounded 150 timeout -k 5 150 bash "./$t") > "$TEST_TMP/$t.log" 2>&1
+      kublk_run_once "$dir" "$t" "$TEST_TMP/$t.log" 150
       rc=$?
-      if [ "$rc" != 125 ]; then
-        run_bounded 60 timeout -k 5 60 "$dir/kublk" del -a > /dev/null 2>&1
-        [ $? = 125 ] && rc=125
-      fi
       [ "$rc" = 0 ] || [ "$rc" = 4 ] || [ "$rc" = 125 ] && break
       [ "$attempt" = 1 ] && cp "$TEST_TMP/$t.log" "$TEST_TMP/$t.first.log"
     done

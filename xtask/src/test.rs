@@ -213,10 +213,10 @@ pub fn test(filter: Option<&str>, vm_only: bool, soak: bool, opts: &VmOpts) -> R
                 timeout: opts.timeout * scale,
                 ..opts.clone()
             };
+            let names: Vec<&str> = group.iter().map(|t| t.name.as_str()).collect();
             match vm::run_script(&o, &script) {
                 Ok(r) => {
                     let text = fs::read_to_string(r.dir.join("results")).unwrap_or_default();
-                    let names: Vec<&str> = group.iter().map(|t| t.name.as_str()).collect();
                     results.extend(group_results(&names, &text, "VM stopped early"));
                     if fs::read_to_string(&r.console)
                         .unwrap_or_default()
@@ -230,7 +230,6 @@ pub fn test(filter: Option<&str>, vm_only: bool, soak: bool, opts: &VmOpts) -> R
                 }
                 Err(e) => {
                     say(format!("test: VM run failed: {e:#}"));
-                    let names: Vec<&str> = group.iter().map(|t| t.name.as_str()).collect();
                     // A timeout keeps the results of the tests that finished.
                     let text = e
                         .downcast_ref::<vm::TimedOut>()
