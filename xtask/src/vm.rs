@@ -254,17 +254,22 @@ fn choose_accel(opts: &VmOpts, kernel: &Path, initrd: &Path) -> Result<Accel> {
 
 /// Boot the VM and run `script` (sh) as root; stream its output to stdout.
 pub fn run_script(opts: &VmOpts, script: &str) -> Result<VmResult> {
-    let k = kernel::ensure(opts.flavor)?;
+    // A kernel under development outside the cache (e.g. a tree being
+    // edited before its patches are exported) boots as the patched flavor.
+    let image = match std::env::var_os("UBLK_EBPF_KERNEL_IMAGE") {
+        Some(p) if opts.flavor != Flavor::Vanilla => PathBuf::from(p),
+        _ => kernel::ensure(opts.flavor)?.image,
+    };
     let initrd = {
         let _l = lock(&cache_dir()?.join(".initramfs.lock"), "the initramfs")?;
         initramfs(opts)?
     };
-    let accel = choose_accel(opts, &k.image, &initrd)?;
+    let accel = choose_accel(opts, &image, &initrd)?;
     let opts = VmOpts {
         accel,
         ..opts.clone()
     };
-    boot(&opts, &k.image, &initrd, script, false)
+    boot(&opts, &image, &initrd, script, false)
 }
 
 const QEMU: &str = "qemu-system-x86_64";
