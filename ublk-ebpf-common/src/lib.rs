@@ -14,6 +14,9 @@ pub const BPF_FUNC_UBLK_QUEUE_SQE: u32 = 212;
 
 /// Feature flag negotiated at ADD_DEV and advertised by GET_FEATURES.
 pub const UBLK_F_BPF: u64 = 1 << 20;
+/// With `UBLK_F_BPF`: the program runs in the submitter's context and the
+/// driver issues and completes the backing I/O itself (no server round trip).
+pub const UBLK_F_BPF_KERNEL_IO: u64 = 1 << 21;
 /// `ublksrv_io_desc.op_flags` bit: the program redirected this request; the
 /// server must not serve its data, only wait for the backing CQE and commit.
 pub const UBLK_IO_F_BPF_REDIRECT: u32 = 1 << 20;
@@ -22,6 +25,20 @@ pub const UBLK_IO_F_BPF_REDIRECT: u32 = 1 << 20;
 /// the program fd travels in `ublksrv_ctrl_cmd.data[0]`.
 pub const UBLK_CMD_REG_BPF_PROG: u32 = 0x1a;
 pub const UBLK_CMD_UNREG_BPF_PROG: u32 = 0x1b;
+/// `UBLK_F_BPF_KERNEL_IO`: pin the backing files (`addr`/`len`: an array of fds).
+pub const UBLK_CMD_REG_BPF_FILES: u32 = 0x1c;
+pub const UBLK_CMD_UNREG_BPF_FILES: u32 = 0x1d;
+/// Read `struct ublk_bpf_stats` into `addr`.
+pub const UBLK_CMD_GET_BPF_STATS: u32 = 0x1e;
+/// Entries of a device's file table.
+pub const UBLK_BPF_MAX_FILES: usize = 16;
+/// `ublksrv_io_desc.op_flags`: a FUA write.
+pub const UBLK_IO_F_FUA: u32 = 1 << 13;
+/// `RWF_DSYNC`: what a FUA write's SQE must carry.
+pub const RWF_DSYNC: u32 = 0x2;
+/// `IOSQE_FIXED_FILE`: `sqe.fd` is an index (the ring's fixed files, or
+/// with `UBLK_F_BPF_KERNEL_IO` the device's file table).
+pub const IOSQE_FIXED_FILE: u8 = 1 << 0;
 
 /// Program return codes.
 pub const UBLK_BPF_PASS: i32 = 0;
@@ -35,13 +52,17 @@ pub mod helper_err {
     pub const BAD_OPCODE: i32 = -95; // -EOPNOTSUPP
     /// Forbidden `flags`, `buf_index`, `personality`, `addr3`, `rw_flags`...
     pub const BAD_FIELD: i32 = -22; // -EINVAL
-    /// `addr + len` outside the request's bytes, or `len == 0`.
+    /// The SQE does not cover the request's bytes exactly (`addr != 0` or
+    /// `len` other than the request's length).
     pub const OUT_OF_RANGE: i32 = -34; // -ERANGE
-    /// `fd` is not an open file of the calling task.
+    /// `fd` is not an open file of the calling task; with
+    /// `UBLK_F_BPF_KERNEL_IO`: no `IOSQE_FIXED_FILE`, or `sqe.fd` names no
+    /// file of the device's table.
     pub const BAD_FD: i32 = -9; // -EBADF
     /// `fd` is open but not an io_uring.
     pub const NOT_IO_URING: i32 = -77; // -EBADFD
-    /// `fd` is an io_uring, but not the ring this request's queue is served on.
+    /// `fd` is an io_uring, but not the ring this request's queue is served
+    /// on; with `UBLK_F_BPF_KERNEL_IO`, `fd` is not -1.
     pub const WRONG_RING: i32 = -18; // -EXDEV
     /// An SQE was already queued for this request.
     pub const ALREADY_QUEUED: i32 = -16; // -EBUSY
@@ -62,7 +83,9 @@ pub struct UblkBpfCtx {
     pub tag: u16,
     /// `UBLK_IO_OP_*`.
     pub op: u8,
-    pub reserved: [u8; 3],
+    pub reserved: u8,
+    /// I/O priority of the request.
+    pub ioprio: u16,
 }
 
 /// `UBLK_IO_OP_*` values (from the kernel's uapi).
@@ -116,8 +139,14 @@ pub struct QueueTarget {
     pub backing_offset: u64,
     /// Non-zero once the entry is filled.
     pub valid: u32,
-    pub reserved: u32,
+    /// [`TARGET_FIXED_FILE`]: `backing_fd` is an index, not an fd.
+    pub flags: u32,
 }
+
+/// [`QueueTarget::flags`]: `backing_fd` is a fixed-file index (with
+/// `UBLK_F_BPF_KERNEL_IO`, into the device's file table); `ring_fd` is -1
+/// when the kernel completes the I/O itself.
+pub const TARGET_FIXED_FILE: u32 = 1 << 0;
 
 /// Indices of the program's per-CPU counters (`UBLK_STATS`).
 pub mod stat {
@@ -196,6 +225,8 @@ pub const MAX_QUEUES: u32 = 64;
 pub struct Request {
     pub start_sector: u64,
     pub nr_sectors: u32,
+    /// `UBLK_IO_F_*` bits (FUA is the one the plan looks at).
+    pub op_flags: u32,
     pub q_id: u16,
     pub tag: u16,
     pub op: u8,
@@ -231,6 +262,8 @@ pub fn plan(req: &Request, target: Option<&QueueTarget>) -> Plan {
         _ => return Plan::Pass(stat::PASS_NO_TARGET),
     };
     let len = req.nr_sectors.wrapping_shl(9);
+    let fixed = t.flags & TARGET_FIXED_FILE != 0;
+    let fua = req.op == op::WRITE && req.op_flags & UBLK_IO_F_FUA != 0;
     let sqe = IoUringSqe {
         opcode,
         fd: t.backing_fd,
@@ -242,9 +275,11 @@ pub fn plan(req: &Request, target: Option<&QueueTarget>) -> Plan {
         user_data: user_data::encode(user_data::KIND_BPF, req.op, req.tag, req.q_id as u32),
         // Spelled out (not `..Default::default()`) so the BPF build stores
         // each field instead of calling a `memset` subprogram.
-        flags: 0,
+        flags: if fixed { IOSQE_FIXED_FILE } else { 0 },
         ioprio: 0,
-        rw_flags: 0,
+        // A FUA write is durable before it completes: the helper refuses
+        // one without RWF_DSYNC.
+        rw_flags: if fua { RWF_DSYNC } else { 0 },
         buf_index: 0,
         personality: 0,
         splice_fd_in: 0,
@@ -271,6 +306,7 @@ mod tests {
         assert_eq!(offset_of!(UblkBpfCtx, q_id), 16);
         assert_eq!(offset_of!(UblkBpfCtx, tag), 18);
         assert_eq!(offset_of!(UblkBpfCtx, op), 20);
+        assert_eq!(offset_of!(UblkBpfCtx, ioprio), 22);
         assert_eq!(size_of::<IoUringSqe>(), 64);
         assert_eq!(offset_of!(IoUringSqe, off), 8);
         assert_eq!(offset_of!(IoUringSqe, addr), 16);
@@ -295,7 +331,7 @@ mod tests {
             backing_fd: 9,
             backing_offset: 4096,
             valid: 1,
-            reserved: 0,
+            flags: 0,
         }
     }
 
@@ -305,6 +341,7 @@ mod tests {
             let req = Request {
                 start_sector: 8,
                 nr_sectors: 16,
+                op_flags: 0,
                 q_id: 3,
                 tag: 42,
                 op: o,
@@ -336,10 +373,58 @@ mod tests {
     }
 
     #[test]
+    fn plan_fua_write_asks_for_dsync() {
+        let mut req = Request {
+            start_sector: 0,
+            nr_sectors: 8,
+            op_flags: UBLK_IO_F_FUA,
+            q_id: 0,
+            tag: 1,
+            op: op::WRITE,
+        };
+        let Plan::Redirect { sqe, .. } = plan(&req, Some(&target())) else {
+            panic!("a FUA write redirects");
+        };
+        assert_eq!(sqe.rw_flags, RWF_DSYNC);
+        // FUA means nothing for a read
+        req.op = op::READ;
+        let Plan::Redirect { sqe, .. } = plan(&req, Some(&target())) else {
+            panic!("a read redirects");
+        };
+        assert_eq!(sqe.rw_flags, 0);
+    }
+
+    #[test]
+    fn plan_kernel_mode_names_a_table_index() {
+        let req = Request {
+            start_sector: 2,
+            nr_sectors: 8,
+            op_flags: 0,
+            q_id: 0,
+            tag: 1,
+            op: op::READ,
+        };
+        let t = QueueTarget {
+            ring_fd: -1,
+            backing_fd: 0,
+            flags: TARGET_FIXED_FILE,
+            ..target()
+        };
+        let Plan::Redirect { sqe, ring_fd, .. } = plan(&req, Some(&t)) else {
+            panic!("a read redirects");
+        };
+        assert_eq!(ring_fd, -1);
+        assert_eq!(sqe.fd, 0);
+        assert_eq!(sqe.flags, IOSQE_FIXED_FILE);
+        assert_eq!(sqe.off, 4096 + 2 * 512);
+    }
+
+    #[test]
     fn plan_pass() {
         let mut req = Request {
             start_sector: 0,
             nr_sectors: 8,
+            op_flags: 0,
             q_id: 0,
             tag: 0,
             op: op::READ,

@@ -88,6 +88,7 @@ fn read_request(ctx: *const UblkBpfCtx) -> Request {
         Request {
             start_sector: core::ptr::read_volatile(core::ptr::addr_of!((*ctx).start_sector)),
             nr_sectors: core::ptr::read_volatile(core::ptr::addr_of!((*ctx).nr_sectors)),
+            op_flags: core::ptr::read_volatile(core::ptr::addr_of!((*ctx).op_flags)),
             q_id: core::ptr::read_volatile(core::ptr::addr_of!((*ctx).q_id)),
             tag: core::ptr::read_volatile(core::ptr::addr_of!((*ctx).tag)),
             op: core::ptr::read_volatile(core::ptr::addr_of!((*ctx).op)),

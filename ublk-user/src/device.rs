@@ -37,6 +37,9 @@ pub struct DeviceOptions {
     pub mode: DataMode,
     /// Request `UBLK_F_BPF` and handle redirected requests.
     pub bpf: bool,
+    /// With `bpf`: also `UBLK_F_BPF_KERNEL_IO`: the driver issues and
+    /// completes redirected requests itself; the server sees none of them.
+    pub bpf_kernel: bool,
     /// If set, per-queue counters are kept in `<dir>/<id>.stats` (shared
     /// mapping) for other processes; see [`crate::io::counters`].
     pub stats_dir: Option<std::path::PathBuf>,
@@ -51,6 +54,7 @@ impl Default for DeviceOptions {
             max_io_bytes: DEFAULT_MAX_IO,
             mode: DataMode::Copy,
             bpf: false,
+            bpf_kernel: false,
             stats_dir: None,
         }
     }
@@ -100,6 +104,16 @@ pub fn negotiate_flags(opts: &DeviceOptions, features: u64) -> Result<u64> {
     }
     if opts.bpf {
         flags |= need(sys::UBLK_F_BPF, "BPF", "--mode bpf")?;
+    }
+    if opts.bpf_kernel {
+        if !opts.bpf {
+            bail!("bpf_kernel needs bpf");
+        }
+        flags |= need(
+            sys::UBLK_F_BPF_KERNEL_IO,
+            "BPF_KERNEL_IO",
+            "--mode bpf-kernel",
+        )?;
     }
     Ok(flags)
 }

@@ -330,9 +330,19 @@ impl BpfProgram {
     /// `UBLK_QUEUES` per queue, registers the program before START_DEV and
     /// unregisters it on stop.
     pub fn hook(self: Arc<Self>) -> Box<dyn BpfHook> {
+        self.hook_for(false)
+    }
+
+    /// As [`BpfProgram::hook`]; with `kernel_io` for a `UBLK_F_BPF_KERNEL_IO`
+    /// device: the backing file goes into the device's file table
+    /// (`REG_BPF_FILES`, entry 0) and the program names it by index, with no
+    /// ring (`ring_fd` -1).
+    pub fn hook_for(self: Arc<Self>, kernel_io: bool) -> Box<dyn BpfHook> {
         Box::new(Hook {
             prog: self,
             queues: Vec::new(),
+            kernel_io,
+            backing_fd: None,
         })
     }
 }
@@ -382,12 +392,12 @@ pub fn probe(log: bool) -> std::result::Result<(), String> {
 /// Loads the embedded program (in the serving process, after any fork: the
 /// log thread and fds belong there) and returns a handle for stats plus the
 /// [`BpfHook`] for [`crate::Device::set_bpf_hook`].
-pub fn load_hook(log: bool) -> Result<(Arc<BpfProgram>, Box<dyn BpfHook>)> {
+pub fn load_hook(log: bool, kernel_io: bool) -> Result<(Arc<BpfProgram>, Box<dyn BpfHook>)> {
     let prog = Arc::new(BpfProgram::load_embedded(LoadOptions {
         log,
         ..Default::default()
     })?);
-    let hook = prog.clone().hook();
+    let hook = prog.clone().hook_for(kernel_io);
     Ok((prog, hook))
 }
 
@@ -432,6 +442,9 @@ fn map_fd(m: &Map) -> Option<RawFd> {
 struct Hook {
     prog: Arc<BpfProgram>,
     queues: Vec<u16>,
+    kernel_io: bool,
+    /// The fd put in the device's file table (kernel I/O mode).
+    backing_fd: Option<i32>,
 }
 
 impl BpfHook for Hook {
@@ -439,21 +452,39 @@ impl BpfHook for Hook {
         let backing_fd = q
             .backing_fd
             .ok_or_else(|| anyhow!("--mode bpf needs a target with a backing file (loop)"))?;
-        self.prog.set_queue(
-            q.q_id,
+        let t = if self.kernel_io {
+            match self.backing_fd {
+                Some(fd) if fd != backing_fd => {
+                    bail!("queues with different backing files ({fd}, {backing_fd})")
+                }
+                _ => self.backing_fd = Some(backing_fd),
+            }
+            QueueTarget {
+                ring_fd: -1,
+                backing_fd: 0,
+                backing_offset: q.backing_offset,
+                valid: 1,
+                flags: ublk_ebpf_common::TARGET_FIXED_FILE,
+            }
+        } else {
             QueueTarget {
                 ring_fd: q.ring_fd,
                 backing_fd,
                 backing_offset: q.backing_offset,
                 valid: 1,
-                reserved: 0,
-            },
-        )?;
+                flags: 0,
+            }
+        };
+        self.prog.set_queue(q.q_id, t)?;
         self.queues.push(q.q_id);
         Ok(())
     }
 
     fn attach(&mut self, ctrl: &mut Control, dev_id: u32) -> Result<()> {
+        if let Some(fd) = self.backing_fd.filter(|_| self.kernel_io) {
+            ctrl.reg_bpf_files(dev_id, &[fd])
+                .context("REG_BPF_FILES (the backing file)")?;
+        }
         ctrl.reg_bpf_prog(dev_id, self.prog.prog_fd().as_raw_fd())
             .with_context(|| format!("REG_BPF_PROG (prog id {})", self.prog.prog_id()))?;
         Ok(())
@@ -461,6 +492,10 @@ impl BpfHook for Hook {
 
     fn detach(&mut self, ctrl: &mut Control, dev_id: u32) -> Result<()> {
         let res = ctrl.unreg_bpf_prog(dev_id, self.prog.prog_fd().as_raw_fd());
+        if self.kernel_io && self.backing_fd.is_some() {
+            // I/O in flight keeps its own file reference.
+            let _ = ctrl.unreg_bpf_files(dev_id);
+        }
         for q in self.queues.drain(..) {
             let _ = self.prog.clear_queue(q);
         }

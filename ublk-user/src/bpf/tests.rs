@@ -443,7 +443,7 @@ fn host_load_reaches_verifier() {
                 backing_fd: 4,
                 backing_offset: 0,
                 valid: 0,
-                reserved: 0,
+                flags: 0,
             };
             p.set_queue(1, t).unwrap();
             assert_eq!(p.queue(1).unwrap().valid, 1);
@@ -506,7 +506,7 @@ fn host_load_full_program_with_substitute_helper() {
                 backing_fd: 20,
                 backing_offset: 4096,
                 valid: 0,
-                reserved: 0,
+                flags: 0,
             };
             p.set_queue(q, t).unwrap();
             let got = p.queue(q).unwrap();
@@ -574,7 +574,7 @@ fn vm_end_to_end_redirect() {
         ..Default::default()
     };
     let mut dev = Device::create(ctl, target, opts).expect("ADD_DEV with UBLK_F_BPF");
-    let (prog, hook) = load_hook(std::env::var_os("UBLK_BPF_LOG").is_some()).expect("load");
+    let (prog, hook) = load_hook(std::env::var_os("UBLK_BPF_LOG").is_some(), false).expect("load");
     eprintln!(
         "loaded prog id {}: {}",
         prog.prog_id(),

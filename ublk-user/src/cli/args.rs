@@ -59,6 +59,7 @@ pub enum ModeArg {
     Copy,
     Zc,
     Bpf,
+    BpfKernel,
 }
 
 impl ModeArg {
@@ -67,16 +68,20 @@ impl ModeArg {
             ModeArg::Copy => "copy",
             ModeArg::Zc => "zc",
             ModeArg::Bpf => "bpf",
+            ModeArg::BpfKernel => "bpf-kernel",
         }
     }
 }
 
 #[derive(Args, Debug, Clone)]
 pub struct CommonArgs {
-    /// Data path: copy (server buffers), zc (UBLK_F_AUTO_BUF_REG), bpf (BPF redirect).
+    /// Data path: copy (server buffers), zc (UBLK_F_AUTO_BUF_REG), bpf (BPF
+    /// redirect, the server commits), bpf-kernel (BPF redirect issued and
+    /// completed by the kernel; falls back to bpf, then copy).
     #[arg(long, value_enum, default_value = "copy")]
     pub mode: ModeArg,
-    /// With --mode bpf: fail instead of falling back to copy when BPF is unavailable.
+    /// With --mode bpf or bpf-kernel: fail instead of falling back (bpf-kernel
+    /// to bpf, bpf to copy) when the requested mode is unavailable.
     #[arg(long)]
     pub no_fallback: bool,
     /// Hardware queues (one server thread each).

@@ -53,15 +53,58 @@ pub type BpfFactory = Box<dyn FnOnce() -> Result<(Box<dyn BpfHook>, u32)>>;
 /// The BPF loader for `--mode bpf` (`crate::bpf`), or why BPF cannot be
 /// used: the kernel lacks `UBLK_F_BPF`, or the program cannot be loaded
 /// (not embedded in this build, refused by the verifier).
-fn bpf_loader(features: u64, log: bool) -> std::result::Result<BpfFactory, String> {
+fn bpf_loader(
+    features: u64,
+    log: bool,
+    kernel_io: bool,
+) -> std::result::Result<BpfFactory, String> {
     if features & sys::UBLK_F_BPF == 0 {
         return Err("kernel lacks UBLK_F_BPF (GET_FEATURES bit 20)".into());
     }
+    if kernel_io && features & sys::UBLK_F_BPF_KERNEL_IO == 0 {
+        return Err("kernel lacks UBLK_F_BPF_KERNEL_IO (GET_FEATURES bit 21)".into());
+    }
     crate::bpf::probe(log)?;
     Ok(Box::new(move || {
-        let (prog, hook) = crate::bpf::load_hook(log)?;
+        let (prog, hook) = crate::bpf::load_hook(log, kernel_io)?;
         Ok((hook, prog.stats_map_id()))
     }))
+}
+
+/// The effective data path for `--mode`: the requested one if the kernel
+/// and this build offer it, else the next in the chain bpf-kernel → bpf →
+/// copy (each step logged), or an error with `--no-fallback`. Returns the
+/// mode, the BPF loader if any, and whether the kernel completes the I/O.
+fn choose_mode(common: &CommonArgs, features: u64) -> Result<(DataMode, Option<BpfFactory>, bool)> {
+    let mut want = common.mode;
+    loop {
+        let kernel_io = want == ModeArg::BpfKernel;
+        match want {
+            ModeArg::Copy => return Ok((DataMode::Copy, None, false)),
+            ModeArg::Zc => return Ok((DataMode::Zc, None, false)),
+            ModeArg::Bpf | ModeArg::BpfKernel => {
+                match bpf_loader(features, common.bpf_log, kernel_io) {
+                    Ok(f) => return Ok((DataMode::Copy, Some(f), kernel_io)),
+                    Err(why) if common.no_fallback => {
+                        bail!("--mode {}: not available: {why}", want.name())
+                    }
+                    Err(why) => {
+                        let next = if kernel_io {
+                            ModeArg::Bpf
+                        } else {
+                            ModeArg::Copy
+                        };
+                        eprintln!(
+                            "ublk-user: --mode {} is not available ({why}); falling back to --mode {}",
+                            want.name(),
+                            next.name()
+                        );
+                        want = next;
+                    }
+                }
+            }
+        }
+    }
 }
 
 fn add(t: AddTarget) -> Result<()> {
@@ -80,24 +123,14 @@ fn add(t: AddTarget) -> Result<()> {
     let mut ctl = Control::open()?;
     let features = ctl.get_features()?;
     drop(ctl);
-    let (mode, bpf) = match common.mode {
-        ModeArg::Copy => (DataMode::Copy, None),
-        ModeArg::Zc => (DataMode::Zc, None),
-        ModeArg::Bpf => match bpf_loader(features, common.bpf_log) {
-            Ok(f) => (DataMode::Copy, Some(f)),
-            Err(why) if common.no_fallback => bail!("--mode bpf: BPF is not available: {why}"),
-            Err(why) => {
-                eprintln!("ublk-user: BPF is not available ({why}); falling back to --mode copy");
-                (DataMode::Copy, None)
-            }
-        },
-    };
+    let (mode, bpf, bpf_kernel) = choose_mode(&common, features)?;
     let opts = DeviceOptions {
         id: common.id,
         queues: common.queues,
         depth: common.depth,
         mode,
         bpf: bpf.is_some(),
+        bpf_kernel,
         stats_dir: Some(meta::RUN_DIR.into()),
         ..Default::default()
     };
@@ -105,7 +138,11 @@ fn add(t: AddTarget) -> Result<()> {
     crate::device::negotiate_flags(&opts, features)?;
     let info = ServeInfo {
         requested: common.mode.name(),
-        mode: if bpf.is_some() { "bpf" } else { mode.name() },
+        mode: match (&bpf, bpf_kernel) {
+            (Some(_), true) => "bpf-kernel",
+            (Some(_), false) => "bpf",
+            (None, _) => mode.name(),
+        },
         bpf,
     };
     if common.foreground {
@@ -398,9 +435,10 @@ fn del_one(ctl: &mut Control, id: u32, all: bool) -> Result<()> {
 fn list(json: bool) -> Result<()> {
     let ids = ctrl::list_dev_ids();
     let mut rows = Vec::new();
+    let mut ctl = None;
     if !ids.is_empty() {
         require_root()?;
-        let mut ctl = Control::open()?;
+        let ctl = ctl.insert(Control::open()?);
         for id in ids {
             let Ok(info) = ctl.get_dev_info(id) else {
                 continue;
@@ -421,6 +459,28 @@ fn list(json: bool) -> Result<()> {
                     counters::read_file(&sp, counters::ERRORS),
                 ) {
                     extra = format!(",\"server_served\":{s},\"server_redirected\":{r},\"server_errors\":{e}");
+                    for (name, which) in [
+                        ("server_cqes", counters::CQES),
+                        ("server_sqes", counters::SQES),
+                        ("server_enters", counters::ENTERS),
+                    ] {
+                        if let Ok(v) = counters::read_file(&sp, which) {
+                            extra.push_str(&format!(",\"{name}\":{v}"));
+                        }
+                    }
+                }
+                if i.flags & sys::UBLK_F_BPF != 0 {
+                    if let Some(Ok(k)) = ctl.as_mut().map(|c| c.get_bpf_stats(i.dev_id)) {
+                        extra.push_str(&format!(
+                            ",\"kernel_redirected\":{},\"kernel_redirect_fallback\":{},\"kernel_completed\":{},\"kernel_punted\":{},\"kernel_errors\":{},\"kernel_zero_filled\":{}",
+                            k.redirected,
+                            k.redirect_fallback,
+                            k.kernel_completed,
+                            k.kernel_punted,
+                            k.kernel_errors,
+                            k.kernel_zero_filled
+                        ));
+                    }
                 }
                 if m.bpf_stats_map_id != 0 {
                     if let Ok(st) = crate::bpf::stats_by_map_id(m.bpf_stats_map_id) {

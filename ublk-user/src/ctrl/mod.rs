@@ -194,6 +194,40 @@ impl Control {
             .map(|_| ())
     }
 
+    /// `UBLK_U_CMD_REG_BPF_FILES` (patched kernels): SQE fd `i` of a
+    /// `UBLK_F_BPF_KERNEL_IO` program names `fds[i]` (-1: a hole).
+    pub fn reg_bpf_files(&mut self, dev_id: u32, fds: &[i32]) -> CtrlResult<()> {
+        let c = CtrlCmd {
+            addr: fds.as_ptr() as u64,
+            len: std::mem::size_of_val(fds) as u16,
+            ..Self::dev_cmd(dev_id)
+        };
+        self.cmd("REG_BPF_FILES", sys::UBLK_U_CMD_REG_BPF_FILES, c)
+            .map(|_| ())
+    }
+
+    /// `UBLK_U_CMD_UNREG_BPF_FILES` (patched kernels).
+    pub fn unreg_bpf_files(&mut self, dev_id: u32) -> CtrlResult<()> {
+        self.cmd(
+            "UNREG_BPF_FILES",
+            sys::UBLK_U_CMD_UNREG_BPF_FILES,
+            Self::dev_cmd(dev_id),
+        )
+        .map(|_| ())
+    }
+
+    /// `UBLK_U_CMD_GET_BPF_STATS` (patched kernels).
+    pub fn get_bpf_stats(&mut self, dev_id: u32) -> CtrlResult<sys::BpfKernStats> {
+        let mut st = sys::BpfKernStats::default();
+        let c = CtrlCmd {
+            addr: &mut st as *mut sys::BpfKernStats as u64,
+            len: std::mem::size_of::<sys::BpfKernStats>() as u16,
+            ..Self::dev_cmd(dev_id)
+        };
+        self.cmd("GET_BPF_STATS", sys::UBLK_U_CMD_GET_BPF_STATS, c)?;
+        Ok(st)
+    }
+
     /// `UBLK_U_CMD_UNREG_BPF_PROG` (patched kernels).
     pub fn unreg_bpf_prog(&mut self, dev_id: u32, prog_fd: i32) -> CtrlResult<()> {
         let c = CtrlCmd {

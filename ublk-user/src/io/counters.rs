@@ -16,6 +16,13 @@ pub const SERVED: usize = 0;
 pub const REDIRECTED: usize = 1;
 /// Requests completed with an error.
 pub const ERRORS: usize = 2;
+/// CQEs the queue thread reaped.
+pub const CQES: usize = 3;
+/// SQEs the kernel consumed from the queue's ring in the server loop's
+/// `io_uring_enter` calls.
+pub const SQES: usize = 4;
+/// `io_uring_enter` calls of the server loop.
+pub const ENTERS: usize = 5;
 
 /// The counters of all queues of a device.
 pub struct Counters {

@@ -469,9 +469,12 @@ impl Queue {
     /// Serve until every tag has been aborted (the device stopped).
     pub fn run(&mut self) -> io::Result<QueueStats> {
         let depth = self.cfg.depth as u32;
+        let q = self.cfg.q_id;
         while self.dead < depth || self.inflight > 0 {
-            match self.ring.submit_and_wait(1) {
-                Ok(_) => {}
+            let entered = self.ring.submit_and_wait(1);
+            self.counters.add(q, counters::ENTERS, 1);
+            match entered {
+                Ok(n) => self.counters.add(q, counters::SQES, n as u64),
                 Err(e)
                     if matches!(
                         e.raw_os_error(),
@@ -486,6 +489,7 @@ impl Queue {
                 self.cqes.push((cqe.user_data(), cqe.result()));
             }
             drop(cq);
+            self.counters.add(q, counters::CQES, self.cqes.len() as u64);
             for i in 0..self.cqes.len() {
                 let (u, r) = self.cqes[i];
                 self.on_cqe(u, r);

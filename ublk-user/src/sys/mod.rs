@@ -6,7 +6,9 @@
 //! kernel header and every command number to a hand-computed `_IOR`/`_IOWR`.
 
 pub use ublk_ebpf_common::{
-    UBLK_CMD_REG_BPF_PROG, UBLK_CMD_UNREG_BPF_PROG, UBLK_F_BPF, UBLK_IO_F_BPF_REDIRECT,
+    UBLK_BPF_MAX_FILES, UBLK_CMD_GET_BPF_STATS, UBLK_CMD_REG_BPF_FILES, UBLK_CMD_REG_BPF_PROG,
+    UBLK_CMD_UNREG_BPF_FILES, UBLK_CMD_UNREG_BPF_PROG, UBLK_F_BPF, UBLK_F_BPF_KERNEL_IO,
+    UBLK_IO_F_BPF_REDIRECT,
 };
 
 // ---------------------------------------------------------------- ioctl encoding
@@ -62,6 +64,30 @@ pub const UBLK_U_CMD_TRY_STOP_DEV: u32 = iowr(b'u', 0x17, CTRL);
 pub const UBLK_U_CMD_REG_BPF_PROG: u32 = iowr(b'u', UBLK_CMD_REG_BPF_PROG as u8, CTRL);
 /// Unregister the device's BPF program (patched kernels).
 pub const UBLK_U_CMD_UNREG_BPF_PROG: u32 = iowr(b'u', UBLK_CMD_UNREG_BPF_PROG as u8, CTRL);
+/// Pin the device's BPF file table (`UBLK_F_BPF_KERNEL_IO`; patched kernels).
+pub const UBLK_U_CMD_REG_BPF_FILES: u32 = iowr(b'u', UBLK_CMD_REG_BPF_FILES as u8, CTRL);
+/// Drop the device's BPF file table (patched kernels).
+pub const UBLK_U_CMD_UNREG_BPF_FILES: u32 = iowr(b'u', UBLK_CMD_UNREG_BPF_FILES as u8, CTRL);
+/// Read the device's `struct ublk_bpf_stats` (patched kernels).
+pub const UBLK_U_CMD_GET_BPF_STATS: u32 = iowr(b'u', UBLK_CMD_GET_BPF_STATS as u8, CTRL);
+
+/// `struct ublk_bpf_stats` (patched kernels): the driver's BPF counters.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BpfKernStats {
+    /// Requests the program redirected (both BPF modes).
+    pub redirected: u64,
+    /// `--mode bpf`: redirects the driver could not set up (served by the server).
+    pub redirect_fallback: u64,
+    /// `--mode bpf-kernel`: requests the driver completed itself...
+    pub kernel_completed: u64,
+    /// ... of which at least one submission ran in the driver's worker...
+    pub kernel_punted: u64,
+    /// ... of which ended with an error.
+    pub kernel_errors: u64,
+    /// Reads that met the end of the backing file (rest zero-filled).
+    pub kernel_zero_filled: u64,
+}
 
 // ---------------------------------------------------------------- I/O commands
 
@@ -127,6 +153,7 @@ pub const FEATURE_NAMES: &[(u64, &str)] = &[
     (UBLK_F_NO_AUTO_PART_SCAN, "no_auto_part_scan"),
     (UBLK_F_SHMEM_ZC, "shmem_zc"),
     (UBLK_F_BPF, "bpf"),
+    (UBLK_F_BPF_KERNEL_IO, "bpf_kernel_io"),
 ];
 
 /// Names of the bits set in `flags` (unknown bits as `bitN`).
@@ -482,6 +509,10 @@ mod tests {
         assert_eq!(UBLK_U_CMD_DEL_DEV_ASYNC, 0x8020_7514);
         assert_eq!(UBLK_U_CMD_REG_BPF_PROG, 0xc020_751a);
         assert_eq!(UBLK_U_CMD_UNREG_BPF_PROG, 0xc020_751b);
+        assert_eq!(UBLK_U_CMD_REG_BPF_FILES, 0xc020_751c);
+        assert_eq!(UBLK_U_CMD_UNREG_BPF_FILES, 0xc020_751d);
+        assert_eq!(UBLK_U_CMD_GET_BPF_STATS, 0xc020_751e);
+        assert_eq!(std::mem::size_of::<BpfKernStats>(), 48);
         assert_eq!(UBLK_U_IO_FETCH_REQ, 0xc010_7520);
         assert_eq!(UBLK_U_IO_COMMIT_AND_FETCH_REQ, 0xc010_7521);
         assert_eq!(UBLK_U_IO_NEED_GET_DATA, 0xc010_7522);
