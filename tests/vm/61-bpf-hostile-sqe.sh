@@ -53,5 +53,33 @@ fio --name=ref --filename="$d" --rw=write --bs=64k --size=8m --direct=1 --ioengi
   || { cat "$T/ref3.out"; die "first 8 MiB do not verify through a fresh server"; }
 ublk-user del --all
 rm -f "$T/h.img"
+# The same with --mode bpf-kernel: no ring (-1), the backing file is entry 0
+# of the device's file table. Cases: a ring fd given, no IOSQE_FIXED_FILE,
+# index out of range, the table unregistered or a hole (the fixture gives
+# the server its table back after each), partial coverage, off -1, HIPRI.
+if has_feature bpf_kernel_io; then
+  truncate -s 16M "$T/k.img"
+  d=$(add_dev "$T/k.img" bpf-kernel --queues 1 --depth 16) || exit 1
+  id=$(devid "$d")
+  for c in $(ublk-bpf-fixture cases --kernel); do
+    ncase=$((ncase + 1))
+    ublk-bpf-fixture sqe --dev "$id" --case "$c" --kernel-backing "$T/k.img" -- \
+      fio --name=h --filename="$d" --rw=randwrite --bsrange=4k-64k --size=4m --direct=1 \
+        --ioengine=libaio --iodepth=8 --verify=crc32c --do_verify=1 --verify_fatal=1 \
+        --output="$T/h.out" > "$T/case.out" 2>&1; rc=$?
+    grep -v '^$' "$T/case.out"
+    if [ "$rc" != 0 ]; then
+      fails=$((fails + 1))
+      grep -E 'err=|verify|bad' "$T/h.out" | head -n 5
+    fi
+  done
+  # after the cases (the fixture took the program away) the device still
+  # serves verified I/O, now through the server
+  fio --name=after --filename="$d" --rw=randwrite --bs=4k --size=4m --offset=8m --direct=1 --ioengine=libaio \
+    --iodepth=8 --verify=crc32c --do_verify=1 --verify_fatal=1 --output="$T/after.out" > /dev/null 2>&1 \
+    || { cat "$T/after.out"; die "bpf-kernel device does not verify after the hostile cases"; }
+  ublk-user del --all
+  rm -f "$T/k.img"
+fi
 [ "$fails" = 0 ] || die "$fails of $ncase hostile SQE cases did not behave as expected"
 log "PASS: $ncase run-time SQE cases (errnos as documented, data verified)"

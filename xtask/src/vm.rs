@@ -354,6 +354,13 @@ fn boot_with(
             "stdio,id=out,signal=off",
         ])
         .args(["-device", "virtconsole,chardev=out"])
+        // e.g. `-icount shift=0,sleep=off` for a deterministic cost model
+        // (../shared/reference/environment.md); split on whitespace
+        .args(
+            std::env::var("XTASK_QEMU_EXTRA")
+                .unwrap_or_default()
+                .split_whitespace(),
+        )
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());

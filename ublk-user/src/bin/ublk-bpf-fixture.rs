@@ -23,8 +23,10 @@
 //! * `cases`: list the `sqe` cases.
 
 use std::ffi::CString;
+use std::fs::OpenOptions;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::fs::OpenOptionsExt;
 use std::process::{Command, ExitCode};
 
 use ublk_ebpf_common::{BPF_FUNC_UBLK_QUEUE_SQE, BPF_PROG_TYPE_UBLK};
@@ -733,6 +735,11 @@ struct SqeCase {
     /// SQE fd: None = the server's backing fd; Some(v) = v.
     sqe_fd: Option<i32>,
     addr: i32,
+    /// Backing offset: None = the request's own byte offset; Some(v) = v.
+    off: Option<i64>,
+    /// Kernel I/O mode only: the device's file table during the case:
+    /// "keep" (the server's), "none" (unregistered), "hole" (one -1 entry).
+    table: &'static str,
     /// len: None = request bytes + len_delta; Some(v) = v.
     len: Option<i32>,
     len_delta: i32,
@@ -752,6 +759,78 @@ struct SqeCase {
     expect: i64,
     /// Expected second result when `twice`.
     expect2: i64,
+}
+
+/// Cases for a `UBLK_F_BPF_KERNEL_IO` device: no ring (-1), the backing
+/// file is entry 0 of the device's file table (`IOSQE_FIXED_FILE`).
+fn kernel_sqe_cases() -> Vec<SqeCase> {
+    let base = SqeCase {
+        sqe_len: 64,
+        ring: "minus1",
+        sqe_fd: Some(0),
+        flags: 1,
+        table: "keep",
+        ..Default::default()
+    };
+    let c = |name, what, expect: i64, f: &dyn Fn(&mut SqeCase)| {
+        let mut s = SqeCase {
+            name,
+            what,
+            expect,
+            ..base.clone()
+        };
+        f(&mut s);
+        s
+    };
+    vec![
+        c(
+            "k_valid",
+            "table entry 0, no ring (control: served by the kernel)",
+            0,
+            &|_| {},
+        ),
+        c(
+            "k_twice",
+            "a correct SQE queued twice for one request",
+            0,
+            &|s| {
+                s.twice = true;
+                s.expect2 = -16;
+            },
+        ),
+        c("k_ring_given", "a ring fd instead of -1", -18, &|s| {
+            s.ring = "ring"
+        }),
+        c(
+            "k_no_fixed",
+            "sqe.fd 0 without IOSQE_FIXED_FILE",
+            -9,
+            &|s| s.flags = 0,
+        ),
+        c("k_index_1", "table index 1 (out of range)", -9, &|s| {
+            s.sqe_fd = Some(1)
+        }),
+        c("k_index_neg", "table index -1 (out of range)", -9, &|s| {
+            s.sqe_fd = Some(-1)
+        }),
+        c(
+            "k_unregistered",
+            "no file table (UNREG_BPF_FILES)",
+            -9,
+            &|s| s.table = "none",
+        ),
+        c(
+            "k_hole",
+            "table entry 0 is a hole (-1 registered)",
+            -9,
+            &|s| s.table = "hole",
+        ),
+        c("k_partial", "len = request bytes - 512", -34, &|s| {
+            s.len_delta = -512
+        }),
+        c("k_off_minus_1", "off = -1", -22, &|s| s.off = Some(-1)),
+        c("k_hipri", "RWF_HIPRI", -22, &|s| s.rw_flags = 0x1),
+    ]
 }
 
 fn sqe_cases() -> Vec<SqeCase> {
@@ -832,6 +911,23 @@ fn sqe_cases() -> Vec<SqeCase> {
         ),
         c("len_huge", "len = 0xffffffff", -34, &|s| s.len = Some(-1)),
         c(
+            "len_short",
+            "len = request bytes - 512 (partial coverage)",
+            -34,
+            &|s| s.len_delta = -512,
+        ),
+        c("off_minus_1", "off = -1 (the file position)", -22, &|s| {
+            s.off = Some(-1)
+        }),
+        c(
+            "off_overflow",
+            "off = 2^63 - 512: off + len overflows loff_t",
+            -22,
+            &|s| s.off = Some(i64::MAX - 511),
+        ),
+        c("rw_flags_hipri", "RWF_HIPRI", -22, &|s| s.rw_flags = 0x1),
+        c("rw_flags_nowait", "RWF_NOWAIT", -22, &|s| s.rw_flags = 0x8),
+        c(
             "ring_closed_fd",
             "fd 1000 (not open in the server)",
             -9,
@@ -873,11 +969,21 @@ fn sqe_prog(s: &SqeCase, ring_fd: i32, backing_fd: i32, res_map: RawFd) -> Vec<I
     p.push(st(B, R10, -63, s.flags as i32));
     p.push(st(H, R10, -62, s.ioprio as i32));
     p.push(st(W, R10, -60, s.sqe_fd.unwrap_or(backing_fd)));
-    p.extend([
-        ldx(DW, R1, R6, CTX_START),
-        alu_imm(LSH, R1, 9),
-        stx(DW, R10, R1, -56),
-    ]);
+    match s.off {
+        // a 64-bit immediate does not fit a store: build it in a register
+        Some(v) => p.extend([
+            mov_imm(R1, (v >> 32) as i32),
+            alu_imm(LSH, R1, 32),
+            mov32_imm(R2, v as i32),
+            alu_reg(OR, R1, R2),
+            stx(DW, R10, R1, -56),
+        ]),
+        None => p.extend([
+            ldx(DW, R1, R6, CTX_START),
+            alu_imm(LSH, R1, 9),
+            stx(DW, R10, R1, -56),
+        ]),
+    }
     p.push(st(DW, R10, -48, s.addr));
     match s.len {
         Some(v) => p.push(st(W, R10, -40, v)),
@@ -962,14 +1068,36 @@ fn dev_pid(dev: u32) -> anyhow::Result<i32> {
     Ok(ctl.get_dev_info(dev)?.ublksrv_pid)
 }
 
-fn cmd_sqe(dev: u32, case: &str, cmd: &[String]) -> anyhow::Result<ExitCode> {
-    let cases = sqe_cases();
+fn cmd_sqe(
+    dev: u32,
+    case: &str,
+    cmd: &[String],
+    kernel_backing: Option<&str>,
+) -> anyhow::Result<ExitCode> {
+    let cases = if kernel_backing.is_some() {
+        kernel_sqe_cases()
+    } else {
+        sqe_cases()
+    };
     let s = cases
         .iter()
         .find(|c| c.name == case)
         .ok_or_else(|| anyhow::anyhow!("unknown case {case} (see `cases`)"))?;
     let pid = dev_pid(dev)?;
-    let (ring, backing) = server_queue0(pid)?;
+    let (ring, backing) = match kernel_backing {
+        // no ring in the program's queue entries: any io_uring of the server
+        Some(_) => (
+            other_uring(pid, -1).ok_or_else(|| anyhow::anyhow!("server {pid} has no io_uring"))?,
+            0,
+        ),
+        None => server_queue0(pid)?,
+    };
+    let mut table_ctl = Control::open()?;
+    match (kernel_backing, s.table) {
+        (Some(_), "none") => table_ctl.unreg_bpf_files(dev)?,
+        (Some(_), "hole") => table_ctl.reg_bpf_files(dev, &[-1])?,
+        _ => {}
+    }
     let ring_arg = match s.ring {
         "ring" => ring,
         "file" => backing,
@@ -1007,6 +1135,15 @@ fn cmd_sqe(dev: u32, case: &str, cmd: &[String]) -> anyhow::Result<ExitCode> {
     // leave no hostile program behind: the next case or the server's stop
     // finds none (UNREG then says ENOENT)
     let _ = ctl.unreg_bpf_prog(dev, -1);
+    if let (Some(path), "none" | "hole") = (kernel_backing, s.table) {
+        // give the server its table back: the same file, opened again
+        let f = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .custom_flags(libc::O_DIRECT)
+            .open(path)?;
+        table_ctl.reg_bpf_files(dev, &[f.as_raw_fd()])?;
+    }
     let good = calls > 0
         && first == s.expect
         && last == s.expect
@@ -1108,7 +1245,7 @@ fn cmd_reg(dev: u32, case: &str) -> anyhow::Result<ExitCode> {
         }
         "other_uid_open" => {
             drop_to(65534)?;
-            match std::fs::OpenOptions::new()
+            match OpenOptions::new()
                 .read(true)
                 .write(true)
                 .open("/dev/ublk-control")
@@ -1188,7 +1325,8 @@ fn cmd_as_user(uid: u32, cmd: &[String]) -> anyhow::Result<ExitCode> {
 
 fn usage() -> ExitCode {
     eprintln!(
-        "usage: ublk-bpf-fixture verifier [-v] | cases | sqe --dev ID --case NAME -- CMD... |\n\
+        "usage: ublk-bpf-fixture verifier [-v] | cases [--kernel] |\n\
+         sqe --dev ID --case NAME [--kernel-backing FILE] -- CMD... |\n\
          \x20      reg --dev ID --case NAME | unreg --dev ID | add-unpriv-bpf [--as-uid UID] |\n\
          \x20      as-user UID -- CMD..."
     );
@@ -1212,13 +1350,20 @@ fn main() -> ExitCode {
     let r = match args.first().map(String::as_str) {
         Some("verifier") => return cmd_verifier(args.iter().any(|a| a == "-v")),
         Some("cases") => {
-            for c in sqe_cases() {
+            let kernel = args.iter().any(|a| a == "--kernel");
+            for c in if kernel {
+                kernel_sqe_cases()
+            } else {
+                sqe_cases()
+            } {
                 println!("{}", c.name);
             }
             return ExitCode::SUCCESS;
         }
         Some("sqe") => match (dev(), opt("--case")) {
-            (Some(d), Some(c)) if !rest().is_empty() => cmd_sqe(d, &c, &rest()),
+            (Some(d), Some(c)) if !rest().is_empty() => {
+                cmd_sqe(d, &c, &rest(), opt("--kernel-backing").as_deref())
+            }
             _ => return usage(),
         },
         Some("reg") => match (dev(), opt("--case")) {
