@@ -1,6 +1,7 @@
 #!/bin/sh
 # timeout: 600
-# The server killed with SIGKILL mid-fio, in each data mode (copy, zc, bpf):
+# The server killed with SIGKILL mid-fio, in each data mode (copy, zc, bpf, bpf-kernel;
+# fault-lib.sh modes()):
 # * fio ends with I/O errors within seconds of the kill, never hangs;
 # * `ublk-user del` deletes the dead server's device (stop + delete from the
 #   control device), /dev/ublkbN and /dev/ublkcN go away;

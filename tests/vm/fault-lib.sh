@@ -18,20 +18,24 @@ nchar() { ls /dev/ublkc* 2> /dev/null | wc -l; }
 devid() { echo "${1#/dev/ublkb}"; }
 now() { date +%s; }
 
-# modes: the data paths this kernel can serve (copy, zc if AUTO_BUF_REG, bpf if UBLK_F_BPF).
-# UBLK_MODES="bpf" restricts a run (e.g. a soak) to some modes.
+# modes: the data paths this kernel can serve (copy, zc if AUTO_BUF_REG, bpf if
+# UBLK_F_BPF, bpf-kernel if UBLK_F_BPF_KERNEL_IO; a kernel without a feature
+# just leaves its mode out). UBLK_MODES="bpf" restricts a run (e.g. a soak)
+# to some modes.
 modes() {
   [ -n "${UBLK_MODES:-}" ] && { echo "$UBLK_MODES"; return; }
   m=copy
   has_feature auto_buf_reg && m="$m zc"
   has_feature bpf && m="$m bpf"
+  has_feature bpf_kernel_io && m="$m bpf-kernel"
   echo "$m"
 }
 # add_dev FILE MODE [ARGS...]: create a loop device, print its path; die on failure.
 add_dev() {
   _f=$1; _m=$2; shift 2
   _extra=""
-  [ "$_m" = bpf ] && _extra=--no-fallback
+  # a BPF mode must not silently become another one
+  case $_m in bpf | bpf-kernel) _extra=--no-fallback ;; esac
   _d=$(ublk-user add loop --file "$_f" --mode "$_m" $_extra "$@" 2> "$T/add.err") \
     || { cat "$T/add.err" >&2; die "add loop --mode $_m $*"; }
   # the printed node must be a block device at once (not missing, and not a

@@ -463,6 +463,7 @@ fn list(json: bool) -> Result<()> {
                         ("server_cqes", counters::CQES),
                         ("server_sqes", counters::SQES),
                         ("server_enters", counters::ENTERS),
+                        ("server_fua", counters::FUA),
                     ] {
                         if let Ok(v) = counters::read_file(&sp, which) {
                             extra.push_str(&format!(",\"{name}\":{v}"));

@@ -23,6 +23,9 @@ pub const CQES: usize = 3;
 pub const SQES: usize = 4;
 /// `io_uring_enter` calls of the server loop.
 pub const ENTERS: usize = 5;
+/// Requests with `UBLK_IO_F_FUA` served through the server's own data path
+/// (a subset of [`SERVED`]).
+pub const FUA: usize = 6;
 
 /// The counters of all queues of a device.
 pub struct Counters {
@@ -125,9 +128,11 @@ mod tests {
         c.add(0, SERVED, 3);
         c.add(1, SERVED, 4);
         c.add(1, REDIRECTED, 1);
+        c.add(1, FUA, 2);
         c.add(9, SERVED, 100); // out of range: ignored
         assert_eq!(c.total(SERVED), 7);
         assert_eq!(c.total(REDIRECTED), 1);
+        assert_eq!(c.total(FUA), 2);
     }
 
     #[test]

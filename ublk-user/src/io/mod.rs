@@ -327,6 +327,9 @@ impl Queue {
             return;
         }
         self.counters.add(self.cfg.q_id, counters::SERVED, 1);
+        if flags & sys::UBLK_IO_F_FUA != 0 {
+            self.counters.add(self.cfg.q_id, counters::FUA, 1);
+        }
         let req = Request {
             q_id: self.cfg.q_id,
             tag,
