@@ -1,5 +1,5 @@
 #!/bin/sh
-# timeout: 600
+# timeout: 900
 # The server killed with SIGKILL mid-fio, in each data mode (copy, zc, bpf, bpf-kernel;
 # fault-lib.sh modes()):
 # * fio ends with I/O errors within seconds of the kill, never hangs;
