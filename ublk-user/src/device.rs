@@ -40,6 +40,9 @@ pub struct DeviceOptions {
     /// With `bpf`: also `UBLK_F_BPF_KERNEL_IO`: the driver issues and
     /// completes redirected requests itself; the server sees none of them.
     pub bpf_kernel: bool,
+    /// Request `UBLK_F_USER_RECOVERY`: when the server dies the device
+    /// stays, I/O waits, and a new server can take over ([`Device::recover`]).
+    pub recovery: bool,
     /// If set, per-queue counters are kept in `<dir>/<id>.stats` (shared
     /// mapping) for other processes; see [`crate::io::counters`].
     pub stats_dir: Option<std::path::PathBuf>,
@@ -55,6 +58,7 @@ impl Default for DeviceOptions {
             mode: DataMode::Copy,
             bpf: false,
             bpf_kernel: false,
+            recovery: false,
             stats_dir: None,
         }
     }
@@ -104,6 +108,9 @@ pub fn negotiate_flags(opts: &DeviceOptions, features: u64) -> Result<u64> {
     }
     if opts.bpf {
         flags |= need(sys::UBLK_F_BPF, "BPF", "--mode bpf")?;
+    }
+    if opts.recovery {
+        flags |= need(sys::UBLK_F_USER_RECOVERY, "USER_RECOVERY", "--recovery")?;
     }
     if opts.bpf_kernel {
         if !opts.bpf {
@@ -158,6 +165,9 @@ pub struct Device {
     hook: Option<Box<dyn BpfHook>>,
     hook_attached: bool,
     deleted: bool,
+    /// Taken over with START_USER_RECOVERY: start() ends the recovery
+    /// instead of START_DEV, and a failure before that leaves the device.
+    recovering: bool,
 }
 
 impl Device {
@@ -197,6 +207,7 @@ impl Device {
             hook: None,
             hook_attached: false,
             deleted: false,
+            recovering: false,
         };
         // From here on, an error drops `dev`, which deletes the device.
         if dev.info.flags & flags != flags {
@@ -208,6 +219,60 @@ impl Device {
         }
         let params = dev.build_params();
         dev.ctrl.set_params(dev.info.dev_id, &params)?;
+        dev.open_cdev()?;
+        Ok(dev)
+    }
+
+    /// Take over device `id` (created with `UBLK_F_USER_RECOVERY`) after
+    /// its server died: START_USER_RECOVERY (retried while the old
+    /// server's char device is still being released), open `/dev/ublkcN`.
+    /// [`Device::start`] then fetches, re-attaches the BPF program and
+    /// files, and ends the recovery. A failure before that is not fatal to
+    /// the device: it is never deleted here (a failure after the queue
+    /// threads started stops it, since STOP_DEV is what ends them).
+    pub fn recover(
+        mut ctrl: Control,
+        target: Arc<dyn Target>,
+        opts: DeviceOptions,
+        id: u32,
+    ) -> Result<Self> {
+        validate_options(&opts)?;
+        let info = ctrl.get_dev_info(id)?;
+        if info.flags & sys::UBLK_F_USER_RECOVERY == 0 {
+            bail!("device {id} was not created with user recovery (--recovery)");
+        }
+        let t0 = Instant::now();
+        loop {
+            match ctrl.start_user_recovery(id) {
+                Ok(()) => break,
+                Err(e)
+                    if e.errno() == Some(libc::EBUSY) && t0.elapsed() < Duration::from_secs(10) =>
+                {
+                    std::thread::sleep(Duration::from_millis(50))
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        let mut dev = Self {
+            ctrl,
+            info,
+            opts,
+            target,
+            cdev: None,
+            counters: None,
+            threads: Vec::new(),
+            hook: None,
+            hook_attached: false,
+            // a failed takeover must not delete the user's device
+            deleted: true,
+            recovering: true,
+        };
+        dev.open_cdev()?;
+        Ok(dev)
+    }
+
+    fn open_cdev(&mut self) -> Result<()> {
+        let dev = self;
         let cdev_path = format!("/dev/ublkc{}", dev.info.dev_id);
         dev.cdev = Some(open_retry(Path::new(&cdev_path))?);
         let counters = match &dev.opts.stats_dir {
@@ -219,7 +284,7 @@ impl Device {
             None => Counters::anon(dev.info.nr_hw_queues)?,
         };
         dev.counters = Some(Arc::new(counters));
-        Ok(dev)
+        Ok(())
     }
 
     fn build_params(&self) -> Params {
@@ -350,10 +415,18 @@ impl Device {
         }
         // SAFETY: getpid has no preconditions.
         let pid = unsafe { libc::getpid() };
-        if let Err(e) = self.ctrl.start_dev(self.info.dev_id, pid) {
+        let started = if self.recovering {
+            self.ctrl.end_user_recovery(self.info.dev_id, pid)
+        } else {
+            self.ctrl.start_dev(self.info.dev_id, pid)
+        };
+        if let Err(e) = started {
             self.shutdown_queues();
             return Err(e.into());
         }
+        // from now on this server owns the device: a stop deletes it
+        self.deleted = false;
+        self.recovering = false;
         if let Ok(i) = self.ctrl.get_dev_info(self.info.dev_id) {
             self.info = i;
         }

@@ -28,6 +28,17 @@ pub enum Command {
     },
     /// Stop servers and delete devices.
     Del(DelArgs),
+    /// Start a new server for a device added with --recovery whose server
+    /// died: same target, backing file and requested mode as recorded at
+    /// `add`; I/O that waited resumes. Example: `ublk-user recover --id 0`.
+    Recover {
+        /// Device id (N in /dev/ublkbN).
+        #[arg(long, short = 'n')]
+        id: u32,
+        /// Serve in the foreground (do not daemonize).
+        #[arg(long)]
+        foreground: bool,
+    },
     /// Print the kernel's ublk feature bits.
     Features {
         #[arg(long)]
@@ -102,6 +113,10 @@ pub struct CommonArgs {
     /// With --mode bpf: forward the BPF program's log.
     #[arg(long)]
     pub bpf_log: bool,
+    /// UBLK_F_USER_RECOVERY: if the server dies the device stays and its
+    /// I/O waits until `ublk-user recover --id N` starts a new server.
+    #[arg(long)]
+    pub recovery: bool,
 }
 
 #[derive(Args, Debug)]

@@ -23,6 +23,7 @@ pub fn main_with(cli: Cli) -> i32 {
         Command::Add { target } => add(target),
         Command::List { json } => list(json),
         Command::Del(d) => del(d.id, d.all),
+        Command::Recover { id, foreground } => recover(id, foreground),
         Command::Features { json } => features(json),
     };
     match r {
@@ -120,6 +121,45 @@ fn add(t: AddTarget) -> Result<()> {
             (Arc::new(NullTarget::new(size)?), common)
         }
     };
+    start_server(target, common, None)
+}
+
+/// A new server for device `id` (added with --recovery), from what `add`
+/// recorded: target, backing file, requested mode.
+fn recover(id: u32, foreground: bool) -> Result<()> {
+    crate::bpf::prime_feature_probe();
+    require_root()?;
+    let m = Meta::read(id).ok_or_else(|| {
+        anyhow::anyhow!(
+            "no record of device {id} in {} (was it added by ublk-user?)",
+            meta::RUN_DIR
+        )
+    })?;
+    let info = Control::open()?.get_dev_info(id)?;
+    let target: Arc<dyn Target> = match m.target.as_str() {
+        "loop" => Arc::new(LoopTarget::open(std::path::Path::new(&m.backing), false)?),
+        "null" => Arc::new(NullTarget::new(m.size)?),
+        t => bail!("device {id}: unknown target {t:?}"),
+    };
+    let mode = <ModeArg as clap::ValueEnum>::from_str(&m.mode_requested, false)
+        .map_err(|e| anyhow::anyhow!("device {id}: recorded mode {:?}: {e}", m.mode_requested))?;
+    let common = CommonArgs {
+        mode,
+        no_fallback: false,
+        queues: info.nr_hw_queues,
+        depth: info.queue_depth,
+        id: Some(id),
+        buffered: false,
+        foreground,
+        bpf_log: false,
+        recovery: true,
+    };
+    start_server(target, common, Some(id))
+}
+
+/// Choose the data mode, then serve (in the background unless
+/// `--foreground`): a new device, or with `recover` device `recover`.
+fn start_server(target: Arc<dyn Target>, common: CommonArgs, recover: Option<u32>) -> Result<()> {
     let mut ctl = Control::open()?;
     let features = ctl.get_features()?;
     drop(ctl);
@@ -131,6 +171,7 @@ fn add(t: AddTarget) -> Result<()> {
         mode,
         bpf: bpf.is_some(),
         bpf_kernel,
+        recovery: common.recovery,
         stats_dir: Some(meta::RUN_DIR.into()),
         ..Default::default()
     };
@@ -144,6 +185,7 @@ fn add(t: AddTarget) -> Result<()> {
             (None, _) => mode.name(),
         },
         bpf,
+        recover,
     };
     if common.foreground {
         return serve(target, opts, info, None);
@@ -155,6 +197,8 @@ struct ServeInfo {
     requested: &'static str,
     mode: &'static str,
     bpf: Option<BpfFactory>,
+    /// Take over this existing device (user recovery) instead of adding one.
+    recover: Option<u32>,
 }
 
 /// Fork; the child serves and reports "OK <bdev>" or "ERR <message>" through
@@ -260,7 +304,10 @@ fn serve(
     unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) };
     let started = (|| -> Result<(Device, u32)> {
         let ctl = Control::open()?;
-        let mut dev = Device::create(ctl, target.clone(), opts)?;
+        let mut dev = match info.recover {
+            Some(id) => Device::recover(ctl, target.clone(), opts, id)?,
+            None => Device::create(ctl, target.clone(), opts)?,
+        };
         let mut stats_map_id = 0;
         if let Some(f) = bpf {
             let (hook, id) = f()?;

@@ -162,6 +162,28 @@ impl Control {
             .map(|_| ())
     }
 
+    /// `UBLK_U_CMD_START_USER_RECOVERY`: a new server takes over a device
+    /// (`UBLK_F_USER_RECOVERY`) whose old server died.
+    pub fn start_user_recovery(&mut self, dev_id: u32) -> CtrlResult<()> {
+        self.cmd(
+            "START_USER_RECOVERY",
+            sys::UBLK_U_CMD_START_USER_RECOVERY,
+            Self::dev_cmd(dev_id),
+        )
+        .map(|_| ())
+    }
+
+    /// `UBLK_U_CMD_END_USER_RECOVERY`: the new server (`pid`) has fetched
+    /// every tag; queued I/O resumes.
+    pub fn end_user_recovery(&mut self, dev_id: u32, pid: i32) -> CtrlResult<()> {
+        let c = CtrlCmd {
+            data: [pid as u64],
+            ..Self::dev_cmd(dev_id)
+        };
+        self.cmd("END_USER_RECOVERY", sys::UBLK_U_CMD_END_USER_RECOVERY, c)
+            .map(|_| ())
+    }
+
     pub fn stop_dev(&mut self, dev_id: u32) -> CtrlResult<()> {
         self.cmd("STOP_DEV", sys::UBLK_U_CMD_STOP_DEV, Self::dev_cmd(dev_id))
             .map(|_| ())
