@@ -54,7 +54,7 @@ for rep in $(seq 1 "$reps"); do
       n=$(( $(req $T/l2) - $(req $T/l1) ))
       [ "$n" -gt 0 ] || n=1
       per() { awk -v a="$(key $T/l2 $1)" -v b="$(key $T/l1 $1)" -v n=$n 'BEGIN { printf "%.3f", (a - b) / n }'; }
-      cpu=$(awk -v t="$((t1 - t0))" -v n=$n -v hz="$(getconf CLK_TCK)" 'BEGIN { printf "%.3f", t / hz / (n * 4096 / 1073741824) }')
+      cpu=$(awk -v t="$((t1 - t0))" -v n=$n -v hz="$(getconf CLK_TCK 2> /dev/null || echo 100)" 'BEGIN { printf "%.3f", t / hz / (n * 4096 / 1073741824) }')
       echo "$c,$rw,$rep,$iops,$(per server_cqes),$(per server_sqes),$(per server_enters),$(per kernel_completed),$cpu" >> "$out"
       ublk-user del --all
     done
