@@ -1,7 +1,9 @@
 #!/bin/sh
 # timeout: 600
 # cost: 120
-# User recovery (add --recovery = UBLK_F_USER_RECOVERY) in every data mode:
+# User recovery (add --recovery --reissue = UBLK_F_USER_RECOVERY with
+# UBLK_F_USER_RECOVERY_REISSUE; without reissue, requests the dead server
+# owned fail with EIO by design) in every data mode:
 # fio write+verify (crc32c) runs while the server is SIGKILLed; the device
 # stays (state "quiesced"), fio's I/O waits instead of failing; `ublk-user
 # recover --id N` starts a new server (the BPF modes re-register their
@@ -16,7 +18,7 @@ command -v fio > /dev/null || skip "no fio"
 has_feature user_recovery || skip "kernel lacks UBLK_F_USER_RECOVERY"
 for mode in $(modes); do
   truncate -s 64M "$T/r.img"
-  d=$(add_dev "$T/r.img" "$mode" --recovery) || exit 1
+  d=$(add_dev "$T/r.img" "$mode" --recovery --reissue) || exit 1
   id=$(devid "$d")
   pid=$(field_of "$id" pid)
   fio --name=rec --filename="$d" --rw=randwrite --bs=4k --size=24m --direct=1 --ioengine=libaio \

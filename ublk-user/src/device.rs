@@ -43,6 +43,9 @@ pub struct DeviceOptions {
     /// Request `UBLK_F_USER_RECOVERY`: when the server dies the device
     /// stays, I/O waits, and a new server can take over ([`Device::recover`]).
     pub recovery: bool,
+    /// With `recovery`: `UBLK_F_USER_RECOVERY_REISSUE`: requests the dead
+    /// server owned are re-issued to the new one instead of failing.
+    pub reissue: bool,
     /// If set, per-queue counters are kept in `<dir>/<id>.stats` (shared
     /// mapping) for other processes; see [`crate::io::counters`].
     pub stats_dir: Option<std::path::PathBuf>,
@@ -59,6 +62,7 @@ impl Default for DeviceOptions {
             bpf: false,
             bpf_kernel: false,
             recovery: false,
+            reissue: false,
             stats_dir: None,
         }
     }
@@ -111,6 +115,15 @@ pub fn negotiate_flags(opts: &DeviceOptions, features: u64) -> Result<u64> {
     }
     if opts.recovery {
         flags |= need(sys::UBLK_F_USER_RECOVERY, "USER_RECOVERY", "--recovery")?;
+        if opts.reissue {
+            flags |= need(
+                sys::UBLK_F_USER_RECOVERY_REISSUE,
+                "USER_RECOVERY_REISSUE",
+                "--reissue",
+            )?;
+        }
+    } else if opts.reissue {
+        bail!("--reissue needs --recovery");
     }
     if opts.bpf_kernel {
         if !opts.bpf {

@@ -117,6 +117,10 @@ pub struct CommonArgs {
     /// I/O waits until `ublk-user recover --id N` starts a new server.
     #[arg(long)]
     pub recovery: bool,
+    /// With --recovery: re-issue the requests the dead server owned to the
+    /// new one (UBLK_F_USER_RECOVERY_REISSUE) instead of failing them.
+    #[arg(long, requires = "recovery")]
+    pub reissue: bool,
 }
 
 #[derive(Args, Debug)]

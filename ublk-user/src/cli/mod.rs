@@ -153,6 +153,7 @@ fn recover(id: u32, foreground: bool) -> Result<()> {
         foreground,
         bpf_log: false,
         recovery: true,
+        reissue: false,
     };
     start_server(target, common, Some(id))
 }
@@ -172,6 +173,7 @@ fn start_server(target: Arc<dyn Target>, common: CommonArgs, recover: Option<u32
         bpf: bpf.is_some(),
         bpf_kernel,
         recovery: common.recovery,
+        reissue: common.reissue,
         stats_dir: Some(meta::RUN_DIR.into()),
         ..Default::default()
     };
