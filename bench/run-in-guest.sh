@@ -10,6 +10,7 @@
 #   copy  ublk-user add loop --mode copy
 #   zc    ublk-user add loop --mode zc   (UBLK_F_AUTO_BUF_REG)
 #   bpf   ublk-user add loop --mode bpf --no-fallback
+#   bpf-kernel  ublk-user add loop --mode bpf-kernel --no-fallback (UBLK_F_BPF_KERNEL_IO)
 # The ublk servers open the file with O_DIRECT (their default; tmpfs has
 # accepted O_DIRECT since 6.6), like loop with --direct-io=on.
 # A contender that cannot be set up is recorded as n/a with the reason.
@@ -93,9 +94,9 @@ setup() { # CONTENDER
     else
       record loop ok "$d" "" buffered "losetup --direct-io=on but the driver fell back to buffered I/O (dio=${dio:-?})"
     fi ;;
-  copy | zc | bpf)
+  copy | zc | bpf | bpf-kernel)
     extra=
-    [ "$1" = bpf ] && extra=--no-fallback
+    case $1 in bpf*) extra=--no-fallback ;; esac
     if ! d=$(ublk-user add loop --file "$IMG" --mode "$1" $extra 2> "$W/add.err"); then
       record "$1" na "" "" "" "ublk-user add loop --mode $1 $extra failed: $(head -c 300 "$W/add.err" | tr '\n|' '  ')"
       return

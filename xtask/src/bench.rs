@@ -24,9 +24,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// Contenders, in the order they are listed in tables and plots.
-pub const CONTENDERS: &[&str] = &["loop", "copy", "zc", "bpf", "raw"];
+pub const CONTENDERS: &[&str] = &["loop", "copy", "zc", "bpf", "bpf-kernel", "raw"];
 /// The contenders that have a ublk server process.
-pub const SERVERS: &[&str] = &["copy", "zc", "bpf"];
+pub const SERVERS: &[&str] = &["copy", "zc", "bpf", "bpf-kernel"];
 const RWS: &[&str] = &["randread", "randwrite", "read", "write"];
 const BSS: &[u64] = &[4 << 10, 64 << 10, 256 << 10, 1 << 20, 2 << 20];
 const QDS: &[u32] = &[1, 32];

@@ -185,6 +185,7 @@ fn contenders(res: &Results) -> String {
         "copy" => "`ublk-user add loop --mode copy`: the kernel copies between the request and the server's buffer",
         "zc" => "`ublk-user add loop --mode zc`: mainline zero copy, UBLK_F_AUTO_BUF_REG + READ/WRITE_FIXED",
         "bpf" => "`ublk-user add loop --mode bpf --no-fallback`: the BPF program submits the backing I/O with the request's pages (this project)",
+        "bpf-kernel" => "`ublk-user add loop --mode bpf-kernel --no-fallback`: the program runs in the submitter's context, the driver issues and completes the backing I/O (this project)",
         "raw" => "fio on the backing file itself, O_DIRECT (upper bound, no block device in between)",
         _ => "",
     }
@@ -235,6 +236,8 @@ fn summary(
         ("bpf", "copy"),
         ("zc", "copy"),
         ("bpf", "loop"),
+        ("bpf-kernel", "copy"),
+        ("bpf-kernel", "loop"),
     ]
     .into_iter()
     .filter(|(a, b)| has(a) && has(b))
@@ -317,6 +320,8 @@ pub fn headline(res: &Results) -> String {
         ("MiB/s", "bpf", "copy", |x| Some(x.bw.med)),
         ("MiB/s", "bpf", "loop", |x| Some(x.bw.med)),
         ("MiB/s", "zc", "copy", |x| Some(x.bw.med)),
+        ("MiB/s", "bpf-kernel", "copy", |x| Some(x.bw.med)),
+        ("MiB/s", "bpf-kernel", "loop", |x| Some(x.bw.med)),
         ("server CPU/GiB", "bpf", "zc", |x| med(x.srv)),
         ("server CPU/GiB", "bpf", "copy", |x| med(x.srv)),
         ("guest CPU/GiB", "bpf", "zc", |x| med(x.guest)),
