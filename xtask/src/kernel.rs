@@ -32,6 +32,10 @@ pub enum Flavor {
     Vanilla,
     /// Patched, plus KASAN, lockdep and friends (kernel-patches/config.debug).
     Debug,
+    /// Debian's own prebuilt kernel of the same 7.2 release (no build; a
+    /// kernel without UBLK_F_BPF, ublk_drv a module): the fallback reference
+    /// in CI and the kernel the kublk baseline is made on.
+    Distro,
 }
 
 impl Flavor {
@@ -40,10 +44,15 @@ impl Flavor {
             Flavor::Ublk => "ublk",
             Flavor::Vanilla => "vanilla",
             Flavor::Debug => "debug",
+            Flavor::Distro => "distro",
         }
     }
     fn patched(self) -> bool {
-        self != Flavor::Vanilla
+        matches!(self, Flavor::Ublk | Flavor::Debug)
+    }
+    /// Whether this flavor is a kernel without our series.
+    pub fn unpatched(self) -> bool {
+        !self.patched()
     }
 }
 
@@ -52,6 +61,9 @@ pub struct Kernel {
     pub build: PathBuf,
     pub image: PathBuf,
     pub release: String,
+    /// A second initramfs (gzip'd cpio) the VM loads after the common one:
+    /// the distro flavor's modules.
+    pub initrd_extra: Option<PathBuf>,
 }
 
 /// The patch files in `kernel-patches/series` order.
@@ -88,7 +100,7 @@ fn config_fragments(flavor: Flavor) -> Vec<PathBuf> {
     v
 }
 
-fn sanitize(ver: &str) -> String {
+pub fn sanitize(ver: &str) -> String {
     ver.replace('~', "_")
 }
 
@@ -110,6 +122,9 @@ fn image_key(ver: &str, flavor: Flavor) -> Result<String> {
 
 /// Make sure a kernel of this flavor is built; return its paths.
 pub fn ensure(flavor: Flavor) -> Result<Kernel> {
+    if flavor == Flavor::Distro {
+        return crate::distro::ensure();
+    }
     let cache = cache_dir()?;
     // Fast path, no lock: the image for exactly these inputs exists.
     if let Some(ver) = unpacked_version(&cache) {
@@ -191,6 +206,7 @@ pub fn ensure(flavor: Flavor) -> Result<Kernel> {
         build,
         image,
         release,
+        initrd_extra: None,
     })
 }
 
@@ -250,13 +266,19 @@ pub fn w1_warnings(
 
 /// The unpatched source tree (for scripts/checkpatch.pl).
 pub fn ensure_pristine() -> Result<PathBuf> {
+    Ok(pristine()?.1)
+}
+
+/// The Debian version of linux-source-7.2 in use and its unpatched tree.
+pub fn pristine() -> Result<(String, PathBuf)> {
     let cache = cache_dir()?;
     let _lock = lock(
         &cache.join(".kernel-src.lock"),
         "the kernel source download",
     )?;
     let ver = ensure_source(&cache)?;
-    Ok(cache.join("src").join(sanitize(&ver)).join("pristine"))
+    let tree = cache.join("src").join(sanitize(&ver)).join("pristine");
+    Ok((ver, tree))
 }
 
 fn paths(cache: &Path, ver: &str, flavor: Flavor, key: &str) -> (PathBuf, PathBuf, PathBuf) {
@@ -284,11 +306,12 @@ fn cached(cache: &Path, ver: &str, flavor: Flavor) -> Result<Option<Kernel>> {
         build,
         image,
         release: release.trim().into(),
+        initrd_extra: None,
     }))
 }
 
 /// The version already unpacked in the cache, in preference order.
-fn unpacked_version(cache: &Path) -> Option<&'static str> {
+pub fn unpacked_version(cache: &Path) -> Option<&'static str> {
     VERSIONS.iter().copied().find(|ver| {
         cache
             .join("src")

@@ -3,6 +3,7 @@
 
 mod bench;
 mod build;
+mod distro;
 mod kernel;
 mod selftests;
 mod setup;
@@ -95,6 +96,9 @@ struct VmArgs {
     /// Boot the debug kernel flavor.
     #[arg(long, conflicts_with = "vanilla")]
     debug_kernel: bool,
+    /// Boot Debian's prebuilt 7.2 kernel (no build, no UBLK_F_BPF).
+    #[arg(long, conflicts_with_all = ["vanilla", "debug_kernel"])]
+    distro: bool,
     /// Guest vCPUs.
     #[arg(long, default_value_t = 2, env = "XTASK_VM_CPUS")]
     cpus: u32,
@@ -116,6 +120,8 @@ impl VmArgs {
                 kernel::Flavor::Vanilla
             } else if self.debug_kernel {
                 kernel::Flavor::Debug
+            } else if self.distro {
+                kernel::Flavor::Distro
             } else {
                 kernel::Flavor::Ublk
             },

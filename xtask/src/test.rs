@@ -71,13 +71,18 @@ fn group_results(names: &[&str], text: &str, why: &str) -> Vec<(String, String, 
     out
 }
 
-/// Which kernel a test runs on: `# kernel: vanilla` in its header, else ours.
+/// Which kernel a test runs on: `# kernel: distro` (Debian's prebuilt 7.2)
+/// or `# kernel: vanilla` (7.2 built here without our series; not in CI) in
+/// its header, else ours.
 fn flavor_of(script: &str, patched: Flavor) -> Flavor {
-    if script.lines().any(|l| l.trim() == "# kernel: vanilla") {
-        Flavor::Vanilla
-    } else {
-        patched
+    for l in script.lines().map(str::trim) {
+        match l {
+            "# kernel: distro" => return Flavor::Distro,
+            "# kernel: vanilla" => return Flavor::Vanilla,
+            _ => {}
+        }
     }
+    patched
 }
 
 /// Whether a file name is a VM test: `NN-name.sh`.
@@ -135,7 +140,7 @@ pub fn test(filter: Option<&str>, vm_only: bool, soak: bool, opts: &VmOpts) -> R
     }
 
     // `--debug-kernel` runs the patched-kernel tests on the debug flavor.
-    let patched = if opts.flavor == Flavor::Vanilla {
+    let patched = if opts.flavor.unpatched() {
         Flavor::Ublk
     } else {
         opts.flavor
@@ -155,7 +160,7 @@ pub fn test(filter: Option<&str>, vm_only: bool, soak: bool, opts: &VmOpts) -> R
     for f in &flavors {
         match kernel::ensure(*f) {
             // kublk is built once, against our kernel's (superset) uapi.
-            Ok(k) if *f != Flavor::Vanilla && tests.iter().any(|t| t.name.contains("kublk")) => {
+            Ok(k) if !f.unpatched() && tests.iter().any(|t| t.name.contains("kublk")) => {
                 if let Err(e) = crate::selftests::build(&k) {
                     say(format!("test: kublk selftests build: FAILED: {e:#}"));
                     failed_steps.push("kublk build".into());

@@ -1,0 +1,7 @@
+#!/bin/sh
+# 33-bpf-fallback on a kernel without our series, Debian's prebuilt 7.2
+# (no UBLK_F_BPF; ublk_drv is a module there): --mode bpf falls back to
+# copy with a log line, --no-fallback fails.
+# kernel: distro
+# timeout: 300
+exec sh tests/vm/33-bpf-fallback.sh
