@@ -1,6 +1,7 @@
 //! `cargo xtask`: build the kernel and the BPF object, boot the QEMU VM, run
 //! the server, the tests and the benchmarks inside it.
 
+mod baseline;
 mod bench;
 mod build;
 mod distro;
@@ -74,6 +75,15 @@ enum Cmd {
         soak: bool,
         #[command(flatten)]
         vm: VmArgs,
+    },
+    /// Regenerate tests/kublk-baseline.txt: every upstream kublk selftest on
+    /// Debian's prebuilt 7.2 (the distro kernel) in one VM boot (~25 min).
+    KublkBaseline {
+        #[command(flatten)]
+        vm: VmArgs,
+        /// Use the binaries as they are; do not rebuild them first.
+        #[arg(long)]
+        no_build: bool,
     },
     /// fio matrix in one VM boot: kernel loop vs ublk copy / zc / bpf vs the raw
     /// backing store; writes bench/results/<date>-<kernel>-<accel>.md + SVG + CSV.
@@ -218,5 +228,6 @@ fn real_main(cli: Cli) -> Result<i32> {
             vm,
             no_build,
         } => bench::bench(&bench, &vm.opts(), no_build),
+        Cmd::KublkBaseline { vm, no_build } => baseline::generate(&vm.opts(), no_build),
     }
 }
