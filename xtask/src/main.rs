@@ -76,6 +76,9 @@ enum Cmd {
         #[command(flatten)]
         vm: VmArgs,
     },
+    /// Only the W=1 check of `test`: the kernel C files the series touches
+    /// must not warn more than in the unpatched tree.
+    W1,
     /// Regenerate tests/kublk-baseline.txt: every upstream kublk selftest on
     /// Debian's prebuilt 7.2 (the distro kernel) in one VM boot (~25 min).
     KublkBaseline {
@@ -228,6 +231,10 @@ fn real_main(cli: Cli) -> Result<i32> {
             vm,
             no_build,
         } => bench::bench(&bench, &vm.opts(), no_build),
+        Cmd::W1 => {
+            test::w1_check()?;
+            Ok(0)
+        }
         Cmd::KublkBaseline { vm, no_build } => baseline::generate(&vm.opts(), no_build),
     }
 }

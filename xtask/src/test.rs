@@ -297,7 +297,7 @@ fn timeout_scale(flavor: Flavor, soak: bool) -> u32 {
 
 /// `make W=1` on every kernel C file the series touches: our kernel may not
 /// warn where vanilla 7.2 does not.
-fn w1_check() -> Result<()> {
+pub fn w1_check() -> Result<()> {
     let mut objects = std::collections::BTreeSet::new();
     for p in kernel::series()? {
         for line in fs::read_to_string(&p)?.lines() {
@@ -313,18 +313,18 @@ fn w1_check() -> Result<()> {
     }
     let objects: Vec<String> = objects.into_iter().collect();
     let ours = kernel::w1_warnings(Flavor::Ublk, &objects)?;
-    // Files the series adds do not exist in vanilla.
-    let vanilla_tree = kernel::ensure(Flavor::Vanilla)?.tree;
+    // Files the series adds do not exist in the unpatched tree.
+    let pristine = kernel::ensure_pristine()?;
     let existing: Vec<String> = objects
         .iter()
         .filter(|o| {
-            vanilla_tree
+            pristine
                 .join(o.trim_end_matches(".o").to_string() + ".c")
                 .is_file()
         })
         .cloned()
         .collect();
-    let theirs = kernel::w1_warnings(Flavor::Vanilla, &existing)?;
+    let (theirs, _) = kernel::w1_pristine_warnings(&existing)?;
     let new: Vec<&String> = ours.difference(&theirs).collect();
     if !new.is_empty() {
         for w in &new {
