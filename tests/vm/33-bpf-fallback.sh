@@ -1,5 +1,6 @@
 #!/bin/sh
 # timeout: 300
+# cost: 20
 # --mode bpf fallbacks. Runs on both kernels (34-bpf-fallback-vanilla runs
 # it on unpatched 7.2):
 # * kernel without UBLK_F_BPF: `--mode bpf` falls back to copy with a log

@@ -73,9 +73,8 @@ pub fn parse(text: &str) -> Result<Baseline> {
         }
         verdicts.push((t.to_string(), v.to_string()));
     }
-    let need = |f: Option<String>, name: &str| {
-        f.with_context(|| format!("{FILE} has no `{name}:` line"))
-    };
+    let need =
+        |f: Option<String>, name: &str| f.with_context(|| format!("{FILE} has no `{name}:` line"));
     let b = Baseline {
         source: need(source, "source")?,
         hash: need(hash, "selftests-sha256")?,
@@ -340,7 +339,10 @@ mod tests {
             "tests/kublk-baseline.txt:4: unknown verdict \"maybe\" for test_a_01.sh"
         );
         let e = parse(&format!("{head}test_a_01.sh pass extra\n")).unwrap_err();
-        assert!(format!("{e:#}").contains(":4: expected `test verdict`"), "{e:#}");
+        assert!(
+            format!("{e:#}").contains(":4: expected `test verdict`"),
+            "{e:#}"
+        );
         let e = parse(&format!("{head}test_a_01.sh pass\ntest_a_01.sh fail\n")).unwrap_err();
         assert!(format!("{e:#}").contains("listed twice"), "{e:#}");
         let e = parse("source: s\nselftests-sha256: h\ntest_a_01.sh pass\n").unwrap_err();

@@ -282,7 +282,7 @@ fn w1_compile(
         }
     }
     let out = cmd("make")
-        .current_dir(&tree)
+        .current_dir(tree)
         .arg(format!("O={}", build.display()))
         .arg("W=1")
         .args(objects)

@@ -68,11 +68,15 @@ enum Cmd {
         /// Skip fmt, clippy, unit tests and checkpatch.
         #[arg(long)]
         vm_only: bool,
-        /// Soak variants of the fault tests (UBLK_SOAK=1 in the guest: 100
-        /// kills per mode, 50 deletes per mode, instead of 20 and 10), with
-        /// 5x the test timeouts.
+        /// Soak variants (UBLK_SOAK=1 in the guest: 100 kills per mode, 50
+        /// deletes per mode instead of 6 and 4, 100 recovery runs instead of
+        /// 30), with 5x the test timeouts.
         #[arg(long)]
         soak: bool,
+        /// Test 40 runs every kublk selftest (but the stress ones, which
+        /// need UBLK_SELFTEST_STRESS=1), not only the CI subset.
+        #[arg(long)]
+        full_selftests: bool,
         #[command(flatten)]
         vm: VmArgs,
     },
@@ -160,7 +164,9 @@ fn main() {
 }
 
 fn real_main(cli: Cli) -> Result<i32> {
+    let t0 = std::time::Instant::now();
     setup::setup()?;
+    let setup_time = t0.elapsed();
     vm::prune_runs();
     match cli.cmd {
         Cmd::Setup => {
@@ -224,8 +230,18 @@ fn real_main(cli: Cli) -> Result<i32> {
             filter,
             vm_only,
             soak,
+            full_selftests,
             vm,
-        } => test::test(filter.as_deref(), vm_only, soak, &vm.opts()),
+        } => test::test(
+            &test::TestOpts {
+                filter: filter.as_deref(),
+                vm_only,
+                soak,
+                full_selftests,
+                setup: setup_time,
+            },
+            &vm.opts(),
+        ),
         Cmd::Bench {
             bench,
             vm,
