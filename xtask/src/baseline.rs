@@ -129,7 +129,7 @@ pub fn render(b: &Baseline) -> String {
          # `skip`: stress tests (UBLK_SELFTEST_STRESS=1) or the test skipped itself.\n\
          # selftests-sha256 is, in the unpatched tree:\n\
          #   cd tools/testing/selftests/ublk && find . -type f | LC_ALL=C sort | xargs sha256sum | sha256sum\n\
-         # Regenerate (one distro VM boot, ~25 min): cargo xtask kublk-baseline\n",
+         # Regenerate (one distro VM boot, ~33 min): cargo xtask kublk-baseline\n",
     );
     s.push_str(&format!("kernel: {}\n", b.kernel));
     s.push_str(&format!("source: {}\n", b.source));
@@ -260,7 +260,7 @@ pub fn generate(opts: &VmOpts, no_build: bool) -> Result<i32> {
         tests = tests.join(" ")
     );
     say(format!(
-        "kublk-baseline: {} upstream selftests on the distro kernel {} (~25 min under TCG)",
+        "kublk-baseline: {} upstream selftests on the distro kernel {} (~33 min under TCG)",
         tests.len(),
         distro.release
     ));

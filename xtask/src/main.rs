@@ -84,7 +84,7 @@ enum Cmd {
     /// must not warn more than in the unpatched tree.
     W1,
     /// Regenerate tests/kublk-baseline.txt: every upstream kublk selftest on
-    /// Debian's prebuilt 7.2 (the distro kernel) in one VM boot (~25 min).
+    /// Debian's prebuilt 7.2 (the distro kernel) in one VM boot (~33 min).
     KublkBaseline {
         #[command(flatten)]
         vm: VmArgs,
