@@ -1,6 +1,6 @@
 #!/bin/sh
 # timeout: 300
-# cost: 20
+# cost: 15
 # --mode bpf fallbacks. Runs on both kernels (34-bpf-fallback-distro runs
 # it on Debian's prebuilt 7.2):
 # * kernel without UBLK_F_BPF: `--mode bpf` falls back to copy with a log

@@ -4,5 +4,5 @@
 # copy with a log line, --no-fallback fails.
 # kernel: distro
 # timeout: 300
-# cost: 30
+# cost: 10
 exec sh tests/vm/33-bpf-fallback.sh
