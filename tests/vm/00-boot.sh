@@ -1,4 +1,5 @@
 #!/bin/sh
+# cost: 5
 # The guest booted our 7.2 kernel with 2 CPUs, tmpfs /tmp and the project.
 . tests/vm/lib.sh
 uname -r | grep -q '^7\.2\.' || die "kernel is $(uname -r), not 7.2"

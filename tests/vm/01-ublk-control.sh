@@ -1,4 +1,5 @@
 #!/bin/sh
+# cost: 5
 # ublk is built in: /dev/ublk-control exists and is a character device.
 . tests/vm/lib.sh
 [ -c /dev/ublk-control ] || die "/dev/ublk-control missing"

@@ -1,5 +1,6 @@
 #!/bin/sh
 # timeout: 600
+# cost: 10
 # ext4 on ublk-user (copy and zc): mkfs, mount, write files, umount, fsck,
 # mount again and read back. Then discard / write-zeroes / flush on a loop
 # target: blkdiscard must read back zeroes from the device and the backing

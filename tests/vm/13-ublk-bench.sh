@@ -1,5 +1,7 @@
 #!/bin/sh
 # timeout: 900
+# ci: no (a benchmark: cargo xtask bench --quick, or --filter 13-)
+# cost: 155
 # First fio comparison (not a pass/fail test unless something errors):
 # ublk-user loop --mode copy vs --mode zc (vs --mode bpf when the kernel
 # has UBLK_F_BPF) vs the kernel loop driver

@@ -1,5 +1,6 @@
 #!/bin/sh
 # timeout: 600
+# cost: 30
 # --mode bpf counters: after a pure READ/WRITE run with a known number of
 # requests, the program's REDIRECTED counter grew by exactly that number
 # (and its byte counter by the bytes), it passed nothing, and the server's

@@ -1,7 +1,8 @@
 #!/bin/sh
 # timeout: 300
-# --mode bpf and --mode bpf-kernel fallbacks. Runs on both kernels (34-bpf-fallback-vanilla runs
-# it on unpatched 7.2):
+# cost: 25
+# --mode bpf and --mode bpf-kernel fallbacks. Runs on both kernels (34-bpf-fallback-distro runs
+# it on Debian's prebuilt 7.2):
 # * kernel without UBLK_F_BPF: `--mode bpf` falls back to copy with a log
 #   line on stderr (mode_requested=bpf, mode=copy) and the device works;
 #   `--mode bpf --no-fallback` fails, leaving no device behind.

@@ -1,5 +1,6 @@
 #!/bin/sh
 # timeout: 200
+# cost: 5
 # Hostile BPF_PROG_TYPE_UBLK programs the verifier must reject (ublk-bpf-fixture
 # verifier): ctx writes (STX, ST, atomic), reads past the ctx, at negative
 # offsets, of the reserved bytes, with the wrong size, a non-ctx / modified

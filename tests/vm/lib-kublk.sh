@@ -1,11 +1,14 @@
 # Run the driver's kublk selftests and record one "test verdict" line per
-# test in $1 (verdicts: pass, skip, fail, hang). Sourced by tests 40 and 41.
+# test in $1 (verdicts: pass, skip, fail, hang, notrun; wedges: skipped
+# because it can wedge this kernel) and "test seconds" lines in $1.times.
+# Sourced by test 40 and by `cargo xtask kublk-baseline`.
+# KUBLK_TESTS: the tests to run (default: every TEST_PROGS of the Makefile).
 # Stress tests are long under TCG: set UBLK_SELFTEST_STRESS=1 to include them.
 
 # KUBLK_WEDGING: tests to skip because they can wedge the kernel under test
-# (set by 41 for plain 7.2; UBLK_SELFTEST_WEDGING=1 runs them anyway). A
-# wedged task cannot be killed, so one such run would leave a stuck device
-# behind for every test after it.
+# (set for plain 7.2 by the baseline run; UBLK_SELFTEST_WEDGING=1 runs them
+# anyway). A wedged task cannot be killed, so one such run would leave a
+# stuck device behind for every test after it.
 KUBLK_WEDGING=${KUBLK_WEDGING-}
 
 . tests/vm/lib-bounded.sh
@@ -27,9 +30,11 @@ run_kublk_selftests() {
   results=$1
   dir=${KUBLK_DIR:-target/selftests/ublk}
   [ -x "$dir/kublk" ] || die "kublk is not built ($dir/kublk); cargo xtask test builds it"
-  list=$(sed -n 's/^TEST_PROGS *[:+]= *\(test_[a-z]*_[0-9]*\.sh\).*/\1/p' "$dir/Makefile")
+  list=${KUBLK_TESTS-}
+  [ -n "$list" ] || list=$(sed -n 's/^TEST_PROGS *[:+]= *\(test_[a-z]*_[0-9]*\.sh\).*/\1/p' "$dir/Makefile")
   [ -n "$list" ] || die "no TEST_PROGS in the selftests Makefile"
   : > "$results.tmp"
+  : > "$results.times"
   wedged=""
   for t in $list; do
     if [ -n "$wedged" ]; then echo "$t notrun" >> "$results.tmp"; continue; fi
@@ -39,9 +44,10 @@ run_kublk_selftests() {
     case " $KUBLK_WEDGING " in *" $t "*)
       if [ "${UBLK_SELFTEST_WEDGING:-0}" != 1 ]; then
         log "$t skipped: it can wedge this kernel (${KUBLK_WEDGING_WHY:-see the test that set KUBLK_WEDGING})"
-        echo "$t skip" >> "$results.tmp"; continue
+        echo "$t wedges" >> "$results.tmp"; continue
       fi ;;
     esac
+    t_start=$(date +%s)
     # Some upstream tests have wall-clock limits (e.g. generic_06: dd must
     # fail within 5 s) that emulation (TCG) can miss: a failure gets one
     # retry, the same on every kernel, and is reported as flaky if it passes.
@@ -65,6 +71,9 @@ run_kublk_selftests() {
         [ -z "$stuck" ] || printf 'tasks in D state after it:\n%s\n' "$stuck" ;;
     esac
     echo "$t $v" >> "$results.tmp"
+    t_secs=$(( $(date +%s) - t_start ))
+    echo "$t $t_secs" >> "$results.times"
+    echo "--- kublk $t $v ${t_secs}s"
   done
   mv "$results.tmp" "$results"
   log "kublk selftests on $(uname -r): $(grep -c ' pass$' "$results") passed," \

@@ -12,6 +12,13 @@ mkdir -p /dev/pts /dev/shm
 mount -t tmpfs -o mode=1777 shm /dev/shm
 mount -t tmpfs -o size=@TMP_SIZE@,mode=1777 tmp /tmp
 mount -t tmpfs run /run
+# A kernel with its drivers as modules (the distro flavor) brings them in
+# a second initramfs, decompressed, with their load order.
+if [ -f /lib/modules/xtask/load ]; then
+  while read -r m; do
+    insmod "/lib/modules/xtask/$m.ko" || echo "xtask-guest: insmod $m failed" > /dev/console
+  done < /lib/modules/xtask/load
+fi
 mount -t 9p -o trans=virtio,version=9p2000.L,msize=262144 xtask /xtask || {
   echo "xtask-guest: cannot mount the control directory" > /dev/console
   poweroff -f

@@ -32,6 +32,10 @@ pub enum Flavor {
     Vanilla,
     /// Patched, plus KASAN, lockdep and friends (kernel-patches/config.debug).
     Debug,
+    /// Debian's own prebuilt kernel of the same 7.2 release (no build; a
+    /// kernel without UBLK_F_BPF, ublk_drv a module): the fallback reference
+    /// in CI and the kernel the kublk baseline is made on.
+    Distro,
 }
 
 impl Flavor {
@@ -40,10 +44,15 @@ impl Flavor {
             Flavor::Ublk => "ublk",
             Flavor::Vanilla => "vanilla",
             Flavor::Debug => "debug",
+            Flavor::Distro => "distro",
         }
     }
     fn patched(self) -> bool {
-        self != Flavor::Vanilla
+        matches!(self, Flavor::Ublk | Flavor::Debug)
+    }
+    /// Whether this flavor is a kernel without our series.
+    pub fn unpatched(self) -> bool {
+        !self.patched()
     }
 }
 
@@ -52,6 +61,9 @@ pub struct Kernel {
     pub build: PathBuf,
     pub image: PathBuf,
     pub release: String,
+    /// A second initramfs (gzip'd cpio) the VM loads after the common one:
+    /// the distro flavor's modules.
+    pub initrd_extra: Option<PathBuf>,
 }
 
 /// The patch files in `kernel-patches/series` order.
@@ -88,7 +100,7 @@ fn config_fragments(flavor: Flavor) -> Vec<PathBuf> {
     v
 }
 
-fn sanitize(ver: &str) -> String {
+pub fn sanitize(ver: &str) -> String {
     ver.replace('~', "_")
 }
 
@@ -110,6 +122,9 @@ fn image_key(ver: &str, flavor: Flavor) -> Result<String> {
 
 /// Make sure a kernel of this flavor is built; return its paths.
 pub fn ensure(flavor: Flavor) -> Result<Kernel> {
+    if flavor == Flavor::Distro {
+        return crate::distro::ensure();
+    }
     let cache = cache_dir()?;
     // Fast path, no lock: the image for exactly these inputs exists.
     if let Some(ver) = unpacked_version(&cache) {
@@ -191,6 +206,7 @@ pub fn ensure(flavor: Flavor) -> Result<Kernel> {
         build,
         image,
         release,
+        initrd_extra: None,
     })
 }
 
@@ -206,19 +222,68 @@ pub fn w1_warnings(
         &cache.join(format!(".kernel-{}.lock", flavor.name())),
         &format!("the {} kernel build", flavor.name()),
     )?;
+    w1_compile(&k.tree, &k.build, flavor.name(), objects)
+}
+
+/// The same for the unpatched tree, without building a kernel: only
+/// `make prepare` (generated headers, scripts, objtool) in an O= directory
+/// of its own, configured like ours but for the options our series adds,
+/// then the asked objects alone. The prepared directory is kept, keyed by
+/// version + config fragment. Returns the warnings and the tree.
+pub fn w1_pristine_warnings(
+    objects: &[String],
+) -> Result<(std::collections::BTreeSet<String>, PathBuf)> {
+    let (ver, tree) = pristine()?;
+    let cache = cache_dir()?;
+    let _lock = lock(&cache.join(".kernel-w1.lock"), "the W=1 reference tree")?;
+    let build = cache.join("build").join(sanitize(&ver)).join("w1-pristine");
+    let mut h = Fnv::default();
+    h.add(ver.as_bytes()).add(b"w1-prepare-1");
+    for f in config_fragments(Flavor::Vanilla) {
+        h.add(&fs::read(&f)?);
+    }
+    let stamp = build.join(".xtask-prepared");
+    if fs::read_to_string(&stamp).ok().as_deref() != Some(h.hex().as_str()) {
+        say("kernel: make prepare in the unpatched tree (W=1 reference, no kernel build)");
+        let _ = fs::remove_file(&stamp);
+        configure(Flavor::Vanilla, &tree, &build)?;
+        let jobs = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2);
+        run_logged(
+            "make prepare (W=1 reference)",
+            cmd("make")
+                .current_dir(&tree)
+                .arg(format!("O={}", build.display()))
+                .arg(format!("-j{jobs}"))
+                .arg("prepare"),
+            &log_path("kernel-w1-prepare.log")?,
+        )?;
+        fs::write(&stamp, h.hex())?;
+    }
+    let w = w1_compile(&tree, &build, "unpatched", objects)?;
+    Ok((w, tree))
+}
+
+fn w1_compile(
+    tree: &Path,
+    build: &Path,
+    what: &str,
+    objects: &[String],
+) -> Result<std::collections::BTreeSet<String>> {
     // make only warns for what it compiles: an object left over from an
     // earlier W=1 run would be "up to date" and report nothing, so force a
     // fresh compile of every object we ask about.
     for o in objects {
-        let built = k.build.join(o);
+        let built = build.join(o);
         if built.exists() {
             fs::remove_file(&built)
                 .with_context(|| format!("removing {} for the W=1 build", built.display()))?;
         }
     }
     let out = cmd("make")
-        .current_dir(&k.tree)
-        .arg(format!("O={}", k.build.display()))
+        .current_dir(tree)
+        .arg(format!("O={}", build.display()))
         .arg("W=1")
         .args(objects)
         .output()?;
@@ -226,12 +291,11 @@ pub fn w1_warnings(
         String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout);
     if !out.status.success() {
         bail!(
-            "make W=1 failed on the {} kernel: {}",
-            flavor.name(),
+            "make W=1 failed on the {what} kernel: {}",
             text.lines().last().unwrap_or("")
         );
     }
-    let tree = format!("{}/", k.tree.display());
+    let tree = format!("{}/", tree.display());
     Ok(text
         .lines()
         .filter(|l| l.contains("warning:"))
@@ -250,13 +314,19 @@ pub fn w1_warnings(
 
 /// The unpatched source tree (for scripts/checkpatch.pl).
 pub fn ensure_pristine() -> Result<PathBuf> {
+    Ok(pristine()?.1)
+}
+
+/// The Debian version of linux-source-7.2 in use and its unpatched tree.
+pub fn pristine() -> Result<(String, PathBuf)> {
     let cache = cache_dir()?;
     let _lock = lock(
         &cache.join(".kernel-src.lock"),
         "the kernel source download",
     )?;
     let ver = ensure_source(&cache)?;
-    Ok(cache.join("src").join(sanitize(&ver)).join("pristine"))
+    let tree = cache.join("src").join(sanitize(&ver)).join("pristine");
+    Ok((ver, tree))
 }
 
 fn paths(cache: &Path, ver: &str, flavor: Flavor, key: &str) -> (PathBuf, PathBuf, PathBuf) {
@@ -284,11 +354,12 @@ fn cached(cache: &Path, ver: &str, flavor: Flavor) -> Result<Option<Kernel>> {
         build,
         image,
         release: release.trim().into(),
+        initrd_extra: None,
     }))
 }
 
 /// The version already unpacked in the cache, in preference order.
-fn unpacked_version(cache: &Path) -> Option<&'static str> {
+pub fn unpacked_version(cache: &Path) -> Option<&'static str> {
     VERSIONS.iter().copied().find(|ver| {
         cache
             .join("src")

@@ -1,8 +1,10 @@
 //! `cargo xtask`: build the kernel and the BPF object, boot the QEMU VM, run
 //! the server, the tests and the benchmarks inside it.
 
+mod baseline;
 mod bench;
 mod build;
+mod distro;
 mod kernel;
 mod selftests;
 mod setup;
@@ -66,13 +68,29 @@ enum Cmd {
         /// Skip fmt, clippy, unit tests and checkpatch.
         #[arg(long)]
         vm_only: bool,
-        /// Soak variants of the fault tests (UBLK_SOAK=1 in the guest: 100
-        /// kills per mode, 50 deletes per mode, instead of 20 and 10), with
-        /// 5x the test timeouts.
+        /// Soak variants (UBLK_SOAK=1 in the guest: 100 kills per mode, 50
+        /// deletes per mode instead of 6 and 4, 100 recovery runs instead of
+        /// 30), with 5x the test timeouts.
         #[arg(long)]
         soak: bool,
+        /// Test 40 runs every kublk selftest (but the stress ones, which
+        /// need UBLK_SELFTEST_STRESS=1), not only the CI subset.
+        #[arg(long)]
+        full_selftests: bool,
         #[command(flatten)]
         vm: VmArgs,
+    },
+    /// Only the W=1 check of `test`: the kernel C files the series touches
+    /// must not warn more than in the unpatched tree.
+    W1,
+    /// Regenerate tests/kublk-baseline.txt: every upstream kublk selftest on
+    /// Debian's prebuilt 7.2 (the distro kernel) in one VM boot (~33 min).
+    KublkBaseline {
+        #[command(flatten)]
+        vm: VmArgs,
+        /// Use the binaries as they are; do not rebuild them first.
+        #[arg(long)]
+        no_build: bool,
     },
     /// fio matrix in one VM boot: kernel loop vs ublk copy / zc / bpf vs the raw
     /// backing store; writes bench/results/<date>-<kernel>-<accel>.md + SVG + CSV.
@@ -95,6 +113,9 @@ struct VmArgs {
     /// Boot the debug kernel flavor.
     #[arg(long, conflicts_with = "vanilla")]
     debug_kernel: bool,
+    /// Boot Debian's prebuilt 7.2 kernel (no build, no UBLK_F_BPF).
+    #[arg(long, conflicts_with_all = ["vanilla", "debug_kernel"])]
+    distro: bool,
     /// Guest vCPUs.
     #[arg(long, default_value_t = 2, env = "XTASK_VM_CPUS")]
     cpus: u32,
@@ -116,6 +137,8 @@ impl VmArgs {
                 kernel::Flavor::Vanilla
             } else if self.debug_kernel {
                 kernel::Flavor::Debug
+            } else if self.distro {
+                kernel::Flavor::Distro
             } else {
                 kernel::Flavor::Ublk
             },
@@ -141,7 +164,9 @@ fn main() {
 }
 
 fn real_main(cli: Cli) -> Result<i32> {
+    let t0 = std::time::Instant::now();
     setup::setup()?;
+    let setup_time = t0.elapsed();
     vm::prune_runs();
     match cli.cmd {
         Cmd::Setup => {
@@ -205,12 +230,27 @@ fn real_main(cli: Cli) -> Result<i32> {
             filter,
             vm_only,
             soak,
+            full_selftests,
             vm,
-        } => test::test(filter.as_deref(), vm_only, soak, &vm.opts()),
+        } => test::test(
+            &test::TestOpts {
+                filter: filter.as_deref(),
+                vm_only,
+                soak,
+                full_selftests,
+                setup: setup_time,
+            },
+            &vm.opts(),
+        ),
         Cmd::Bench {
             bench,
             vm,
             no_build,
         } => bench::bench(&bench, &vm.opts(), no_build),
+        Cmd::W1 => {
+            test::w1_check()?;
+            Ok(0)
+        }
+        Cmd::KublkBaseline { vm, no_build } => baseline::generate(&vm.opts(), no_build),
     }
 }

@@ -7,11 +7,52 @@ use crate::vm::{self, VmOpts};
 use anyhow::{Context, Result};
 use std::fs;
 use std::path::PathBuf;
+use std::time::{Duration, Instant};
 
 struct VmTest {
     name: String,
     path: PathBuf,
     flavor: Flavor,
+    /// `# cost: SECS`: what the test measured in CI (warm, this machine).
+    cost: Option<u64>,
+}
+
+/// What `cargo xtask test` may spend on VM tests (all boots, warm caches):
+/// the sum of the CI set's declared costs plus `BOOT_COST` per kernel must
+/// stay under it (checked by a host unit test, not by a timer a busy host
+/// could trip).
+pub const VM_BUDGET_SECS: u64 = 35 * 60;
+/// One VM boot: initramfs, boot to /init, power-off (distro: module loads).
+pub const BOOT_COST: u64 = 60;
+
+/// The options of one `cargo xtask test`.
+pub struct TestOpts<'a> {
+    pub filter: Option<&'a str>,
+    pub vm_only: bool,
+    pub soak: bool,
+    pub full_selftests: bool,
+    /// Time `setup` took before the test started.
+    pub setup: Duration,
+}
+
+/// `# NAME: VALUE` header line of a test script.
+fn header<'a>(script: &'a str, name: &str) -> Option<&'a str> {
+    let key = format!("# {name}:");
+    script
+        .lines()
+        .find_map(|l| l.trim().strip_prefix(key.as_str()))
+        .map(str::trim)
+}
+
+/// A test is in the default (CI) set unless its header says `# ci: no`
+/// (e.g. the benchmark); `--filter` naming it runs it anyway.
+fn in_ci(script: &str) -> bool {
+    !header(script, "ci").is_some_and(|v| v.starts_with("no"))
+}
+
+/// The `# cost: SECS` header.
+fn cost_of(script: &str) -> Option<u64> {
+    header(script, "cost").and_then(|v| v.split_whitespace().next()?.parse().ok())
 }
 
 /// `--filter a,b,c`: the test name contains any of the comma-separated parts.
@@ -23,8 +64,9 @@ fn matches_filter(name: &str, filter: &str) -> bool {
         .any(|f| name.contains(f))
 }
 
-/// tests/vm/NN-name.sh, in order; `# kernel: vanilla` runs a test on the
-/// unpatched kernel instead of ours.
+/// tests/vm/NN-name.sh, in order; `# kernel: distro` runs a test on
+/// Debian's prebuilt kernel instead of ours; `# ci: no` leaves it out unless
+/// a `filter` names it.
 fn discover(filter: Option<&str>, patched: Flavor) -> Result<Vec<VmTest>> {
     let dir = root().join("tests/vm");
     let mut tests = Vec::new();
@@ -35,8 +77,18 @@ fn discover(filter: Option<&str>, patched: Flavor) -> Result<Vec<VmTest>> {
         if !is_test || filter.is_some_and(|f| !matches_filter(&name, f)) {
             continue;
         }
-        let flavor = flavor_of(&fs::read_to_string(&path)?, patched);
-        tests.push(VmTest { name, path, flavor });
+        let script = fs::read_to_string(&path)?;
+        if filter.is_none() && !in_ci(&script) {
+            continue;
+        }
+        let flavor = flavor_of(&script, patched);
+        let cost = cost_of(&script);
+        tests.push(VmTest {
+            name,
+            path,
+            flavor,
+            cost,
+        });
     }
     tests.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(tests)
@@ -71,13 +123,18 @@ fn group_results(names: &[&str], text: &str, why: &str) -> Vec<(String, String, 
     out
 }
 
-/// Which kernel a test runs on: `# kernel: vanilla` in its header, else ours.
+/// Which kernel a test runs on: `# kernel: distro` (Debian's prebuilt 7.2)
+/// or `# kernel: vanilla` (7.2 built here without our series; not in CI) in
+/// its header, else ours.
 fn flavor_of(script: &str, patched: Flavor) -> Flavor {
-    if script.lines().any(|l| l.trim() == "# kernel: vanilla") {
-        Flavor::Vanilla
-    } else {
-        patched
+    for l in script.lines().map(str::trim) {
+        match l {
+            "# kernel: distro" => return Flavor::Distro,
+            "# kernel: vanilla" => return Flavor::Vanilla,
+            _ => {}
+        }
     }
+    patched
 }
 
 /// Whether a file name is a VM test: `NN-name.sh`.
@@ -89,11 +146,15 @@ fn is_test_name(file: &str) -> bool {
     b.len() > 3 && b[..2].iter().all(u8::is_ascii_digit) && b[2] == b'-'
 }
 
-pub fn test(filter: Option<&str>, vm_only: bool, soak: bool, opts: &VmOpts) -> Result<i32> {
+pub fn test(t: &TestOpts, opts: &VmOpts) -> Result<i32> {
+    let (filter, vm_only, soak) = (t.filter, t.vm_only, t.soak);
+    let started = Instant::now();
     let root = root();
     let mut failed_steps: Vec<String> = Vec::new();
-    let mut step = |name: &str, c: &mut std::process::Command| {
+    let mut times: Vec<(String, Duration)> = vec![("setup".into(), t.setup)];
+    let mut step = |name: &str, c: &mut std::process::Command, times: &mut Vec<_>| {
         let log = log_path(&format!("test-{}.log", name.replace(' ', "-"))).unwrap();
+        let t0 = Instant::now();
         match run_logged(name, c.current_dir(&root), &log) {
             Ok(()) => say(format!("test: {name}: ok")),
             Err(e) => {
@@ -101,11 +162,13 @@ pub fn test(filter: Option<&str>, vm_only: bool, soak: bool, opts: &VmOpts) -> R
                 failed_steps.push(name.to_string());
             }
         }
+        times.push((name.to_string(), t0.elapsed()));
     };
     if !vm_only {
         step(
             "cargo fmt",
             cmd("cargo").args(["fmt", "--all", "--", "--check"]),
+            &mut times,
         );
         if root.join("ublk-ebpf/Cargo.toml").exists() {
             step(
@@ -117,6 +180,7 @@ pub fn test(filter: Option<&str>, vm_only: bool, soak: bool, opts: &VmOpts) -> R
                     "--",
                     "--check",
                 ]),
+                &mut times,
             );
         }
         step(
@@ -129,13 +193,20 @@ pub fn test(filter: Option<&str>, vm_only: bool, soak: bool, opts: &VmOpts) -> R
                 "-D",
                 "warnings",
             ]),
+            &mut times,
         );
-        step("unit tests", cmd("cargo").args(["test", "--workspace"]));
+        step(
+            "unit tests",
+            cmd("cargo").args(["test", "--workspace"]),
+            &mut times,
+        );
+        let t0 = Instant::now();
         checkpatch(&mut failed_steps)?;
+        times.push(("checkpatch".into(), t0.elapsed()));
     }
 
     // `--debug-kernel` runs the patched-kernel tests on the debug flavor.
-    let patched = if opts.flavor == Flavor::Vanilla {
+    let patched = if opts.flavor.unpatched() {
         Flavor::Ublk
     } else {
         opts.flavor
@@ -153,13 +224,18 @@ pub fn test(filter: Option<&str>, vm_only: bool, soak: bool, opts: &VmOpts) -> R
     }
     let mut kernel_ok = true;
     for f in &flavors {
-        match kernel::ensure(*f) {
+        let t0 = Instant::now();
+        let k = kernel::ensure(*f);
+        times.push((format!("kernel ({})", f.name()), t0.elapsed()));
+        match k {
             // kublk is built once, against our kernel's (superset) uapi.
-            Ok(k) if *f != Flavor::Vanilla && tests.iter().any(|t| t.name.contains("kublk")) => {
+            Ok(k) if !f.unpatched() && tests.iter().any(|t| t.name.contains("kublk")) => {
+                let t0 = Instant::now();
                 if let Err(e) = crate::selftests::build(&k) {
                     say(format!("test: kublk selftests build: FAILED: {e:#}"));
                     failed_steps.push("kublk build".into());
                 }
+                times.push(("kublk build".into(), t0.elapsed()));
             }
             Ok(_) => {}
             Err(e) => {
@@ -170,6 +246,7 @@ pub fn test(filter: Option<&str>, vm_only: bool, soak: bool, opts: &VmOpts) -> R
         }
     }
     if kernel_ok && !vm_only {
+        let t0 = Instant::now();
         match w1_check() {
             Ok(()) => {}
             Err(e) => {
@@ -177,11 +254,21 @@ pub fn test(filter: Option<&str>, vm_only: bool, soak: bool, opts: &VmOpts) -> R
                 failed_steps.push("W=1 warnings".into());
             }
         }
+        times.push(("W=1 check".into(), t0.elapsed()));
     }
+    let t0 = Instant::now();
     if let Err(e) = crate::build::build() {
         say(format!("test: build: FAILED: {e:#}"));
         failed_steps.push("build".into());
         kernel_ok = false;
+    }
+    times.push(("build (BPF object, binaries)".into(), t0.elapsed()));
+    // Test 40 compares with the committed baseline; a stale one fails it.
+    if kernel_ok && tests.iter().any(|t| t.name.starts_with("40-kublk")) {
+        if let Err(e) = crate::baseline::prepare_expect() {
+            say(format!("test: kublk baseline: FAILED: {e:#}"));
+            failed_steps.push("kublk baseline".into());
+        }
     }
 
     let mut results: Vec<(String, String, String)> = Vec::new();
@@ -201,6 +288,9 @@ pub fn test(filter: Option<&str>, vm_only: bool, soak: bool, opts: &VmOpts) -> R
             if soak {
                 script.push_str("export UBLK_SOAK=1\n");
             }
+            if t.full_selftests {
+                script.push_str("export UBLK_FULL_SELFTESTS=1\n");
+            }
             script.push_str(&format!("export UBLK_TIMEOUT_SCALE={scale}\n"));
             script.push_str("sh tests/vm/run.sh /xtask/results");
             for t in &group {
@@ -214,7 +304,10 @@ pub fn test(filter: Option<&str>, vm_only: bool, soak: bool, opts: &VmOpts) -> R
                 ..opts.clone()
             };
             let names: Vec<&str> = group.iter().map(|t| t.name.as_str()).collect();
-            match vm::run_script(&o, &script) {
+            let t0 = Instant::now();
+            let run = vm::run_script(&o, &script);
+            times.push((format!("VM boot ({})", f.name()), t0.elapsed()));
+            match run {
                 Ok(r) => {
                     let text = fs::read_to_string(r.dir.join("results")).unwrap_or_default();
                     results.extend(group_results(&names, &text, "VM stopped early"));
@@ -259,6 +352,7 @@ pub fn test(filter: Option<&str>, vm_only: bool, soak: bool, opts: &VmOpts) -> R
         };
         println!("  {verdict:<4} {name} ({detail})");
     }
+    print_times(&times, &results, &tests, started.elapsed());
     let passed = results.iter().filter(|r| r.1 == "PASS").count();
     let failed = results.iter().filter(|r| r.1 == "FAIL").count();
     let skipped = results.iter().filter(|r| r.1 == "SKIP").count();
@@ -274,6 +368,73 @@ pub fn test(filter: Option<&str>, vm_only: bool, soak: bool, opts: &VmOpts) -> R
     } else {
         1
     })
+}
+
+/// Whether a measured time is far over the declared cost: twice it and
+/// then some (a busy host slows TCG guests, but not by 2x + a minute).
+fn over_cost(secs: u64, cost: u64) -> bool {
+    secs > 2 * cost + 60
+}
+
+fn fmt_secs(d: u64) -> String {
+    if d >= 60 {
+        format!("{}m{:02}s", d / 60, d % 60)
+    } else {
+        format!("{d}s")
+    }
+}
+
+/// The wall time of each step and each VM test, slowest first, and the
+/// total; a test far over its declared `# cost:` is flagged.
+fn print_times(
+    steps: &[(String, Duration)],
+    results: &[(String, String, String)],
+    tests: &[VmTest],
+    total: Duration,
+) {
+    let mut rows: Vec<(u64, String)> = steps
+        .iter()
+        .map(|(n, d)| (d.as_secs(), format!("step  {n}")))
+        .collect();
+    let mut flagged = Vec::new();
+    for (name, _, secs) in results {
+        let Ok(secs) = secs.parse::<u64>() else {
+            continue;
+        };
+        let cost = tests.iter().find(|t| &t.name == name).and_then(|t| t.cost);
+        let note = match cost {
+            Some(c) if over_cost(secs, c) => {
+                flagged.push(format!("{name} took {secs}s, declared cost {c}s"));
+                format!("  (cost {c}s: FAR OVER)")
+            }
+            Some(c) => format!("  (cost {c}s)"),
+            None => "  (no # cost: header)".into(),
+        };
+        rows.push((secs, format!("test  {name}{note}")));
+    }
+    rows.sort_by_key(|r| std::cmp::Reverse(r.0));
+    println!();
+    println!("Wall time, slowest first:");
+    for (secs, what) in &rows {
+        println!("  {:>7}  {what}", fmt_secs(*secs));
+    }
+    println!("  {:>7}  total", fmt_secs(total.as_secs()));
+    let boots = results
+        .iter()
+        .filter_map(|(n, _, _)| tests.iter().find(|t| &t.name == n))
+        .map(|t| t.flavor.name())
+        .collect::<std::collections::BTreeSet<_>>()
+        .len() as u64;
+    let declared: u64 = tests.iter().filter_map(|t| t.cost).sum::<u64>() + BOOT_COST * boots;
+    println!(
+        "  declared VM cost of these tests: {} (+{}s per boot); CI budget {}",
+        fmt_secs(declared),
+        BOOT_COST,
+        fmt_secs(VM_BUDGET_SECS)
+    );
+    for f in &flagged {
+        println!("test: {f}: far over it (a regression, or re-measure and update the header)");
+    }
 }
 
 /// How much longer than their `# timeout:` the VM tests (and the VM) may
@@ -292,7 +453,7 @@ fn timeout_scale(flavor: Flavor, soak: bool) -> u32 {
 
 /// `make W=1` on every kernel C file the series touches: our kernel may not
 /// warn where vanilla 7.2 does not.
-fn w1_check() -> Result<()> {
+pub fn w1_check() -> Result<()> {
     let mut objects = std::collections::BTreeSet::new();
     for p in kernel::series()? {
         for line in fs::read_to_string(&p)?.lines() {
@@ -308,18 +469,18 @@ fn w1_check() -> Result<()> {
     }
     let objects: Vec<String> = objects.into_iter().collect();
     let ours = kernel::w1_warnings(Flavor::Ublk, &objects)?;
-    // Files the series adds do not exist in vanilla.
-    let vanilla_tree = kernel::ensure(Flavor::Vanilla)?.tree;
+    // Files the series adds do not exist in the unpatched tree.
+    let pristine = kernel::ensure_pristine()?;
     let existing: Vec<String> = objects
         .iter()
         .filter(|o| {
-            vanilla_tree
+            pristine
                 .join(o.trim_end_matches(".o").to_string() + ".c")
                 .is_file()
         })
         .cloned()
         .collect();
-    let theirs = kernel::w1_warnings(Flavor::Vanilla, &existing)?;
+    let (theirs, _) = kernel::w1_pristine_warnings(&existing)?;
     let new: Vec<&String> = ours.difference(&theirs).collect();
     if !new.is_empty() {
         for w in &new {
@@ -352,7 +513,10 @@ fn checkpatch(failed: &mut Vec<String>) -> Result<()> {
         let out = cmd("perl")
             .env("PATH", path)
             .current_dir(&tree)
+            // The tree is Debian's source tarball, without git history:
+            // checkpatch cannot look up the commit a Fixes: tag names.
             .args(["scripts/checkpatch.pl", "--strict", "--no-color", "--terse"])
+            .args(["--ignore", "UNKNOWN_COMMIT_ID"])
             .arg(p)
             .output()?;
         if !out.status.success() {
@@ -419,7 +583,7 @@ mod tests {
     #[test]
     fn test_names() {
         assert!(is_test_name("00-boot.sh"));
-        assert!(is_test_name("41-kublk-selftests-vanilla.sh"));
+        assert!(is_test_name("34-bpf-fallback-distro.sh"));
         assert!(!is_test_name("run.sh"));
         assert!(!is_test_name("lib.sh"));
         assert!(!is_test_name("1-x.sh"));
@@ -435,8 +599,65 @@ mod tests {
         assert!(!matches_filter("40-kublk-selftests", ","));
     }
 
+    /// The budget: every test `cargo xtask test` runs declares its cost, and
+    /// the declared costs of the CI set (plus one boot per kernel) fit in
+    /// VM_BUDGET_SECS. A new test that would break the budget fails here,
+    /// on the host, the day it lands.
+    #[test]
+    fn ci_set_fits_the_vm_budget() {
+        let tests = discover(None, Flavor::Ublk).unwrap();
+        assert!(tests.len() > 10, "found only {} VM tests", tests.len());
+        let missing: Vec<&str> = tests
+            .iter()
+            .filter(|t| t.cost.is_none())
+            .map(|t| t.name.as_str())
+            .collect();
+        assert!(
+            missing.is_empty(),
+            "VM tests without a `# cost: SECS` header (measure them with \
+             `cargo xtask test --vm-only --filter NAME` and declare it): {missing:?}"
+        );
+        let mut kernels: Vec<Flavor> = Vec::new();
+        for t in &tests {
+            if !kernels.contains(&t.flavor) {
+                kernels.push(t.flavor);
+            }
+        }
+        let total: u64 =
+            tests.iter().filter_map(|t| t.cost).sum::<u64>() + BOOT_COST * kernels.len() as u64;
+        assert!(
+            total <= VM_BUDGET_SECS,
+            "the CI VM tests declare {total}s, over the {VM_BUDGET_SECS}s budget: make a test \
+             cheaper or move its long variant behind a flag (--soak, --full-selftests)"
+        );
+        // Nothing in CI needs a kernel build beyond ours.
+        assert!(
+            kernels
+                .iter()
+                .all(|f| matches!(f, Flavor::Ublk | Flavor::Distro)),
+            "{kernels:?}"
+        );
+        // The benchmark is not in CI.
+        assert!(!tests.iter().any(|t| t.name.starts_with("13-")));
+    }
+
+    #[test]
+    fn headers_and_cost_flag() {
+        let s = "#!/bin/sh\n# timeout: 900\n# cost: 155 (measured)\n# ci: no (benchmark)\n";
+        assert_eq!(cost_of(s), Some(155));
+        assert!(!in_ci(s));
+        assert!(in_ci("#!/bin/sh\n# cost: 3\n"));
+        assert_eq!(cost_of("#!/bin/sh\n"), None);
+        assert!(!over_cost(100, 60));
+        assert!(over_cost(181, 60));
+        assert_eq!(fmt_secs(59), "59s");
+        assert_eq!(fmt_secs(3725), "62m05s");
+    }
+
     #[test]
     fn flavor_header() {
+        let d = "#!/bin/sh\n# kernel: distro\nexit 0\n";
+        assert_eq!(flavor_of(d, Flavor::Ublk), Flavor::Distro);
         let v = "#!/bin/sh\n# kernel: vanilla\nexit 0\n";
         assert_eq!(flavor_of(v, Flavor::Ublk), Flavor::Vanilla);
         assert_eq!(

@@ -194,6 +194,31 @@ fn initramfs(opts: &VmOpts) -> Result<PathBuf> {
     Ok(out)
 }
 
+/// The common initramfs followed by a flavor's own (the kernel unpacks
+/// concatenated cpio archives in order): cached next to the common one.
+fn with_extra(base: &Path, extra: &Path) -> Result<PathBuf> {
+    let mut key = Fnv::default();
+    key.add(base.as_os_str().as_encoded_bytes());
+    key.add(extra.as_os_str().as_encoded_bytes());
+    let m = fs::metadata(extra)?;
+    key.add(&m.len().to_le_bytes());
+    key.add(
+        &m.modified()?
+            .duration_since(std::time::UNIX_EPOCH)?
+            .as_secs()
+            .to_le_bytes(),
+    );
+    let out = base.with_file_name(format!("{}-extra.cpio.gz", key.hex()));
+    if !out.is_file() {
+        let mut bytes = fs::read(base)?;
+        bytes.extend(fs::read(extra)?);
+        let tmp = out.with_extension("tmp");
+        fs::write(&tmp, bytes)?;
+        fs::rename(&tmp, &out)?;
+    }
+    Ok(out)
+}
+
 /// The shared libraries `ldd` lists for a binary (with the loader).
 fn shared_libs(bin: &Path) -> Result<Vec<PathBuf>> {
     let out = Command::new("ldd").arg(bin).output()?;
@@ -256,13 +281,20 @@ fn choose_accel(opts: &VmOpts, kernel: &Path, initrd: &Path) -> Result<Accel> {
 pub fn run_script(opts: &VmOpts, script: &str) -> Result<VmResult> {
     // A kernel under development outside the cache (e.g. a tree being
     // edited before its patches are exported) boots as the patched flavor.
-    let image = match std::env::var_os("UBLK_EBPF_KERNEL_IMAGE") {
-        Some(p) if opts.flavor != Flavor::Vanilla => PathBuf::from(p),
-        _ => kernel::ensure(opts.flavor)?.image,
+    let (image, extra) = match std::env::var_os("UBLK_EBPF_KERNEL_IMAGE") {
+        Some(p) if !opts.flavor.unpatched() => (PathBuf::from(p), None),
+        _ => {
+            let k = kernel::ensure(opts.flavor)?;
+            (k.image, k.initrd_extra)
+        }
     };
     let initrd = {
         let _l = lock(&cache_dir()?.join(".initramfs.lock"), "the initramfs")?;
-        initramfs(opts)?
+        let base = initramfs(opts)?;
+        match extra {
+            Some(extra) => with_extra(&base, &extra)?,
+            None => base,
+        }
     };
     let accel = choose_accel(opts, &image, &initrd)?;
     let opts = VmOpts {
