@@ -21,7 +21,8 @@ for mode in $(modes); do
   d=$(add_dev "$T/r.img" "$mode" --recovery --reissue) || exit 1
   id=$(devid "$d")
   pid=$(field_of "$id" pid)
-  fio --name=rec --filename="$d" --rw=randwrite --bs=4k --size=24m --direct=1 --ioengine=libaio \
+  # rate-limited so that the write phase lasts >= 6 s however fast the mode
+  fio --name=rec --filename="$d" --rw=randwrite --bs=4k --size=24m --rate_iops=1000 --direct=1 --ioengine=libaio \
     --iodepth=16 --verify=crc32c --do_verify=1 --verify_fatal=1 --output="$T/rec.out" > /dev/null 2>&1 &
   fpid=$!
   sleep 2

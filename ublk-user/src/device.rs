@@ -209,19 +209,7 @@ impl Device {
             }
             return Err(e.into());
         }
-        let mut dev = Self {
-            ctrl,
-            info,
-            opts,
-            target,
-            cdev: None,
-            counters: None,
-            threads: Vec::new(),
-            hook: None,
-            hook_attached: false,
-            deleted: false,
-            recovering: false,
-        };
+        let mut dev = Self::handle(ctrl, info, opts, target, false);
         // From here on, an error drops `dev`, which deletes the device.
         if dev.info.flags & flags != flags {
             bail!(
@@ -266,7 +254,22 @@ impl Device {
                 Err(e) => return Err(e.into()),
             }
         }
-        let mut dev = Self {
+        let mut dev = Self::handle(ctrl, info, opts, target, true);
+        dev.open_cdev()?;
+        Ok(dev)
+    }
+
+    /// The handle of an added (or, with `recovering`, taken-over) device
+    /// before its char device is open. A device being taken over counts as
+    /// not ours to delete until [`Device::start`] succeeds.
+    fn handle(
+        ctrl: Control,
+        info: DevInfo,
+        opts: DeviceOptions,
+        target: Arc<dyn Target>,
+        recovering: bool,
+    ) -> Self {
+        Self {
             ctrl,
             info,
             opts,
@@ -276,12 +279,9 @@ impl Device {
             threads: Vec::new(),
             hook: None,
             hook_attached: false,
-            // a failed takeover must not delete the user's device
-            deleted: true,
-            recovering: true,
-        };
-        dev.open_cdev()?;
-        Ok(dev)
+            deleted: recovering,
+            recovering,
+        }
     }
 
     fn open_cdev(&mut self) -> Result<()> {
