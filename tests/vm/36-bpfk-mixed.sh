@@ -19,6 +19,7 @@
 # Skips when the kernel lacks UBLK_F_BPF_KERNEL_IO.
 # Measured: 33 s on kdev-bzImage-1 (TCG, 2 vCPUs).
 . tests/vm/lib.sh
+. tests/vm/lib-mixed.sh
 command -v fio > /dev/null || skip "no fio"
 [ -c /dev/ublk-control ] || skip "no /dev/ublk-control"
 has_feature bpf_kernel_io || skip "kernel lacks UBLK_F_BPF_KERNEL_IO"
@@ -54,56 +55,7 @@ dev=$(basename "$d")
 [ "$(cat /sys/block/$dev/queue/discard_max_bytes)" != 0 ] || die "discard not enabled on $d"
 k0=$(jnum kernel_completed); s0=$(jnum server_served); p0=$(jnum bpf_passed)
 
-# Region map: [0,32M) fio verify (+fsync) | [32M,48M) fio trim+write
-#             [48M,64M) shell discard/zeroes/sync loop | [64M,96M) reference
-cat > "$T/mixed.fio" << EOF
-[global]
-filename=$d
-direct=1
-ioengine=libaio
-randrepeat=0
-[verify]
-rw=randwrite
-bsrange=4k-1M
-offset=0
-size=32m
-iodepth=16
-fsync=8
-verify=crc32c
-do_verify=1
-verify_fatal=1
-[trim]
-rw=randtrim
-bs=64k
-offset=32m
-size=16m
-iodepth=4
-[write]
-rw=randwrite
-bs=128k
-offset=32m
-size=16m
-iodepth=4
-EOF
-(
-  i=0
-  while [ $i -lt 24 ]; do
-    o=$((48 + (i % 8) * 2))
-    $BLKDISCARD -o $((o * MiB)) -l $MiB "$d" || exit 1
-    zeroout $(((o + 1) * MiB)) $MiB "$d" || exit 2
-    dd if=/dev/urandom of="$d" bs=64k count=4 seek=$(((o * MiB) / 65536)) oflag=direct,dsync 2> /dev/null || exit 3
-    sync
-    i=$((i + 1))
-  done
-) > "$T/loop.out" 2>&1 &
-bg=$!
-fio "$T/mixed.fio" --output="$T/fio.out" > /dev/null 2>&1 || { cat "$T/fio.out"; die "mixed fio failed"; }
-wait $bg
-rc=$?
-[ $rc = 0 ] || { cat "$T/loop.out"; die "discard/zeroes/sync loop failed (exit $rc)"; }
-grep -q "err= 0" "$T/fio.out" || { cat "$T/fio.out"; die "mixed fio reported errors"; }
-grep -Eq "err= *[1-9]" "$T/fio.out" && { cat "$T/fio.out"; die "a fio job reported errors"; }
-log "ok: fio verify with fsync + trim + discard/zeroes/sync loop"
+mixed_workload "$d" 24
 # the verified region once more, after everything else ran next to it
 fio --name=verify --filename="$d" --rw=randwrite --bsrange=4k-1M --offset=0 --size=32m --direct=1 \
   --ioengine=libaio --iodepth=16 --randrepeat=0 --verify=crc32c --verify_only --verify_fatal=1 \

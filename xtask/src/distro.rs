@@ -15,7 +15,7 @@
 //! `modules.cpio.gz` and a `ready` stamp.
 
 use crate::kernel::{newer_apt, sanitize, Kernel};
-use crate::util::{cache_dir, cmd, lock, log_path, run_logged, say, shell_quote};
+use crate::util::{cache_dir, cmd, lock, log_path, run_logged, say};
 use anyhow::{bail, Context, Result};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
@@ -302,20 +302,7 @@ fn modules_initramfs(mods: &Path, stage: &Path, out: &Path) -> Result<()> {
         "distro kernel: guest modules (load order): {}",
         order.join(" ")
     ));
-    let tmp = out.with_extension("tmp");
-    let script = format!(
-        "cd {} && find . -print0 | cpio --null -o -H newc --quiet | gzip -1 > {}",
-        shell_quote(stage.to_str().unwrap()),
-        shell_quote(tmp.to_str().unwrap())
-    );
-    run_logged(
-        "cpio (distro modules)",
-        Command::new("sh").args(["-c", &script]),
-        &log_path("initramfs-distro.log")?,
-    )?;
-    fs::rename(&tmp, out)?;
-    let _ = fs::remove_dir_all(stage);
-    Ok(())
+    crate::vm::pack_cpio(stage, out, "cpio (distro modules)", "initramfs-distro.log")
 }
 
 #[cfg(test)]

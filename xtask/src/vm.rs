@@ -132,15 +132,8 @@ fn initramfs(opts: &VmOpts) -> Result<PathBuf> {
     key.add(init.as_bytes());
     key.add(UDEVADM_SHIM.as_bytes());
     for f in &files {
-        let m = fs::metadata(f)?;
         key.add(f.as_os_str().as_encoded_bytes());
-        key.add(&m.len().to_le_bytes());
-        key.add(
-            &m.modified()?
-                .duration_since(std::time::UNIX_EPOCH)?
-                .as_secs()
-                .to_le_bytes(),
-        );
+        add_stamp(&mut key, f)?;
     }
     let out = cache.join(format!("initramfs/{}.cpio.gz", key.hex()));
     if out.is_file() {
@@ -178,20 +171,40 @@ fn initramfs(opts: &VmOpts) -> Result<PathBuf> {
         "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/sh\n",
     )?;
     fs::write(stage.join("etc/group"), "root:x:0:\nnogroup:x:65534:\n")?;
+    pack_cpio(&stage, &out, "cpio", "initramfs.log")?;
+    Ok(out)
+}
+
+/// Size and mtime of `f` into a cache key: a rebuilt input changes it.
+fn add_stamp(key: &mut Fnv, f: &Path) -> Result<()> {
+    let m = fs::metadata(f)?;
+    key.add(&m.len().to_le_bytes());
+    key.add(
+        &m.modified()?
+            .duration_since(std::time::UNIX_EPOCH)?
+            .as_secs()
+            .to_le_bytes(),
+    );
+    Ok(())
+}
+
+/// `stage` as a gzipped newc cpio archive at `out` (written under a
+/// temporary name, then renamed); `stage` is removed afterwards.
+pub fn pack_cpio(stage: &Path, out: &Path, what: &str, log: &str) -> Result<()> {
     let tmp = out.with_extension("tmp");
     let script = format!(
         "cd {} && find . -print0 | cpio --null -o -H newc --quiet | gzip -1 > {}",
-        shell_quote(stage.to_str().unwrap()),
-        shell_quote(tmp.to_str().unwrap())
+        shell_quote(stage.to_str().context("stage path is not UTF-8")?),
+        shell_quote(tmp.to_str().context("cache path is not UTF-8")?)
     );
     run_logged(
-        "cpio",
+        what,
         Command::new("sh").args(["-c", &script]),
-        &log_path("initramfs.log")?,
+        &log_path(log)?,
     )?;
-    fs::rename(&tmp, &out)?;
-    let _ = fs::remove_dir_all(&stage);
-    Ok(out)
+    fs::rename(&tmp, out)?;
+    let _ = fs::remove_dir_all(stage);
+    Ok(())
 }
 
 /// The common initramfs followed by a flavor's own (the kernel unpacks
@@ -200,14 +213,7 @@ fn with_extra(base: &Path, extra: &Path) -> Result<PathBuf> {
     let mut key = Fnv::default();
     key.add(base.as_os_str().as_encoded_bytes());
     key.add(extra.as_os_str().as_encoded_bytes());
-    let m = fs::metadata(extra)?;
-    key.add(&m.len().to_le_bytes());
-    key.add(
-        &m.modified()?
-            .duration_since(std::time::UNIX_EPOCH)?
-            .as_secs()
-            .to_le_bytes(),
-    );
+    add_stamp(&mut key, extra)?;
     let out = base.with_file_name(format!("{}-extra.cpio.gz", key.hex()));
     if !out.is_file() {
         let mut bytes = fs::read(base)?;
