@@ -44,6 +44,7 @@
 //! }
 //! ```
 
+#[cfg(feature = "bpf")]
 pub mod bpf;
 pub mod cli;
 pub mod ctrl;

@@ -1,43 +1,42 @@
 //! `cargo xtask build-ebpf` and `cargo xtask build`.
+//!
+//! The BPF program is built by `ublk-ebpf-build`, the same code
+//! `ublk-user/build.rs` runs, into the same target directory
+//! (`ublk-ebpf/target`): `build` builds it here first (its own step, log and
+//! error), and the ublk-user build that follows finds it fresh.
 
 use crate::util::{cmd, log_path, root, run_logged, say};
-use anyhow::{Context, Result};
-use std::fs;
+use anyhow::{anyhow, Result};
 use std::path::PathBuf;
+use ublk_ebpf_build::{EbpfCrate, Error};
 
-/// Where the BPF object lands; `ublk-user/build.rs` embeds it from here.
-pub fn ebpf_object() -> PathBuf {
-    root().join("target/bpf/ublk-ebpf.o")
+/// The BPF crate of this checkout.
+pub fn ebpf_crate() -> EbpfCrate {
+    EbpfCrate::at(root().join("ublk-ebpf"))
 }
 
+/// Builds the BPF object; returns its path.
 pub fn build_ebpf() -> Result<PathBuf> {
-    let dir = root().join("ublk-ebpf");
     say("build-ebpf: building the BPF program (nightly, bpfel-unknown-none, bpf-linker)");
-    run_logged(
-        "BPF program build",
-        cmd("rustup")
-            .current_dir(&dir)
-            .args(["run", "nightly", "cargo", "build", "--release"])
-            .args(["--target", "bpfel-unknown-none", "-Z", "build-std=core"]),
-        &log_path("build-ebpf.log")?,
-    )?;
-    let built = dir.join("target/bpfel-unknown-none/release/ublk-ebpf");
-    let out = ebpf_object();
-    fs::create_dir_all(out.parent().unwrap())?;
-    fs::copy(&built, &out)
-        .with_context(|| format!("the BPF build produced no {}", built.display()))?;
-    Ok(out)
+    ebpf_crate()
+        .build(&log_path("build-ebpf.log")?)
+        .map_err(|e| match e {
+            Error::Missing(_) => anyhow!("build-ebpf: {e}: run `cargo xtask setup`"),
+            e => anyhow!("build-ebpf: {e}"),
+        })
 }
+
+/// The release binaries the VM uses.
+pub const PACKAGES: &[&str] = &["ublk-user"];
 
 pub fn build() -> Result<()> {
     build_ebpf()?;
     say("build: building the release userspace binaries");
-    run_logged(
-        "cargo build --release",
-        cmd("cargo")
-            .current_dir(root())
-            .args(["build", "--release", "--package", "ublk-user"]),
-        &log_path("build.log")?,
-    )?;
+    let mut c = cmd("cargo");
+    c.current_dir(root()).args(["build", "--release"]);
+    for p in PACKAGES {
+        c.args(["--package", p]);
+    }
+    run_logged("cargo build --release", &mut c, &log_path("build.log")?)?;
     Ok(())
 }

@@ -44,7 +44,7 @@ enum Cmd {
         #[arg(long)]
         print_path: bool,
     },
-    /// Build the BPF object (target/bpf/ublk-ebpf.o).
+    /// Build the BPF object (ublk-ebpf/target/bpfel-unknown-none/release/ublk-ebpf).
     BuildEbpf,
     /// Build the BPF object and the release userspace binaries.
     Build,

@@ -137,10 +137,7 @@ pub struct BpfProgram {
 impl BpfProgram {
     /// Loads the object embedded at build time ([`embedded_object`]).
     pub fn load_embedded(opts: LoadOptions) -> Result<Self> {
-        let obj = embedded_object().ok_or_else(|| {
-            anyhow!("this ublk-user was built without the BPF program (run `cargo xtask build-ebpf`, then rebuild)")
-        })?;
-        Self::load(obj, opts)
+        Self::load(embedded_object(), opts)
     }
 
     /// Loads `object` (the ELF built from `ublk-ebpf/`).
@@ -355,9 +352,8 @@ impl Drop for BpfProgram {
     }
 }
 
-/// Why `--mode bpf` cannot work in this process, if it cannot: no embedded
-/// object, or the kernel refuses the program (no `BPF_PROG_TYPE_UBLK`,
-/// verifier error). Loads the program once and drops it; cheap (~ms). Meant
+/// Why `--mode bpf` cannot work in this process, if it cannot: the kernel
+/// refuses the program (no `BPF_PROG_TYPE_UBLK`, verifier error). Loads the program once and drops it; cheap (~ms). Meant
 /// for the pre-fork fallback decision; the kernel's `UBLK_F_BPF` bit is
 /// checked by the caller.
 /// Runs aya's one-time kernel feature probe now. aya caches the result for
@@ -373,13 +369,10 @@ pub fn prime_feature_probe() {
 }
 
 pub fn probe(log: bool) -> std::result::Result<(), String> {
-    let obj = embedded_object().ok_or_else(|| {
-        "this ublk-user was built without the BPF program (cargo xtask build-ebpf)".to_string()
-    })?;
     // The log thread is not needed for a probe, but the flag changes the code
     // the verifier walks, so probe with the same value.
     BpfProgram::load(
-        obj,
+        embedded_object(),
         LoadOptions {
             log,
             ..Default::default()
@@ -553,26 +546,16 @@ impl LogThread {
     }
 }
 
-#[cfg(ublk_ebpf_embedded)]
-mod embedded {
-    #[repr(C, align(8))]
-    pub struct Aligned<B: ?Sized>(pub B);
-    pub static OBJECT: &Aligned<[u8]> =
-        &Aligned(*include_bytes!(concat!(env!("OUT_DIR"), "/ublk-ebpf.o")));
-}
+#[repr(C, align(8))]
+struct Aligned<B: ?Sized>(B);
 
-/// The BPF object embedded at build time by `ublk-user/build.rs` (from
-/// `target/bpf/ublk-ebpf.o` or `$UBLK_EBPF_OBJ`), or `None` when the build
-/// found none.
-pub fn embedded_object() -> Option<&'static [u8]> {
-    #[cfg(ublk_ebpf_embedded)]
-    {
-        Some(&embedded::OBJECT.0)
-    }
-    #[cfg(not(ublk_ebpf_embedded))]
-    {
-        None
-    }
+static OBJECT: &Aligned<[u8]> = &Aligned(*include_bytes!(concat!(env!("OUT_DIR"), "/ublk-ebpf.o")));
+
+/// The BPF object embedded at build time by `ublk-user/build.rs`: the
+/// program it built from `ublk-ebpf/`, or `$UBLK_EBPF_OBJ`. A build with the
+/// `bpf` feature always has it (build.rs fails otherwise).
+pub fn embedded_object() -> &'static [u8] {
+    &OBJECT.0
 }
 
 #[cfg(test)]

@@ -4,8 +4,8 @@
 //!   can be found (`$UBLK_KERNEL_TREE`, the xtask cache's patched tree, or
 //!   the `+` lines of `kernel-patches/*.patch`), else against the values of
 //!   the ABI document.
-//! * Object: the embedded object has the program and the maps the loader
-//!   expects (skipped, with a note, when nothing is embedded).
+//! * Object: the embedded object (always there: build.rs fails without
+//!   it) has the program and the maps the loader expects.
 //! * `#[ignore]`, root: `host_load_reaches_verifier` loads the embedded
 //!   object on the running kernel.
 
@@ -280,11 +280,7 @@ fn stats_json_fields() {
 
 #[test]
 fn embedded_object_has_program_and_maps() {
-    let Some(bytes) = embedded_object() else {
-        eprintln!("NOTE: no BPF object embedded (run `cargo xtask build-ebpf`); skipped");
-        return;
-    };
-    check_object(bytes);
+    check_object(embedded_object());
 }
 
 /// Also checks a freshly built object when there is one (no rebuild of
@@ -375,7 +371,7 @@ fn kprobe_unavailable(msg: &str) -> bool {
     msg.contains("type 2,") && msg.contains("os error 22") && msg.contains("(empty)")
 }
 
-/// Loads the embedded (or freshly built) object on the running kernel.
+/// Loads the embedded object on the running kernel.
 ///
 /// * as `BPF_PROG_TYPE_KPROBE` (whose context accepts the same read-only
 ///   loads): the verifier walks the whole program and must stop exactly at
@@ -387,17 +383,7 @@ fn kprobe_unavailable(msg: &str) -> bool {
 #[test]
 #[ignore = "needs root and bpf(2); loads the program on the running kernel"]
 fn host_load_reaches_verifier() {
-    let owned;
-    let bytes = match embedded_object() {
-        Some(b) => b,
-        None => {
-            owned = std::fs::read(
-                repo_root().join("ublk-ebpf/target/bpfel-unknown-none/release/ublk-ebpf"),
-            )
-            .expect("no embedded object and ublk-ebpf not built");
-            &owned
-        }
-    };
+    let bytes = embedded_object();
     for log in [false, true] {
         const KPROBE: u32 = 2;
         let opts = LoadOptions {
@@ -463,17 +449,7 @@ fn host_load_reaches_verifier() {
 #[test]
 #[ignore = "needs root and bpf(2); loads the program on the running kernel"]
 fn host_load_full_program_with_substitute_helper() {
-    let owned;
-    let bytes = match embedded_object() {
-        Some(b) => b,
-        None => {
-            owned = std::fs::read(
-                repo_root().join("ublk-ebpf/target/bpfel-unknown-none/release/ublk-ebpf"),
-            )
-            .expect("no embedded object and ublk-ebpf not built");
-            &owned
-        }
-    };
+    let bytes = embedded_object();
     for log in [false, true] {
         let opts = LoadOptions {
             log,
@@ -533,7 +509,7 @@ fn host_load_full_program_with_substitute_helper() {
 ///
 /// Run in the VM: `cargo xtask run -- <test binary> --ignored --nocapture bpf::tests::vm_`
 #[test]
-#[ignore = "needs the patched kernel (UBLK_F_BPF), root, and the embedded program"]
+#[ignore = "needs the patched kernel (UBLK_F_BPF) and root"]
 fn vm_end_to_end_redirect() {
     use crate::ctrl::Control;
     use crate::device::{Device, DeviceOptions};
@@ -541,10 +517,6 @@ fn vm_end_to_end_redirect() {
     use std::io::{Read, Seek, SeekFrom, Write};
     use std::os::unix::fs::{FileExt, OpenOptionsExt};
 
-    if embedded_object().is_none() {
-        eprintln!("NOTE: no embedded object; skipped");
-        return;
-    }
     let Ok(mut ctl) = Control::open() else {
         eprintln!("NOTE: no /dev/ublk-control; skipped");
         return;

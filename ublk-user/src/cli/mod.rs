@@ -53,7 +53,7 @@ pub type BpfFactory = Box<dyn FnOnce() -> Result<(Box<dyn BpfHook>, u32)>>;
 
 /// The BPF loader for `--mode bpf` (`crate::bpf`), or why BPF cannot be
 /// used: the kernel lacks `UBLK_F_BPF`, or the program cannot be loaded
-/// (not embedded in this build, refused by the verifier).
+/// (refused by the verifier), or this build has no BPF support.
 fn bpf_loader(
     features: u64,
     log: bool,
@@ -65,18 +65,37 @@ fn bpf_loader(
     if kernel_io && features & sys::UBLK_F_BPF_KERNEL_IO == 0 {
         return Err("kernel lacks UBLK_F_BPF_KERNEL_IO (GET_FEATURES bit 21)".into());
     }
-    crate::bpf::probe(log)?;
-    Ok(Box::new(move || {
-        let (prog, hook) = crate::bpf::load_hook(log, kernel_io)?;
-        Ok((hook, prog.stats_map_id()))
-    }))
+    #[cfg(feature = "bpf")]
+    {
+        crate::bpf::probe(log)?;
+        Ok(Box::new(move || {
+            let (prog, hook) = crate::bpf::load_hook(log, kernel_io)?;
+            Ok((hook, prog.stats_map_id()))
+        }))
+    }
+    #[cfg(not(feature = "bpf"))]
+    {
+        let _ = log;
+        Err(NO_BPF_SUPPORT.into())
+    }
 }
+
+/// Why a build without the `bpf` cargo feature refuses the BPF modes.
+#[cfg(not(feature = "bpf"))]
+const NO_BPF_SUPPORT: &str =
+    "this ublk-user was built without BPF support (cargo feature `bpf` off): \
+     use --mode copy or zc, or rebuild it with the default features";
 
 /// The effective data path for `--mode`: the requested one if the kernel
 /// and this build offer it, else the next in the chain bpf-kernel → bpf →
 /// copy (each step logged), or an error with `--no-fallback`. Returns the
 /// mode, the BPF loader if any, and whether the kernel completes the I/O.
 fn choose_mode(common: &CommonArgs, features: u64) -> Result<(DataMode, Option<BpfFactory>, bool)> {
+    // Not a fallback: this binary can never serve them, whatever the kernel.
+    #[cfg(not(feature = "bpf"))]
+    if matches!(common.mode, ModeArg::Bpf | ModeArg::BpfKernel) {
+        bail!("--mode {}: {NO_BPF_SUPPORT}", common.mode.name());
+    }
     let mut want = common.mode;
     loop {
         let kernel_io = want == ModeArg::BpfKernel;
@@ -110,6 +129,7 @@ fn choose_mode(common: &CommonArgs, features: u64) -> Result<(DataMode, Option<B
 
 fn add(t: AddTarget) -> Result<()> {
     // Before any io_uring exists in this process: see the function's doc.
+    #[cfg(feature = "bpf")]
     crate::bpf::prime_feature_probe();
     let (target, common): (Arc<dyn Target>, CommonArgs) = match t {
         AddTarget::Loop { file, common } => {
@@ -127,6 +147,7 @@ fn add(t: AddTarget) -> Result<()> {
 /// A new server for device `id` (added with --recovery), from what `add`
 /// recorded: target, backing file, requested mode.
 fn recover(id: u32, foreground: bool) -> Result<()> {
+    #[cfg(feature = "bpf")]
     crate::bpf::prime_feature_probe();
     require_root()?;
     let m = Meta::read(id).ok_or_else(|| {
@@ -532,6 +553,7 @@ fn list(json: bool) -> Result<()> {
                         ));
                     }
                 }
+                #[cfg(feature = "bpf")]
                 if m.bpf_stats_map_id != 0 {
                     if let Ok(st) = crate::bpf::stats_by_map_id(m.bpf_stats_map_id) {
                         extra.push_str(&format!(",{}", st.json_fields()));
@@ -604,4 +626,33 @@ fn features(json: bool) -> Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(all(test, not(feature = "bpf")))]
+mod no_bpf_tests {
+    use super::*;
+    use clap::Parser;
+
+    fn common(mode: &str) -> CommonArgs {
+        let argv = ["ublk-user", "add", "null", "--size", "16M", "--mode", mode];
+        match Cli::try_parse_from(argv).unwrap().cmd {
+            Command::Add {
+                target: AddTarget::Null { common, .. },
+            } => common,
+            _ => unreachable!("parsed as add null"),
+        }
+    }
+
+    /// Without the `bpf` feature the BPF modes are an error naming the
+    /// build, even on a kernel that offers every feature and without
+    /// --no-fallback; copy and zc are unaffected.
+    #[test]
+    fn bpf_modes_are_refused_not_fallen_back() {
+        for mode in ["bpf", "bpf-kernel"] {
+            let e = choose_mode(&common(mode), u64::MAX).err().expect("refused");
+            assert_eq!(format!("{e:#}"), format!("--mode {mode}: {NO_BPF_SUPPORT}"));
+        }
+        let (m, bpf, kernel_io) = choose_mode(&common("zc"), u64::MAX).unwrap();
+        assert_eq!((m, bpf.is_none(), kernel_io), (DataMode::Zc, true, false));
+    }
 }
