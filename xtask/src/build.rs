@@ -26,8 +26,8 @@ pub fn build_ebpf() -> Result<PathBuf> {
         })
 }
 
-/// The release binaries the VM uses.
-pub const PACKAGES: &[&str] = &["ublk-user"];
+/// The release binaries the VM uses: the server and the test fixture.
+pub const PACKAGES: &[&str] = &["ublk-user", "ublk-bpf-fixture"];
 
 pub fn build() -> Result<()> {
     build_ebpf()?;
