@@ -957,6 +957,72 @@ mod tests {
         assert_eq!(s.guest_util(), Some(75.0));
     }
 
+    /// `--from` renders an earlier run's raw directory into `--out`
+    /// without building or booting anything (a VM run here would fail: the
+    /// options name a kernel flavor and a timeout, nothing else is set up).
+    #[test]
+    fn from_renders_a_raw_directory_offline() {
+        let t = crate::util::TempDir::new("bench-from");
+        let raw = t.path().join("raw");
+        let out = t.path().join("out");
+        fs::create_dir_all(raw.join("fio")).unwrap();
+        let wl = [Workload::matrix("randread", 4 << 10, 32)];
+        fs::write(
+            raw.join("plan.txt"),
+            plan_text(&plan(&wl, &["copy"], 1), &wl),
+        )
+        .unwrap();
+        fs::write(
+            raw.join("runs.csv"),
+            "idx,rep,contender,workload,rc,pb,pt,ps,qb,qt,qs\n1,1,copy,randread-4k-qd32,0,100,200,10,150,400,20\n",
+        )
+        .unwrap();
+        fs::write(
+            raw.join("fio/1.json"),
+            r#"{"jobs":[{"error":0,"read":{"io_bytes":1073741824,"bw_bytes":536870912,"iops":131072.0,
+               "runtime":2000,"total_ios":262144,"clat_ns":{"percentile":{"50.000000":7000,"99.000000":21000}}}}]}"#,
+        )
+        .unwrap();
+        fs::write(
+            raw.join("env.txt"),
+            "kernel=7.2.12+\naccel=tcg\nstart=2026-12-02T10:00:00\nclk_tck=100\n",
+        )
+        .unwrap();
+        fs::write(raw.join("contenders.txt"), "copy|ok|/dev/ublkb0|0|copy|\n").unwrap();
+        fs::write(
+            raw.join("host.txt"),
+            "commit=abc\ncommand=cargo xtask bench\nsuffix=\n",
+        )
+        .unwrap();
+        fs::write(raw.join("done"), "").unwrap();
+        let o = BenchOpts {
+            quick: false,
+            filter: None,
+            reps: 3,
+            runtime: None,
+            size_mb: 512,
+            from: Some(raw.clone()),
+            out: Some(out.clone()),
+        };
+        let vm_opts = VmOpts {
+            flavor: crate::kernel::Flavor::Ublk,
+            cpus: 1,
+            mem: "1G".into(),
+            timeout: Duration::from_secs(1),
+            boot_timeout: Duration::from_secs(1),
+            accel: vm::Accel::Tcg,
+            tmp_size: "1G".into(),
+        };
+        assert_eq!(bench(&o, &vm_opts, false).unwrap(), 0);
+        let md = fs::read_to_string(out.join("2026-12-02-7.2.12+-tcg.md")).unwrap();
+        assert!(md.contains("randread"), "{md}");
+        let csv = fs::read_to_string(out.join("2026-12-02-7.2.12+-tcg.csv")).unwrap();
+        assert!(
+            csv.contains("1,1,copy,randread-4k-qd32,ok,131072.0"),
+            "{csv}"
+        );
+    }
+
     #[test]
     fn dates() {
         assert_eq!(civil_from_days(0), (1970, 1, 1));

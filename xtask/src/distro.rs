@@ -40,14 +40,11 @@ const GUEST_MODULES: &[&str] = &["9pnet_virtio", "9p", "ublk_drv", "loop", "ext4
 pub fn ensure() -> Result<Kernel> {
     let cache = cache_dir()?;
     let _l = lock(&cache.join(".kernel-distro.lock"), "the distro kernel")?;
-    // Prefer the release whose source the other flavors use.
-    let src = crate::kernel::unpacked_version(&cache);
-    let mut order: Vec<(&str, &str)> = VERSIONS.to_vec();
-    order.sort_by_key(|(_, v)| Some(*v) != src);
+    let order = preference(&cache);
     for (abi, ver) in &order {
         let dir = cache.join("distro").join(sanitize(ver));
         if dir.join("ready").is_file() {
-            return kernel_in(&dir, abi);
+            return kernel_in(&dir, abi, crate::kernel::ensure_pristine()?);
         }
     }
     let mut last = None;
@@ -66,6 +63,31 @@ pub fn ensure() -> Result<Kernel> {
         .context("distro kernel: none of Debian's prebuilt 7.2 kernels could be downloaded")
 }
 
+/// The releases in the order they are tried: first the one whose source
+/// the other flavors use.
+fn preference(cache: &Path) -> Vec<(&'static str, &'static str)> {
+    let src = crate::kernel::unpacked_version(cache);
+    let mut order: Vec<(&str, &str)> = VERSIONS.to_vec();
+    order.sort_by_key(|(_, v)| Some(*v) != src);
+    order
+}
+
+/// The distro kernel if it is already downloaded and unpacked in `cache`
+/// (see [`crate::kernel::find_in`]: a query that changes nothing). Its
+/// `tree` is the unpacked linux-source tree if there is one, else where
+/// `cargo xtask kernel` would unpack it.
+pub fn find_in(cache: &Path) -> Result<Option<Kernel>> {
+    for (abi, ver) in preference(cache) {
+        let dir = cache.join("distro").join(sanitize(ver));
+        if dir.join("ready").is_file() {
+            let src = crate::kernel::unpacked_version(cache).unwrap_or(ver);
+            let tree = cache.join("src").join(sanitize(src)).join("pristine");
+            return kernel_in(&dir, abi, tree).map(Some);
+        }
+    }
+    Ok(None)
+}
+
 /// The (ABI, Debian version) of the distro kernel in use.
 pub fn version() -> Result<(String, String)> {
     let k = ensure()?;
@@ -73,7 +95,7 @@ pub fn version() -> Result<(String, String)> {
     Ok((k.release, ver.trim().to_string()))
 }
 
-fn kernel_in(dir: &Path, abi: &str) -> Result<Kernel> {
+fn kernel_in(dir: &Path, abi: &str, tree: PathBuf) -> Result<Kernel> {
     let root = dir.join("root");
     let image = [
         root.join(format!("usr/lib/modules/{abi}/vmlinuz")),
@@ -83,7 +105,7 @@ fn kernel_in(dir: &Path, abi: &str) -> Result<Kernel> {
     .find(|p| p.is_file())
     .with_context(|| format!("distro kernel: no vmlinuz for {abi} in {}", root.display()))?;
     Ok(Kernel {
-        tree: crate::kernel::ensure_pristine()?,
+        tree,
         build: dir.to_path_buf(),
         image,
         release: abi.to_string(),
@@ -149,7 +171,7 @@ fn fetch(cache: &Path, abi: &str, ver: &str) -> Result<Kernel> {
             &log_path("distro-unpack.log")?,
         )?;
     }
-    let k = kernel_in(&dir, abi)?;
+    let k = kernel_in(&dir, abi, crate::kernel::ensure_pristine()?)?;
     let mods = root.join(format!("usr/lib/modules/{abi}"));
     modules_initramfs(&mods, &dir.join("stage"), &dir.join("modules.cpio.gz"))?;
     fs::write(dir.join("version"), ver)?;
@@ -308,6 +330,28 @@ fn modules_initramfs(mods: &Path, stage: &Path, out: &Path) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn find_in_wants_the_ready_stamp_and_downloads_nothing() {
+        let t = crate::util::TempDir::new("find-distro");
+        let cache = t.path();
+        let (abi, ver) = VERSIONS[1];
+        let dir = cache.join("distro").join(sanitize(ver));
+        let image = dir.join(format!("root/usr/lib/modules/{abi}/vmlinuz"));
+        fs::create_dir_all(image.parent().unwrap()).unwrap();
+        fs::write(&image, "").unwrap();
+        assert!(find_in(cache).unwrap().is_none(), "not ready yet");
+        fs::write(dir.join("ready"), abi).unwrap();
+        let k = find_in(cache).unwrap().expect("found");
+        assert_eq!((k.image, k.release.as_str()), (image, abi));
+        assert_eq!(k.initrd_extra, Some(dir.join("modules.cpio.gz")));
+        // No source unpacked: the tree is where `kernel` would unpack it.
+        assert_eq!(
+            k.tree,
+            cache.join("src").join(sanitize(ver)).join("pristine")
+        );
+        assert!(!cache.join("dl").exists());
+    }
 
     #[test]
     fn depends_from_modinfo() {

@@ -120,6 +120,20 @@ fn image_key(ver: &str, flavor: Flavor) -> Result<String> {
     Ok(h.hex())
 }
 
+/// The kernel of this flavor if it is already built (the distro flavor:
+/// downloaded) for the current patches and config, in the cache at `cache`.
+/// A query: it builds, downloads and installs nothing, takes no lock and
+/// writes nothing (`cargo xtask kernel --print-path`).
+pub fn find_in(cache: &Path, flavor: Flavor) -> Result<Option<Kernel>> {
+    if flavor == Flavor::Distro {
+        return crate::distro::find_in(cache);
+    }
+    match unpacked_version(cache) {
+        Some(ver) => cached(cache, ver, flavor),
+        None => Ok(None),
+    }
+}
+
 /// Make sure a kernel of this flavor is built; return its paths.
 pub fn ensure(flavor: Flavor) -> Result<Kernel> {
     if flavor == Flavor::Distro {
@@ -711,6 +725,29 @@ mod tests {
     }
 
     const BASE: &str = "one\ntwo\nthree\n";
+
+    /// `find_in` reports the image built for the current inputs, and only
+    /// for its own flavor.
+    #[test]
+    fn find_in_returns_the_cached_image_of_the_flavor() {
+        let t = TempDir::new("find-kernel");
+        let cache = t.path();
+        let ver = VERSIONS[0];
+        fs::create_dir_all(cache.join("src").join(sanitize(ver)).join("pristine/.git")).unwrap();
+        assert!(find_in(cache, Flavor::Ublk).unwrap().is_none());
+        let key = image_key(ver, Flavor::Ublk).unwrap();
+        let (tree, build, img) = paths(cache, ver, Flavor::Ublk, &key);
+        fs::create_dir_all(&img).unwrap();
+        fs::write(img.join("bzImage"), "").unwrap();
+        fs::write(img.join("release"), "7.2.12+\n").unwrap();
+        let k = find_in(cache, Flavor::Ublk).unwrap().expect("found");
+        assert_eq!(
+            (k.tree, k.build, k.image, k.release.as_str()),
+            (tree, build, img.join("bzImage"), "7.2.12+")
+        );
+        assert!(find_in(cache, Flavor::Debug).unwrap().is_none());
+        assert!(find_in(cache, Flavor::Vanilla).unwrap().is_none());
+    }
 
     /// A git repository with `a.txt` committed and tagged `base`, like the
     /// pristine kernel tree.

@@ -28,7 +28,10 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Install what is missing: Debian packages, rust-src (nightly), bpf-linker.
+    /// Install what is missing: Debian packages, the nightly toolchain's
+    /// rust-src, bpf-linker (says what first). The only subcommand that
+    /// installs anything; `test` and `run` run it first, the others fail
+    /// naming it when something they need is missing.
     Setup,
     /// Download Linux 7.2, apply kernel-patches/, build bzImage (cached).
     Kernel {
@@ -40,13 +43,14 @@ enum Cmd {
         /// Shorthand for --flavor debug (KASAN, lockdep, ...).
         #[arg(long)]
         debug: bool,
-        /// Print where the tree, build directory and image are.
+        /// Print where the tree, build directory and image of the built
+        /// kernel are; builds nothing (fails if it is not built).
         #[arg(long)]
         print_path: bool,
     },
     /// Build the BPF object (ublk-ebpf/target/bpfel-unknown-none/release/ublk-ebpf).
     BuildEbpf,
-    /// Build the BPF object and the release userspace binaries.
+    /// Build the BPF object and the release binaries (ublk-user, ublk-bpf-fixture).
     Build,
     /// Boot the VM and run the demo, or `-- CMD [ARGS...]` as root inside it.
     Run {
@@ -163,16 +167,56 @@ fn main() {
     }
 }
 
+/// What a subcommand does about the tools it needs before it starts.
+#[derive(Debug, PartialEq, Eq)]
+enum Prep {
+    /// A query: needs no tool, installs nothing, needs no root.
+    Nothing,
+    /// Fails naming `cargo xtask setup` if one of these is missing.
+    Check(Vec<setup::Need>),
+    /// Runs `setup` (installs what is missing): `setup` itself, and `test`
+    /// and `run`, which CI and the README run on fresh machines.
+    Setup,
+}
+
+fn prep(cmd: &Cmd) -> Prep {
+    use setup::Need::{Bpf, Kernel, Vm};
+    let vm_run = |no_build: bool| {
+        let mut v = vec![Kernel, Vm];
+        if !no_build {
+            v.push(Bpf);
+        }
+        Prep::Check(v)
+    };
+    match cmd {
+        Cmd::Setup | Cmd::Test { .. } | Cmd::Run { .. } => Prep::Setup,
+        Cmd::Kernel {
+            print_path: true, ..
+        } => Prep::Nothing,
+        Cmd::Kernel { .. } | Cmd::W1 => Prep::Check(vec![Kernel]),
+        Cmd::BuildEbpf | Cmd::Build => Prep::Check(vec![Bpf]),
+        Cmd::Bench { bench, .. } if bench.from.is_some() => Prep::Nothing,
+        Cmd::Bench { no_build, .. } | Cmd::KublkBaseline { no_build, .. } => vm_run(*no_build),
+    }
+}
+
 fn real_main(cli: Cli) -> Result<i32> {
     let t0 = std::time::Instant::now();
-    setup::setup()?;
-    let setup_time = t0.elapsed();
-    vm::prune_runs();
-    match cli.cmd {
-        Cmd::Setup => {
-            util::say("setup: everything is installed");
-            Ok(0)
+    match prep(&cli.cmd) {
+        // Not even the pruning of old VM runs: a query changes nothing.
+        Prep::Nothing => {}
+        Prep::Check(needs) => {
+            setup::check(&needs)?;
+            vm::prune_runs();
         }
+        Prep::Setup => {
+            setup::setup()?;
+            vm::prune_runs();
+        }
+    }
+    let setup_time = t0.elapsed();
+    match cli.cmd {
+        Cmd::Setup => Ok(0),
         Cmd::Kernel {
             mut flavor,
             vanilla,
@@ -185,13 +229,28 @@ fn real_main(cli: Cli) -> Result<i32> {
             if debug {
                 flavor = kernel::Flavor::Debug;
             }
-            let k = kernel::ensure(flavor)?;
             if print_path {
+                let cache = util::cache_root()?;
+                let Some(k) = kernel::find_in(&cache, flavor)? else {
+                    anyhow::bail!(
+                        "kernel: no {} kernel for the current patches and config in {}: \
+                         `cargo xtask kernel --flavor {}` {} it",
+                        flavor.name(),
+                        cache.display(),
+                        flavor.name(),
+                        if flavor == kernel::Flavor::Distro {
+                            "downloads"
+                        } else {
+                            "builds"
+                        }
+                    );
+                };
                 println!("tree:    {}", k.tree.display());
                 println!("build:   {}", k.build.display());
                 println!("image:   {}", k.image.display());
                 println!("release: {}", k.release);
             } else {
+                let k = kernel::ensure(flavor)?;
                 util::say(format!(
                     "kernel {} ({}): {}",
                     k.release,
@@ -252,5 +311,72 @@ fn real_main(cli: Cli) -> Result<i32> {
             Ok(0)
         }
         Cmd::KublkBaseline { vm, no_build } => baseline::generate(&vm.opts(), no_build),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use setup::Need::{Bpf, Kernel, Vm};
+
+    fn prep_of(args: &[&str]) -> Prep {
+        let argv = std::iter::once("xtask").chain(args.iter().copied());
+        prep(&Cli::try_parse_from(argv).expect("parses").cmd)
+    }
+
+    /// Only `setup`, `test` and `run` may install; the queries need nothing
+    /// at all (no tool, no root); the rest check and name `cargo xtask setup`.
+    #[test]
+    fn only_setup_test_and_run_install() {
+        assert_eq!(prep_of(&["setup"]), Prep::Setup);
+        assert_eq!(prep_of(&["test"]), Prep::Setup);
+        assert_eq!(
+            prep_of(&["test", "--vm-only", "--filter", "61-"]),
+            Prep::Setup
+        );
+        assert_eq!(prep_of(&["run", "--", "true"]), Prep::Setup);
+        assert_eq!(prep_of(&["kernel", "--print-path"]), Prep::Nothing);
+        assert_eq!(
+            prep_of(&["kernel", "--flavor", "distro", "--print-path"]),
+            Prep::Nothing
+        );
+        assert_eq!(
+            prep_of(&["bench", "--from", "target/bench-out/x"]),
+            Prep::Nothing
+        );
+        assert_eq!(prep_of(&["kernel"]), Prep::Check(vec![Kernel]));
+        assert_eq!(prep_of(&["kernel", "--debug"]), Prep::Check(vec![Kernel]));
+        assert_eq!(prep_of(&["w1"]), Prep::Check(vec![Kernel]));
+        assert_eq!(prep_of(&["build"]), Prep::Check(vec![Bpf]));
+        assert_eq!(prep_of(&["build-ebpf"]), Prep::Check(vec![Bpf]));
+        assert_eq!(
+            prep_of(&["bench", "--quick"]),
+            Prep::Check(vec![Kernel, Vm, Bpf])
+        );
+        assert_eq!(
+            prep_of(&["bench", "--no-build"]),
+            Prep::Check(vec![Kernel, Vm])
+        );
+        assert_eq!(
+            prep_of(&["kublk-baseline"]),
+            Prep::Check(vec![Kernel, Vm, Bpf])
+        );
+    }
+
+    /// `kernel --print-path`'s lookup in an empty cache finds nothing and
+    /// leaves the cache as it was: no download, no lock file, no log dir.
+    #[test]
+    fn print_path_lookup_changes_nothing() {
+        let t = util::TempDir::new("print-path");
+        let cache = t.path().join("cache");
+        for f in [
+            kernel::Flavor::Ublk,
+            kernel::Flavor::Debug,
+            kernel::Flavor::Vanilla,
+            kernel::Flavor::Distro,
+        ] {
+            assert!(kernel::find_in(&cache, f).unwrap().is_none(), "{f:?}");
+        }
+        assert!(!cache.exists());
     }
 }

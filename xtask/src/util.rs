@@ -16,15 +16,21 @@ pub fn root() -> PathBuf {
         .to_path_buf()
 }
 
-/// Cache outside the repo: `$UBLK_EBPF_CACHE` or `~/.cache/ublk-ebpf`.
-pub fn cache_dir() -> Result<PathBuf> {
-    let dir = match std::env::var_os("UBLK_EBPF_CACHE") {
+/// Where the cache is: `$UBLK_EBPF_CACHE` or `~/.cache/ublk-ebpf` (nothing
+/// is created: for queries such as `kernel --print-path`).
+pub fn cache_root() -> Result<PathBuf> {
+    Ok(match std::env::var_os("UBLK_EBPF_CACHE") {
         Some(d) => PathBuf::from(d),
         None => {
             let home = std::env::var_os("HOME").context("HOME is not set")?;
             PathBuf::from(home).join(".cache/ublk-ebpf")
         }
-    };
+    })
+}
+
+/// The cache, created if needed, with its `logs/`.
+pub fn cache_dir() -> Result<PathBuf> {
+    let dir = cache_root()?;
     fs::create_dir_all(dir.join("logs"))
         .with_context(|| format!("cannot create cache dir {}", dir.display()))?;
     Ok(dir)
