@@ -200,6 +200,35 @@ pub fn test(t: &TestOpts, opts: &VmOpts) -> Result<i32> {
             cmd("cargo").args(["test", "--workspace"]),
             &mut times,
         );
+        // The build without the `bpf` feature (no aya, no BPF program) stays
+        // warning-free and refuses the BPF modes (its own unit test).
+        step(
+            "clippy no-bpf",
+            cmd("cargo").args([
+                "clippy",
+                "--package",
+                "ublk-user",
+                "--package",
+                "ublk-bpf-fixture",
+                "--no-default-features",
+                "--all-targets",
+                "--",
+                "-D",
+                "warnings",
+            ]),
+            &mut times,
+        );
+        step(
+            "unit tests no-bpf",
+            cmd("cargo").args([
+                "test",
+                "--package",
+                "ublk-user",
+                "--no-default-features",
+                "--lib",
+            ]),
+            &mut times,
+        );
         let t0 = Instant::now();
         checkpatch(&mut failed_steps)?;
         times.push(("checkpatch".into(), t0.elapsed()));
