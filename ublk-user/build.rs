@@ -13,7 +13,7 @@
 use std::env;
 use std::fs;
 use std::path::{Path, PathBuf};
-use ublk_ebpf_build::{EbpfCrate, Error, Missing};
+use ublk_ebpf_build::{EbpfCrate, Error};
 
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
@@ -76,11 +76,6 @@ fn explain(e: Error) -> Vec<String> {
     )];
     if let Error::Failed { errors, .. } = &e {
         lines.extend(errors.iter().map(|l| format!("    {l}")));
-    }
-    if let Error::Missing(m) = &e {
-        if m.iter().any(|m| matches!(m, Missing::Rustup)) {
-            lines.push("install rustup first; then:".into());
-        }
     }
     lines.extend([
         "fix it with one of:".into(),
