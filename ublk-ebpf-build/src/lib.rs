@@ -31,8 +31,21 @@ pub const BPF_LINKER_VERSION: &str = "0.10.4";
 
 /// Variables cargo sets for a build script (or a user sets for the host
 /// build) that would steer the nested BPF build to the wrong compiler,
-/// flags, target or target directory.
+/// flags, target or target directory, or merely change its fingerprints (a
+/// build script's `HOST`, which aya-ebpf's build script watches, would make
+/// every switch between `cargo build` and `cargo xtask build-ebpf` rebuild
+/// aya-ebpf and the program). Also the prefixes in [`HOST_BUILD_PREFIXES`].
 const HOST_BUILD_ENV: &[&str] = &[
+    "HOST",
+    "TARGET",
+    "OUT_DIR",
+    "NUM_JOBS",
+    "OPT_LEVEL",
+    "DEBUG",
+    "PROFILE",
+    "RUSTC_LINKER",
+    "CARGO_PRIMARY_PACKAGE",
+    "CARGO_CRATE_NAME",
     "RUSTUP_TOOLCHAIN",
     "RUSTC",
     "RUSTC_WRAPPER",
@@ -51,6 +64,36 @@ const HOST_BUILD_ENV: &[&str] = &[
     "CARGO_PKG_NAME",
     "CARGO",
 ];
+
+/// Prefixes of more such variables: the package's metadata, features and
+/// cfgs, and the `links` metadata of its dependencies.
+const HOST_BUILD_PREFIXES: &[&str] = &[
+    "CARGO_PKG_",
+    "CARGO_MANIFEST_",
+    "CARGO_FEATURE_",
+    "CARGO_CFG_",
+    "DEP_",
+];
+
+/// Which of `names` (an environment's variable names) the nested BPF build
+/// must not inherit.
+pub fn host_build_vars(names: impl IntoIterator<Item = OsString>) -> Vec<OsString> {
+    let mut v: Vec<OsString> = HOST_BUILD_ENV.iter().map(OsString::from).collect();
+    for name in names {
+        let Some(n) = name.to_str() else { continue };
+        if HOST_BUILD_PREFIXES.iter().any(|p| n.starts_with(p)) && !v.contains(&name) {
+            v.push(name);
+        }
+    }
+    v
+}
+
+/// `c` without the host build's variables of this process's environment.
+fn clean_env(c: &mut Command) {
+    for var in host_build_vars(std::env::vars_os().map(|(k, _)| k)) {
+        c.env_remove(var);
+    }
+}
 
 /// Something the BPF build needs that this machine lacks.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -119,9 +162,7 @@ fn sysroot(rustup: &Path, path: Option<&OsStr>) -> Result<PathBuf, String> {
         // rustup may otherwise install a missing toolchain on its own.
         .env("RUSTUP_AUTO_INSTALL", "0")
         .stdin(Stdio::null());
-    for var in HOST_BUILD_ENV {
-        c.env_remove(var);
-    }
+    clean_env(&mut c);
     match path {
         Some(p) => c.env("PATH", p),
         None => c.env_remove("PATH"),
@@ -253,9 +294,7 @@ impl EbpfCrate {
             .args(["--target", TARGET, "-Z", "build-std=core"])
             .arg("--target-dir")
             .arg(self.target_dir());
-        for var in HOST_BUILD_ENV {
-            c.env_remove(var);
-        }
+        clean_env(&mut c);
         c
     }
 
@@ -513,6 +552,41 @@ mod tests {
             .inputs()
             .contains(&PathBuf::from("/src/ublk-ebpf-common/src")));
         assert!(!k.inputs().contains(&PathBuf::from("/src/ublk-ebpf")));
+    }
+
+    #[test]
+    fn the_build_scripts_own_variables_are_not_inherited() {
+        let names = [
+            "PATH",
+            "HOME",
+            "CARGO_HOME",
+            "CARGO_MAKEFLAGS",
+            "CARGO_FEATURE_BPF",
+            "CARGO_CFG_TARGET_ARCH",
+            "CARGO_PKG_NAME",
+            "CARGO_MANIFEST_PATH",
+            "DEP_Z_INCLUDE",
+        ]
+        .map(OsString::from);
+        let v = host_build_vars(names);
+        for keep in ["PATH", "HOME", "CARGO_HOME", "CARGO_MAKEFLAGS"] {
+            assert!(!v.contains(&OsString::from(keep)), "{keep} removed");
+        }
+        for drop in [
+            "HOST",
+            "TARGET",
+            "OUT_DIR",
+            "RUSTC",
+            "CARGO_TARGET_DIR",
+            "CARGO_FEATURE_BPF",
+            "CARGO_CFG_TARGET_ARCH",
+            "CARGO_PKG_NAME",
+            "CARGO_MANIFEST_PATH",
+            "DEP_Z_INCLUDE",
+        ] {
+            assert!(v.contains(&OsString::from(drop)), "{drop} kept");
+        }
+        assert_eq!(v.iter().filter(|n| *n == "CARGO_PKG_NAME").count(), 1);
     }
 
     #[test]
