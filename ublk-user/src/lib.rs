@@ -33,7 +33,7 @@
 //!     }
 //! }
 //!
-//! fn main() -> anyhow::Result<()> {
+//! fn main() -> ublk_user::Result<()> {
 //!     let opts = DeviceOptions { mode: DataMode::Copy, ..Default::default() };
 //!     let mut dev = Device::create(Control::open()?, Arc::new(Zero), opts)?;
 //!     dev.start()?; // /dev/ublkbN is live now
@@ -48,10 +48,13 @@ pub mod bpf;
 pub mod cli;
 pub mod ctrl;
 pub mod device;
+pub mod error;
 pub mod io;
 pub mod mode;
 pub mod sys;
 pub mod target;
 
 pub use device::{BpfHook, Device, DeviceOptions, QueueHookInfo};
+pub use error::{Error, Result};
+pub use io::{Completion, IoCtx, Queue, QueueSetup};
 pub use mode::DataMode;

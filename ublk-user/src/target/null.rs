@@ -10,9 +10,11 @@ pub struct NullTarget {
 }
 
 impl NullTarget {
-    pub fn new(size: u64) -> anyhow::Result<Self> {
+    pub fn new(size: u64) -> crate::Result<Self> {
         if size == 0 || !size.is_multiple_of(512) {
-            anyhow::bail!("null target size must be a non-zero multiple of 512 bytes (got {size})");
+            return Err(crate::Error::InvalidOption(format!(
+                "null target size must be a non-zero multiple of 512 bytes (got {size})"
+            )));
         }
         Ok(Self { size })
     }
