@@ -50,6 +50,7 @@ pub mod ctrl;
 pub mod device;
 pub mod error;
 pub mod io;
+pub mod logging;
 pub mod mode;
 pub mod sys;
 pub mod target;

@@ -36,7 +36,9 @@ pub fn build() -> Result<()> {
         "cargo build --release",
         cmd("cargo")
             .current_dir(root())
-            .args(["build", "--release", "--package", "ublk-user"]),
+            .args(["build", "--release", "--package", "ublk-user"])
+            // the library's examples run in the VM (15-examples)
+            .args(["--bins", "--examples"]),
         &log_path("build.log")?,
     )?;
     Ok(())
