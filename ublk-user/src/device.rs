@@ -43,8 +43,11 @@ pub const DEFAULT_MAX_IO: u32 = 2 << 20;
 pub struct DeviceOptions {
     /// Device id (`/dev/ublkbN`); `None` lets the kernel pick.
     pub id: Option<u32>,
+    /// Hardware queues (one ring, and by default one thread, each).
     pub queues: u16,
+    /// Tags per queue.
     pub depth: u16,
+    /// Largest request in bytes.
     pub max_io_bytes: u32,
     /// Data path for the requests the server serves itself.
     pub mode: DataMode,
@@ -84,6 +87,7 @@ impl Default for DeviceOptions {
 /// What the BPF loader learns about each queue before START_DEV.
 #[derive(Clone, Copy, Debug)]
 pub struct QueueHookInfo {
+    /// The queue.
     pub q_id: u16,
     /// The queue's io_uring fd (server's file table).
     pub ring_fd: RawFd,

@@ -44,7 +44,10 @@
 //! }
 //! ```
 
+#![warn(missing_docs)]
+
 pub mod bpf;
+#[allow(missing_docs)] // the command line; not library API
 pub mod cli;
 pub mod ctrl;
 pub mod device;
@@ -52,6 +55,7 @@ pub mod error;
 pub mod io;
 pub mod logging;
 pub mod mode;
+#[allow(missing_docs)] // mirrors include/uapi/linux/ublk_cmd.h item by item
 pub mod sys;
 pub mod target;
 

@@ -91,6 +91,7 @@ impl Default for LoadOptions {
 pub struct Stats(pub [u64; stat::COUNT as usize]);
 
 impl Stats {
+    /// Counter `idx` (`ublk_ebpf_common::stat::*`), 0 if out of range.
     pub fn get(&self, idx: u32) -> u64 {
         self.0[idx as usize]
     }
@@ -98,6 +99,7 @@ impl Stats {
     pub fn redirected(&self) -> u64 {
         self.get(stat::REDIRECTED)
     }
+    /// Bytes of the redirected requests.
     pub fn redirected_bytes(&self) -> u64 {
         self.get(stat::REDIRECTED_BYTES)
     }
@@ -381,6 +383,7 @@ pub fn prime_feature_probe() {
     let _ = aya::features();
 }
 
+/// Can the embedded program be loaded here? `Err` says why not.
 pub fn probe(log: bool) -> std::result::Result<(), String> {
     let obj = embedded_object().ok_or_else(|| {
         "this ublk-user was built without the BPF program (cargo xtask build-ebpf)".to_string()

@@ -8,12 +8,15 @@ use std::io;
 use std::os::fd::AsRawFd;
 use std::path::Path;
 
+/// The control device.
 pub const CONTROL_PATH: &str = "/dev/ublk-control";
 
 /// An error from a control command, naming the command.
 #[derive(Debug)]
 pub struct CtrlError {
+    /// The command.
     pub cmd: &'static str,
+    /// The error.
     pub err: io::Error,
 }
 
@@ -25,11 +28,13 @@ impl std::fmt::Display for CtrlError {
 impl std::error::Error for CtrlError {}
 
 impl CtrlError {
+    /// The errno the command failed with.
     pub fn errno(&self) -> Option<i32> {
         self.err.raw_os_error()
     }
 }
 
+/// `Result` of a control command.
 pub type CtrlResult<T> = Result<T, CtrlError>;
 
 /// The control device and the io_uring (SQE128) its commands go through.
@@ -210,6 +215,7 @@ impl Control {
         self.cmd("ADD_DEV", sys::UBLK_U_CMD_ADD_DEV, c).map(|_| ())
     }
 
+    /// `UBLK_U_CMD_GET_DEV_INFO`.
     pub fn get_dev_info(&mut self, dev_id: u32) -> CtrlResult<DevInfo> {
         let mut info = DevInfo::default();
         let c = CtrlCmd {
@@ -221,6 +227,7 @@ impl Control {
         Ok(info)
     }
 
+    /// `UBLK_U_CMD_SET_PARAMS`.
     pub fn set_params(&mut self, dev_id: u32, params: &Params) -> CtrlResult<()> {
         let mut p = *params;
         p.len = std::mem::size_of::<Params>() as u32;
@@ -233,6 +240,7 @@ impl Control {
             .map(|_| ())
     }
 
+    /// `UBLK_U_CMD_GET_PARAMS`.
     pub fn get_params(&mut self, dev_id: u32) -> CtrlResult<Params> {
         let mut p = Params {
             len: std::mem::size_of::<Params>() as u32,
@@ -279,6 +287,7 @@ impl Control {
             .map(|_| ())
     }
 
+    /// `UBLK_U_CMD_STOP_DEV`, waiting for it (see [`Control::stop_dev_begin`]).
     pub fn stop_dev(&mut self, dev_id: u32) -> CtrlResult<()> {
         self.cmd("STOP_DEV", sys::UBLK_U_CMD_STOP_DEV, Self::dev_cmd(dev_id))
             .map(|_| ())

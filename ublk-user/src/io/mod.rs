@@ -26,7 +26,7 @@
 pub mod completion;
 pub mod counters;
 mod ctx;
-pub mod redirect;
+pub(crate) mod redirect;
 
 pub use completion::Completion;
 pub use ctx::IoCtx;

@@ -15,7 +15,7 @@
 //! BPF redirect is not a data path of its own: it runs on top of copy or zc
 //! (for the requests the program passes) and is handled in [`crate::io`].
 
-pub mod copy;
+pub(crate) mod copy;
 pub mod zc;
 
 use crate::sys::IoDesc;
@@ -50,18 +50,31 @@ pub enum IoBuf {
     /// No data (flush, discard, write-zeroes).
     None,
     /// A server-owned buffer (copy mode): the target may read/write it.
-    Addr { ptr: *mut u8, len: u32 },
+    Addr {
+        /// Start of the buffer.
+        ptr: *mut u8,
+        /// Bytes.
+        len: u32,
+    },
     /// The request's pages, registered in the ring's buffer table at
     /// `index` (zc mode): usable only by io_uring fixed-buffer ops, the
     /// server never sees the data.
-    Fixed { index: u16, len: u32 },
+    Fixed {
+        /// Index in the ring's buffer table.
+        index: u16,
+        /// Bytes.
+        len: u32,
+    },
     /// User copy mode: the data is reachable only through `/dev/ublkcN`
     /// (see [`crate::io::Completion::read_data`]).
-    UserCopy { len: u32 },
+    UserCopy {
+        /// Bytes.
+        len: u32,
+    },
 }
 
 /// Per-queue state of the data path.
-pub enum DataPath {
+pub(crate) enum DataPath {
     /// Per-tag buffers.
     Copy(copy::CopyBufs),
     /// Auto buffer registration.

@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 const BLKGETSIZE64: libc::c_ulong = 0x8008_1272;
 const BLKSSZGET: libc::c_ulong = 0x1268;
 
+/// A file or block device, served with io_uring on the queue rings.
 pub struct LoopTarget {
     file: File,
     path: PathBuf,
@@ -99,6 +100,7 @@ impl LoopTarget {
         })
     }
 
+    /// Opened with O_DIRECT.
     pub fn direct(&self) -> bool {
         self.direct
     }
