@@ -3,16 +3,29 @@
 //!
 //! Every failure after ADD_DEV deletes the device again (see `Drop`), so no
 //! half-created device is left behind.
+//!
+//! # Who runs the queues
+//!
+//! [`Device::start`] spawns one thread per queue unless the backend took
+//! the queues first with [`Device::take_queues`]: then it opens each
+//! [`QueueSetup`] on a thread of its own (the same thread as `start` is
+//! fine: open first) and drives it with [`Queue::run_once`]. The library
+//! then starts no thread at all. To stop such a device from a thread that
+//! also serves a queue, call [`Device::request_stop`], keep serving until
+//! `run_once` returns `Ok(false)`, then [`Device::stop`].
+//!
+//! [`Queue::run_once`]: crate::io::Queue::run_once
 
 use crate::ctrl::Control;
+use crate::error::{Error, Result};
 use crate::io::counters::Counters;
-use crate::io::{queue_thread, QueueConfig, QueueReady, QueueStats};
+use crate::io::{queue_thread, QueueConfig, QueueEvent, QueueReady, QueueSetup, QueueStats};
 use crate::mode::DataMode;
 use crate::sys::{self, DevInfo, Params};
 use crate::target::Target;
-use anyhow::{anyhow, bail, Context, Result};
 use std::fs::{File, OpenOptions};
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::RawFd;
+use std::os::unix::fs::FileTypeExt;
 use std::path::Path;
 use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
@@ -30,8 +43,11 @@ pub const DEFAULT_MAX_IO: u32 = 2 << 20;
 pub struct DeviceOptions {
     /// Device id (`/dev/ublkbN`); `None` lets the kernel pick.
     pub id: Option<u32>,
+    /// Hardware queues (one ring, and by default one thread, each).
     pub queues: u16,
+    /// Tags per queue.
     pub depth: u16,
+    /// Largest request in bytes.
     pub max_io_bytes: u32,
     /// Data path for the requests the server serves itself.
     pub mode: DataMode,
@@ -71,6 +87,7 @@ impl Default for DeviceOptions {
 /// What the BPF loader learns about each queue before START_DEV.
 #[derive(Clone, Copy, Debug)]
 pub struct QueueHookInfo {
+    /// The queue.
     pub q_id: u16,
     /// The queue's io_uring fd (server's file table).
     pub ring_fd: RawFd,
@@ -85,20 +102,27 @@ pub struct QueueHookInfo {
 /// [`Control::reg_bpf_prog`]) before START_DEV, and to unregister it before
 /// STOP_DEV.
 pub trait BpfHook: Send {
+    /// Queue `q` is set up.
     fn queue(&mut self, dev_id: u32, q: &QueueHookInfo) -> Result<()>;
+    /// Every queue is set up: attach (before START_DEV).
     fn attach(&mut self, ctrl: &mut Control, dev_id: u32) -> Result<()>;
+    /// The device is stopping: detach (before STOP_DEV).
     fn detach(&mut self, ctrl: &mut Control, dev_id: u32) -> Result<()>;
 }
 
 /// The `UBLK_F_*` flags to request for `opts`, given the kernel's features.
 /// Fails with a message naming the missing feature.
 pub fn negotiate_flags(opts: &DeviceOptions, features: u64) -> Result<u64> {
-    let need = |bit: u64, name: &str, why: &str| -> Result<u64> {
+    let need = |bit: u64, feature: &'static str, needed_for: &'static str| -> Result<u64> {
         if features & bit == 0 {
-            bail!("kernel lacks UBLK_F_{name}, needed for {why}");
+            return Err(Error::MissingFeature {
+                feature,
+                needed_for,
+            });
         }
         Ok(bit)
     };
+    let bad = |m: &str| Err(Error::InvalidOption(m.into()));
     let mut flags = need(
         sys::UBLK_F_CMD_IOCTL_ENCODE,
         "CMD_IOCTL_ENCODE",
@@ -109,6 +133,12 @@ pub fn negotiate_flags(opts: &DeviceOptions, features: u64) -> Result<u64> {
         // Lets us register the buffer ourselves when the automatic
         // registration falls back (UBLK_IO_F_NEED_REG_BUF).
         flags |= features & sys::UBLK_F_SUPPORT_ZERO_COPY;
+    }
+    if opts.mode == DataMode::UserCopy {
+        if opts.bpf {
+            return bad("user copy serves every request in the backend; it does not combine with BPF redirect");
+        }
+        flags |= need(sys::UBLK_F_USER_COPY, "USER_COPY", "DataMode::UserCopy")?;
     }
     if opts.bpf {
         flags |= need(sys::UBLK_F_BPF, "BPF", "--mode bpf")?;
@@ -123,11 +153,11 @@ pub fn negotiate_flags(opts: &DeviceOptions, features: u64) -> Result<u64> {
             )?;
         }
     } else if opts.reissue {
-        bail!("--reissue needs --recovery");
+        return bad("--reissue needs --recovery");
     }
     if opts.bpf_kernel {
         if !opts.bpf {
-            bail!("bpf_kernel needs bpf");
+            return bad("bpf_kernel needs bpf");
         }
         flags |= need(
             sys::UBLK_F_BPF_KERNEL_IO,
@@ -140,28 +170,29 @@ pub fn negotiate_flags(opts: &DeviceOptions, features: u64) -> Result<u64> {
 
 /// Validate user-facing options.
 pub fn validate_options(opts: &DeviceOptions) -> Result<()> {
+    let bad = |m: String| Err(Error::InvalidOption(m));
     if opts.depth == 0 || opts.depth > sys::UBLK_MAX_QUEUE_DEPTH {
-        bail!(
+        return bad(format!(
             "queue depth must be 1..={} (got {})",
             sys::UBLK_MAX_QUEUE_DEPTH,
             opts.depth
-        );
+        ));
     }
     if opts.queues == 0 || opts.queues > sys::UBLK_MAX_NR_QUEUES {
-        bail!(
+        return bad(format!(
             "number of queues must be 1..={} (got {})",
             sys::UBLK_MAX_NR_QUEUES,
             opts.queues
-        );
+        ));
     }
     if opts.max_io_bytes < 4096
         || !opts.max_io_bytes.is_multiple_of(4096)
         || opts.max_io_bytes > 32 << 20
     {
-        bail!(
+        return bad(format!(
             "max I/O size must be a multiple of 4096 in 4 KiB..32 MiB (got {})",
             opts.max_io_bytes
-        );
+        ));
     }
     Ok(())
 }
@@ -172,9 +203,18 @@ pub struct Device {
     info: DevInfo,
     opts: DeviceOptions,
     target: Arc<dyn Target>,
-    cdev: Option<File>,
+    cdev: Option<Arc<File>>,
     counters: Option<Arc<Counters>>,
-    threads: Vec<JoinHandle<std::io::Result<QueueStats>>>,
+    threads: Vec<JoinHandle<Result<QueueStats>>>,
+    /// Sender kept until the queues are handed out; then only queues hold it.
+    events_tx: Option<mpsc::Sender<QueueEvent>>,
+    events: Option<mpsc::Receiver<QueueEvent>>,
+    /// Queues that reported Ready / Stopped.
+    opened: u16,
+    stopped: Vec<QueueStats>,
+    /// The backend runs the queues ([`Device::take_queues`]).
+    caller_driven: bool,
+    started: bool,
     hook: Option<Box<dyn BpfHook>>,
     hook_attached: bool,
     deleted: bool,
@@ -189,7 +229,9 @@ impl Device {
         validate_options(&opts)?;
         let size = target.size();
         if size == 0 || !size.is_multiple_of(512) {
-            bail!("device size must be a non-zero multiple of 512 (got {size})");
+            return Err(Error::InvalidOption(format!(
+                "device size must be a non-zero multiple of 512 (got {size})"
+            )));
         }
         let features = ctrl.get_features()?;
         let flags = negotiate_flags(&opts, features)?;
@@ -205,18 +247,17 @@ impl Device {
         };
         if let Err(e) = ctrl.add_dev(&mut info) {
             if e.errno() == Some(libc::EEXIST) {
-                bail!("ublk device id {} already exists", info.dev_id);
+                return Err(Error::Exists(info.dev_id));
             }
             return Err(e.into());
         }
         let mut dev = Self::handle(ctrl, info, opts, target, false);
         // From here on, an error drops `dev`, which deletes the device.
         if dev.info.flags & flags != flags {
-            bail!(
-                "kernel did not grant the requested features: asked {:#x}, got {:#x}",
-                flags,
-                dev.info.flags
-            );
+            return Err(Error::NotGranted {
+                asked: flags,
+                got: dev.info.flags,
+            });
         }
         let params = dev.build_params();
         dev.ctrl.set_params(dev.info.dev_id, &params)?;
@@ -240,7 +281,9 @@ impl Device {
         validate_options(&opts)?;
         let info = ctrl.get_dev_info(id)?;
         if info.flags & sys::UBLK_F_USER_RECOVERY == 0 {
-            bail!("device {id} was not created with user recovery (--recovery)");
+            return Err(Error::InvalidOption(format!(
+                "device {id} was not created with user recovery (--recovery)"
+            )));
         }
         let t0 = Instant::now();
         loop {
@@ -277,6 +320,12 @@ impl Device {
             cdev: None,
             counters: None,
             threads: Vec::new(),
+            events_tx: None,
+            events: None,
+            opened: 0,
+            stopped: Vec::new(),
+            caller_driven: false,
+            started: false,
             hook: None,
             hook_attached: false,
             deleted: recovering,
@@ -287,15 +336,19 @@ impl Device {
     fn open_cdev(&mut self) -> Result<()> {
         let dev = self;
         let cdev_path = format!("/dev/ublkc{}", dev.info.dev_id);
-        dev.cdev = Some(open_retry(Path::new(&cdev_path))?);
+        dev.cdev = Some(Arc::new(open_retry(Path::new(&cdev_path))?));
         let counters = match &dev.opts.stats_dir {
             Some(dir) => {
                 let p = dir.join(format!("{}.stats", dev.info.dev_id));
                 Counters::file(&p, dev.info.nr_hw_queues)
-                    .with_context(|| format!("cannot create {}", p.display()))?
+                    .map_err(|e| Error::io(format!("cannot create {}", p.display()), e))?
             }
-            None => Counters::anon(dev.info.nr_hw_queues)?,
+            None => Counters::anon(dev.info.nr_hw_queues)
+                .map_err(|e| Error::io("cannot map the counters", e))?,
         };
+        let (tx, rx) = mpsc::channel();
+        dev.events_tx = Some(tx);
+        dev.events = Some(rx);
         dev.counters = Some(Arc::new(counters));
         Ok(())
     }
@@ -327,9 +380,11 @@ impl Device {
     pub fn info(&self) -> &DevInfo {
         &self.info
     }
+    /// The options the device was created with.
     pub fn options(&self) -> &DeviceOptions {
         &self.opts
     }
+    /// The target.
     pub fn target(&self) -> &Arc<dyn Target> {
         &self.target
     }
@@ -345,59 +400,121 @@ impl Device {
     pub fn counters(&self) -> Option<&Arc<Counters>> {
         self.counters.as_ref()
     }
+    /// The control device (for commands this type does not wrap).
     pub fn control(&mut self) -> &mut Control {
         &mut self.ctrl
     }
 
-    /// Start the queue threads, run the BPF hook, START_DEV, and wait for
-    /// `/dev/ublkbN`.
-    pub fn start(&mut self) -> Result<()> {
-        let cdev_fd = self
-            .cdev
-            .as_ref()
-            .map(|f| f.as_raw_fd())
-            .ok_or_else(|| anyhow!("device not open"))?;
-        let (tx, rx) = mpsc::channel();
-        for q_id in 0..self.info.nr_hw_queues {
-            let cfg = QueueConfig {
-                dev_id: self.info.dev_id,
-                q_id,
-                depth: self.info.queue_depth,
-                max_io: self.info.max_io_buf_bytes,
-                mode: self.opts.mode,
-                bpf: self.opts.bpf,
-                cdev_fd,
-            };
-            let target = self.target.clone();
-            let counters = self
-                .counters
-                .clone()
-                .ok_or_else(|| anyhow!("device not open"))?;
-            let tx = tx.clone();
-            let h = std::thread::Builder::new()
-                .name(format!("ublk{}-q{}", self.info.dev_id, q_id))
-                .spawn(move || queue_thread(cfg, target, counters, tx))
-                .context("cannot spawn a queue thread")?;
-            self.threads.push(h);
+    fn setups(&mut self) -> Result<Vec<QueueSetup>> {
+        let state = |m: &str| Error::State(m.into());
+        let cdev = self.cdev.clone().ok_or_else(|| state("device not open"))?;
+        let counters = self
+            .counters
+            .clone()
+            .ok_or_else(|| state("device not open"))?;
+        let events = self
+            .events_tx
+            .take()
+            .ok_or_else(|| state("the queues were already handed out"))?;
+        Ok((0..self.info.nr_hw_queues)
+            .map(|q_id| QueueSetup {
+                cfg: QueueConfig {
+                    dev_id: self.info.dev_id,
+                    q_id,
+                    depth: self.info.queue_depth,
+                    max_io: self.info.max_io_buf_bytes,
+                    mode: self.opts.mode,
+                    bpf: self.opts.bpf,
+                },
+                cdev: cdev.clone(),
+                target: self.target.clone(),
+                counters: counters.clone(),
+                events: events.clone(),
+            })
+            .collect())
+    }
+
+    /// Run the queues yourself: one [`QueueSetup`] per queue, to be opened
+    /// on the thread that serves it, before or while [`Device::start`]
+    /// waits for them. Call before `start`; the library then creates no
+    /// thread.
+    pub fn take_queues(&mut self) -> Result<Vec<QueueSetup>> {
+        if self.started {
+            return Err(Error::State("take_queues() after start()".into()));
         }
-        drop(tx);
+        let s = self.setups()?;
+        self.caller_driven = true;
+        Ok(s)
+    }
+
+    /// Wait for one event from the queues (with a limit, for queues the
+    /// backend must open) and record it.
+    fn next_event(&mut self, limit: Option<Duration>) -> Option<QueueEvent> {
+        let rx = self.events.as_ref()?;
+        let ev = match limit {
+            Some(t) => rx.recv_timeout(t).ok()?,
+            None => rx.recv().ok()?,
+        };
+        match &ev {
+            QueueEvent::Ready(_) => self.opened += 1,
+            QueueEvent::Stopped(s) => self.stopped.push(*s),
+            QueueEvent::Failed(..) => {}
+        }
+        Some(ev)
+    }
+
+    /// Start the queues (spawn their threads, unless the backend took them
+    /// with [`Device::take_queues`]: then wait until each is opened), run
+    /// the BPF hook, START_DEV, and return once `/dev/ublkbN` is a block
+    /// device.
+    pub fn start(&mut self) -> Result<()> {
+        if self.started {
+            return Err(Error::State("start() called twice".into()));
+        }
+        self.started = true;
+        if !self.caller_driven {
+            for setup in self.setups()? {
+                let name = format!("ublk{}-q{}", self.info.dev_id, setup.q_id());
+                let h = std::thread::Builder::new()
+                    .name(name)
+                    .spawn(move || queue_thread(setup))
+                    .map_err(|e| Error::io("cannot spawn a queue thread", e))?;
+                self.threads.push(h);
+            }
+        }
+        // Queues the backend runs get a minute to be opened.
+        let limit = self.caller_driven.then(|| Duration::from_secs(60));
         let mut ready: Vec<QueueReady> = Vec::new();
         let mut first_err = None;
-        for _ in 0..self.info.nr_hw_queues {
-            match rx.recv() {
-                Ok(Ok(r)) => ready.push(r),
-                Ok(Err(e)) => {
-                    first_err.get_or_insert(e);
+        let mut answered = 0;
+        while answered < self.info.nr_hw_queues {
+            match self.next_event(limit) {
+                Some(QueueEvent::Ready(r)) => {
+                    ready.push(r);
+                    answered += 1;
                 }
-                Err(_) => {
-                    first_err.get_or_insert("a queue thread exited during setup".into());
+                Some(QueueEvent::Failed(e)) => {
+                    first_err.get_or_insert(e);
+                    answered += 1;
+                }
+                Some(QueueEvent::Stopped(..)) => {}
+                None => {
+                    first_err.get_or_insert(Error::State(format!(
+                        "only {answered} of {} queues were opened{}",
+                        self.info.nr_hw_queues,
+                        if self.caller_driven {
+                            " within 60 s (open every QueueSetup from take_queues())"
+                        } else {
+                            ""
+                        }
+                    )));
                     break;
                 }
             }
         }
         if let Some(e) = first_err {
             self.shutdown_queues();
-            bail!(e);
+            return Err(e);
         }
         ready.sort_by_key(|r| r.q_id);
         if let Some(hook) = self.hook.as_mut() {
@@ -422,7 +539,7 @@ impl Device {
                 .and_then(|_| hook.attach(&mut self.ctrl, dev_id));
             if let Err(e) = res {
                 self.shutdown_queues();
-                return Err(e.context("BPF setup failed"));
+                return Err(e);
             }
             self.hook_attached = true;
         }
@@ -443,15 +560,7 @@ impl Device {
         if let Ok(i) = self.ctrl.get_dev_info(self.info.dev_id) {
             self.info = i;
         }
-        let bdev = self.bdev_path();
-        let t0 = Instant::now();
-        while !Path::new(&bdev).exists() {
-            if t0.elapsed() > Duration::from_secs(10) {
-                bail!("{bdev} did not appear within 10 s after START_DEV");
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        Ok(())
+        wait_block_device(Path::new(&self.bdev_path()), Duration::from_secs(10))
     }
 
     /// Has any queue thread exited (device stopped from outside, or error)?
@@ -459,41 +568,93 @@ impl Device {
         self.threads.iter().any(|t| t.is_finished())
     }
 
-    /// STOP_DEV (cancels every queue's pending FETCH), then join the queues.
-    fn shutdown_queues(&mut self) -> Vec<QueueStats> {
+    /// Begin stopping without waiting: STOP_DEV runs in an io_uring
+    /// worker of the control ring. For a backend whose own thread serves a
+    /// queue: call this, keep calling `run_once` until it returns
+    /// `Ok(false)`, then [`Device::stop`].
+    pub fn request_stop(&mut self) -> Result<()> {
+        self.detach_hook();
+        self.ctrl.stop_dev_begin(self.info.dev_id)?;
+        Ok(())
+    }
+
+    fn detach_hook(&mut self) {
         if self.hook_attached {
             if let Some(h) = self.hook.as_mut() {
                 if let Err(e) = h.detach(&mut self.ctrl, self.info.dev_id) {
-                    eprintln!("ublk-user: BPF detach: {e:#}");
+                    log::warn!("BPF detach: {e}");
                 }
             }
             self.hook_attached = false;
         }
-        if let Err(e) = self.ctrl.stop_dev(self.info.dev_id) {
-            eprintln!("ublk-user: {e}");
-        }
-        let mut stats = Vec::new();
-        for t in self.threads.drain(..) {
-            match t.join() {
-                Ok(Ok(s)) => stats.push(s),
-                Ok(Err(e)) => eprintln!("ublk-user: queue error: {e}"),
-                Err(_) => eprintln!("ublk-user: a queue thread panicked"),
-            }
-        }
-        stats
     }
 
-    /// Clean stop: STOP_DEV, drain and join the queues, flush the backing
-    /// file, close `/dev/ublkcN`, DEL_DEV.
+    /// STOP_DEV (cancels every queue's pending FETCH), then wait until every
+    /// opened queue has stopped and join the library's threads.
+    fn shutdown_queues(&mut self) -> Vec<QueueStats> {
+        self.detach_hook();
+        let stop = if self.ctrl.stop_dev_pending() {
+            self.ctrl.stop_dev_wait()
+        } else {
+            self.ctrl.stop_dev(self.info.dev_id)
+        };
+        if let Err(e) = stop {
+            log::warn!("{e}");
+        }
+        // Every queue that reported Ready reports Stopped (when it finishes,
+        // or is dropped); queues never opened hold no tag.
+        while (self.stopped.len() as u16) < self.opened {
+            if self.next_event(None).is_none() {
+                break;
+            }
+        }
+        for t in self.threads.drain(..) {
+            match t.join() {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => log::error!("queue error: {e}"),
+                Err(_) => log::error!("a queue thread panicked"),
+            }
+        }
+        std::mem::take(&mut self.stopped)
+    }
+
+    /// Clean stop: STOP_DEV (or reap [`Device::request_stop`]'s), wait for
+    /// the queues, flush the backing file, close `/dev/ublkcN`, DEL_DEV.
+    /// Queues the backend runs must keep running until they finish.
     pub fn stop(mut self) -> Result<Vec<QueueStats>> {
         let stats = self.shutdown_queues();
         let flush = self.target.flush();
         self.cdev = None;
         let del = self.ctrl.del_dev(self.info.dev_id);
         self.deleted = true;
-        flush.context("flushing the backing file")?;
+        flush.map_err(|e| Error::io("flushing the backing file", e))?;
         del?;
         Ok(stats)
+    }
+}
+
+/// Wait until `path` is a block device (devtmpfs creates the node during
+/// START_DEV; a slow udev may replace it). Something else at the path (a
+/// regular file a tool created while the node was missing) is an error.
+fn wait_block_device(path: &Path, limit: Duration) -> Result<()> {
+    let t0 = Instant::now();
+    loop {
+        match std::fs::metadata(path) {
+            Ok(m) if m.file_type().is_block_device() => return Ok(()),
+            Ok(_) => {
+                return Err(Error::State(format!(
+                    "{} exists but is not a block device (something created it while the node was missing; remove it)",
+                    path.display()
+                )))
+            }
+            Err(_) if t0.elapsed() < limit => std::thread::sleep(Duration::from_millis(5)),
+            Err(e) => {
+                return Err(Error::io(
+                    format!("{} did not appear within {limit:?} after START_DEV", path.display()),
+                    e,
+                ))
+            }
+        }
     }
 }
 
@@ -520,7 +681,7 @@ fn open_retry(path: &Path) -> Result<File> {
             {
                 std::thread::sleep(Duration::from_millis(5));
             }
-            Err(e) => return Err(anyhow!("cannot open {}: {e}", path.display())),
+            Err(e) => return Err(Error::io(format!("cannot open {}", path.display()), e)),
         }
     }
 }

@@ -33,7 +33,7 @@
 //!     }
 //! }
 //!
-//! fn main() -> anyhow::Result<()> {
+//! fn main() -> ublk_user::Result<()> {
 //!     let opts = DeviceOptions { mode: DataMode::Copy, ..Default::default() };
 //!     let mut dev = Device::create(Control::open()?, Arc::new(Zero), opts)?;
 //!     dev.start()?; // /dev/ublkbN is live now
@@ -44,15 +44,23 @@
 //! }
 //! ```
 
+#![warn(missing_docs)]
+
 #[cfg(feature = "bpf")]
 pub mod bpf;
+#[allow(missing_docs)] // the command line; not library API
 pub mod cli;
 pub mod ctrl;
 pub mod device;
+pub mod error;
 pub mod io;
+pub mod logging;
 pub mod mode;
+#[allow(missing_docs)] // mirrors include/uapi/linux/ublk_cmd.h item by item
 pub mod sys;
 pub mod target;
 
 pub use device::{BpfHook, Device, DeviceOptions, QueueHookInfo};
+pub use error::{Error, Result};
+pub use io::{Completion, IoCtx, Queue, QueueSetup};
 pub use mode::DataMode;

@@ -34,6 +34,8 @@ pub fn build() -> Result<()> {
     say("build: building the release userspace binaries");
     let mut c = cmd("cargo");
     c.current_dir(root()).args(["build", "--release"]);
+    // the library's examples run in the VM (15-examples)
+    c.args(["--bins", "--examples"]);
     for p in PACKAGES {
         c.args(["--package", p]);
     }

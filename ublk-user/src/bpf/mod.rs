@@ -17,7 +17,7 @@
 //! # Use from the server (`--mode bpf`)
 //!
 //! ```no_run
-//! # fn f(dev: &mut ublk_user::Device) -> anyhow::Result<()> {
+//! # fn f(dev: &mut ublk_user::Device) -> ublk_user::Result<()> {
 //! use std::sync::Arc;
 //! use ublk_user::bpf::{BpfProgram, LoadOptions};
 //! let prog = Arc::new(BpfProgram::load_embedded(LoadOptions { log: false, ..Default::default() })?);
@@ -40,7 +40,16 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
-use anyhow::{anyhow, bail, Context, Result};
+use crate::error::{Error, Result, ResultExt};
+
+/// `Error::Bpf` from a format string.
+macro_rules! bpf_err {
+    ($($t:tt)*) => { Error::bpf(format!($($t)*)) };
+}
+/// Return `Error::Bpf` from a format string.
+macro_rules! bpf_bail {
+    ($($t:tt)*) => { return Err(bpf_err!($($t)*)) };
+}
 use aya::maps::{Array, Map, MapData, PerCpuArray};
 use aya::EbpfLoader;
 use ublk_ebpf_common::{names, stat, QueueTarget, BPF_PROG_TYPE_UBLK, MAX_QUEUES};
@@ -82,6 +91,7 @@ impl Default for LoadOptions {
 pub struct Stats(pub [u64; stat::COUNT as usize]);
 
 impl Stats {
+    /// Counter `idx` (`ublk_ebpf_common::stat::*`), 0 if out of range.
     pub fn get(&self, idx: u32) -> u64 {
         self.0[idx as usize]
     }
@@ -89,6 +99,7 @@ impl Stats {
     pub fn redirected(&self) -> u64 {
         self.get(stat::REDIRECTED)
     }
+    /// Bytes of the redirected requests.
     pub fn redirected_bytes(&self) -> u64 {
         self.get(stat::REDIRECTED_BYTES)
     }
@@ -153,7 +164,7 @@ impl BpfProgram {
         patch: impl FnOnce(&mut Vec<aya_obj::generated::bpf_insn>),
     ) -> Result<Self> {
         if !aya::features().bpf_global_data() {
-            bail!(
+            bpf_bail!(
                 "aya's kernel feature probe found no BPF global data (.rodata) support; \
                  if this kernel has it, the probe ran while io_uring task work was pending \
                  (call bpf::prime_feature_probe() before using io_uring)"
@@ -165,18 +176,18 @@ impl BpfProgram {
             .btf(None)
             .override_global(names::LOG_GLOBAL, &log_flag, true)
             .load(object)
-            .context("creating the BPF program's maps (aya)")?;
+            .bpf_context("creating the BPF program's maps (aya)")?;
 
         // 2. Relocate a second parse of the same bytes against those maps.
-        let mut obj = aya_obj::Object::parse(object).context("parsing the BPF object")?;
+        let mut obj = aya_obj::Object::parse(object).bpf_context("parsing the BPF object")?;
         let mut fds = Vec::new();
         for name in obj.maps.keys() {
             let map = ebpf
                 .map(name)
-                .ok_or_else(|| anyhow!("aya did not create map {name}"))?;
+                .ok_or_else(|| bpf_err!("aya did not create map {name}"))?;
             fds.push((
                 name.clone(),
-                map_fd(map).ok_or_else(|| anyhow!("map {name}: unexpected map kind"))?,
+                map_fd(map).ok_or_else(|| bpf_err!("map {name}: unexpected map kind"))?,
             ));
         }
         let text_sections: HashSet<usize> = obj.functions.keys().map(|(s, _)| *s).collect();
@@ -186,17 +197,17 @@ impl BpfProgram {
                 .map(|(name, fd)| (name.as_str(), *fd, &maps[name])),
             &text_sections,
         )
-        .context("relocating map references")?;
+        .bpf_context("relocating map references")?;
         obj.relocate_calls(&text_sections)
-            .context("relocating calls")?;
+            .bpf_context("relocating calls")?;
         let program = obj
             .programs
             .get(names::PROGRAM)
-            .ok_or_else(|| anyhow!("the object has no program {}", names::PROGRAM))?;
+            .ok_or_else(|| bpf_err!("the object has no program {}", names::PROGRAM))?;
         let mut function = obj
             .functions
             .get(&program.function_key())
-            .ok_or_else(|| anyhow!("the object has no code for {}", names::PROGRAM))?
+            .ok_or_else(|| bpf_err!("the object has no code for {}", names::PROGRAM))?
             .clone();
         patch(&mut function.instructions);
 
@@ -211,7 +222,7 @@ impl BpfProgram {
             flags,
         )
         .map_err(|e| {
-            anyhow!(
+            bpf_err!(
                 "BPF_PROG_LOAD (type {}, {} insns) failed: {}\n--- verifier log ---\n{}",
                 opts.prog_type,
                 function.instructions.len(),
@@ -223,29 +234,29 @@ impl BpfProgram {
                 }
             )
         })?;
-        let id = sys::prog_id(prog.as_raw_fd()).context("BPF_OBJ_GET_INFO_BY_FD")?;
+        let id = sys::prog_id(prog.as_raw_fd()).bpf_context("BPF_OBJ_GET_INFO_BY_FD")?;
 
         // 4. Typed handles on the maps we use; the logger takes AYA_LOGS.
         let stats_map_id = ebpf
             .map(names::STATS_MAP)
             .and_then(map_data)
-            .ok_or_else(|| anyhow!("no map {}", names::STATS_MAP))?
+            .ok_or_else(|| bpf_err!("no map {}", names::STATS_MAP))?
             .info()
-            .context("BPF map info")?
+            .bpf_context("BPF map info")?
             .id();
         let queues: Array<MapData, QueueValue> = ebpf
             .take_map(names::QUEUES_MAP)
-            .ok_or_else(|| anyhow!("no map {}", names::QUEUES_MAP))?
+            .ok_or_else(|| bpf_err!("no map {}", names::QUEUES_MAP))?
             .try_into()
-            .with_context(|| format!("map {}", names::QUEUES_MAP))?;
+            .bpf_ctx(|| format!("map {}", names::QUEUES_MAP))?;
         let stats: PerCpuArray<MapData, u64> = ebpf
             .take_map(names::STATS_MAP)
-            .ok_or_else(|| anyhow!("no map {}", names::STATS_MAP))?
+            .ok_or_else(|| bpf_err!("no map {}", names::STATS_MAP))?
             .try_into()
-            .with_context(|| format!("map {}", names::STATS_MAP))?;
+            .bpf_ctx(|| format!("map {}", names::STATS_MAP))?;
         let log_thread = if opts.log {
             let logger = aya_log::EbpfLogger::init_with_logger(&mut ebpf, StderrLog)
-                .context("starting the BPF logger")?;
+                .bpf_context("starting the BPF logger")?;
             Some(LogThread::spawn(logger)?)
         } else {
             None
@@ -280,14 +291,14 @@ impl BpfProgram {
     /// Fills queue `q_id`'s entry in `UBLK_QUEUES` (sets `valid`).
     pub fn set_queue(&self, q_id: u16, t: QueueTarget) -> Result<()> {
         if u32::from(q_id) >= MAX_QUEUES {
-            bail!("queue {q_id}: the BPF program serves queues 0..{MAX_QUEUES}");
+            bpf_bail!("queue {q_id}: the BPF program serves queues 0..{MAX_QUEUES}");
         }
         let t = QueueTarget { valid: 1, ..t };
         self.queues
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .set(u32::from(q_id), QueueValue(t), 0)
-            .with_context(|| format!("updating {}[{q_id}]", names::QUEUES_MAP))
+            .bpf_ctx(|| format!("updating {}[{q_id}]", names::QUEUES_MAP))
     }
 
     /// Clears queue `q_id`'s entry: the program passes its requests.
@@ -299,7 +310,7 @@ impl BpfProgram {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .set(u32::from(q_id), QueueValue(QueueTarget::default()), 0)
-            .with_context(|| format!("clearing {}[{q_id}]", names::QUEUES_MAP))
+            .bpf_ctx(|| format!("clearing {}[{q_id}]", names::QUEUES_MAP))
     }
 
     /// The current `UBLK_QUEUES` entry of `q_id`.
@@ -309,7 +320,7 @@ impl BpfProgram {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .get(&u32::from(q_id), 0)
-            .with_context(|| format!("reading {}[{q_id}]", names::QUEUES_MAP))?;
+            .bpf_ctx(|| format!("reading {}[{q_id}]", names::QUEUES_MAP))?;
         Ok(v.0)
     }
 
@@ -368,6 +379,7 @@ pub fn prime_feature_probe() {
     let _ = aya::features();
 }
 
+/// Can the embedded program be loaded here? `Err` says why not.
 pub fn probe(log: bool) -> std::result::Result<(), String> {
     // The log thread is not needed for a probe, but the flag changes the code
     // the verifier walks, so probe with the same value.
@@ -397,10 +409,10 @@ pub fn load_hook(log: bool, kernel_io: bool) -> Result<(Arc<BpfProgram>, Box<dyn
 /// Reads `UBLK_STATS` by map id (e.g. from `ublk-user list`, with the id
 /// the server recorded). Needs CAP_SYS_ADMIN.
 pub fn stats_by_map_id(id: u32) -> Result<Stats> {
-    let data = MapData::from_id(id).with_context(|| format!("opening BPF map id {id}"))?;
+    let data = MapData::from_id(id).bpf_ctx(|| format!("opening BPF map id {id}"))?;
     let map: PerCpuArray<MapData, u64> = Map::PerCpuArray(data)
         .try_into()
-        .with_context(|| format!("BPF map id {id} is not the stats map"))?;
+        .bpf_ctx(|| format!("BPF map id {id} is not the stats map"))?;
     read_stats(&map)
 }
 
@@ -409,7 +421,7 @@ fn read_stats(map: &PerCpuArray<MapData, u64>) -> Result<Stats> {
     for (i, slot) in s.0.iter_mut().enumerate() {
         let v = map
             .get(&(i as u32), 0)
-            .with_context(|| format!("reading {}[{i}]", names::STATS_MAP))?;
+            .bpf_ctx(|| format!("reading {}[{i}]", names::STATS_MAP))?;
         *slot = v.iter().fold(0u64, |a, b| a.wrapping_add(*b));
     }
     Ok(s)
@@ -444,11 +456,11 @@ impl BpfHook for Hook {
     fn queue(&mut self, _dev_id: u32, q: &QueueHookInfo) -> Result<()> {
         let backing_fd = q
             .backing_fd
-            .ok_or_else(|| anyhow!("--mode bpf needs a target with a backing file (loop)"))?;
+            .ok_or_else(|| bpf_err!("--mode bpf needs a target with a backing file (loop)"))?;
         let t = if self.kernel_io {
             match self.backing_fd {
                 Some(fd) if fd != backing_fd => {
-                    bail!("queues with different backing files ({fd}, {backing_fd})")
+                    bpf_bail!("queues with different backing files ({fd}, {backing_fd})")
                 }
                 _ => self.backing_fd = Some(backing_fd),
             }
@@ -476,10 +488,10 @@ impl BpfHook for Hook {
     fn attach(&mut self, ctrl: &mut Control, dev_id: u32) -> Result<()> {
         if let Some(fd) = self.backing_fd.filter(|_| self.kernel_io) {
             ctrl.reg_bpf_files(dev_id, &[fd])
-                .context("REG_BPF_FILES (the backing file)")?;
+                .bpf_context("REG_BPF_FILES (the backing file)")?;
         }
         ctrl.reg_bpf_prog(dev_id, self.prog.prog_fd().as_raw_fd())
-            .with_context(|| format!("REG_BPF_PROG (prog id {})", self.prog.prog_id()))?;
+            .bpf_ctx(|| format!("REG_BPF_PROG (prog id {})", self.prog.prog_id()))?;
         Ok(())
     }
 
@@ -492,7 +504,7 @@ impl BpfHook for Hook {
         for q in self.queues.drain(..) {
             let _ = self.prog.clear_queue(q);
         }
-        res.context("UNREG_BPF_PROG")?;
+        res.bpf_context("UNREG_BPF_PROG")?;
         Ok(())
     }
 }
@@ -505,7 +517,7 @@ impl log::Log for StderrLog {
         true
     }
     fn log(&self, r: &log::Record<'_>) {
-        eprintln!("ublk-user: bpf {}: {}", r.level(), r.args());
+        log::log!(target: "ublk_bpf_program", r.level(), "{}", r.args());
     }
     fn flush(&self) {}
 }
@@ -536,7 +548,7 @@ impl LogThread {
                 }
                 logger.flush();
             })
-            .context("spawning the BPF log thread")?;
+            .bpf_context("spawning the BPF log thread")?;
         Ok(Self { stop, handle })
     }
 

@@ -56,7 +56,9 @@ pub const LOG_SIZE: usize = 16 << 20;
 /// A failed `BPF_PROG_LOAD`: the errno and the verifier's log.
 #[derive(Debug)]
 pub struct LoadError {
+    /// The load's error.
     pub errno: io::Error,
+    /// The verifier's log.
     pub log: String,
 }
 

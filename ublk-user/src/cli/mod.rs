@@ -388,7 +388,7 @@ fn serve(
             break;
         }
     }
-    let r = dev.stop();
+    let r = dev.stop().map_err(anyhow::Error::from);
     Meta::remove(id);
     if let Err(e) = &r {
         eprintln!("ublk-user: device {id}: stop: {}", one_line(e));

@@ -8,12 +8,15 @@ use std::io;
 use std::os::fd::AsRawFd;
 use std::path::Path;
 
+/// The control device.
 pub const CONTROL_PATH: &str = "/dev/ublk-control";
 
 /// An error from a control command, naming the command.
 #[derive(Debug)]
 pub struct CtrlError {
+    /// The command.
     pub cmd: &'static str,
+    /// The error.
     pub err: io::Error,
 }
 
@@ -25,34 +28,47 @@ impl std::fmt::Display for CtrlError {
 impl std::error::Error for CtrlError {}
 
 impl CtrlError {
+    /// The errno the command failed with.
     pub fn errno(&self) -> Option<i32> {
         self.err.raw_os_error()
     }
 }
 
+/// `Result` of a control command.
 pub type CtrlResult<T> = Result<T, CtrlError>;
 
 /// The control device and the io_uring (SQE128) its commands go through.
 pub struct Control {
     file: File,
     ring: IoUring<squeue::Entry128, cqueue::Entry>,
+    /// A STOP_DEV issued with [`Control::stop_dev_begin`]: `None` while it
+    /// runs, `Some(result)` once its CQE was reaped.
+    stop: Option<Option<i32>>,
 }
+
+/// `user_data` of the asynchronous STOP_DEV (synchronous commands use
+/// their opcode, which never has the top bit set).
+const ASYNC_STOP_UD: u64 = 1 << 63;
 
 impl Control {
     /// Open `/dev/ublk-control`, with a clear message when it is missing.
-    pub fn open() -> anyhow::Result<Self> {
+    pub fn open() -> crate::Result<Self> {
         if !Path::new(CONTROL_PATH).exists() {
-            anyhow::bail!("{CONTROL_PATH} not found: the kernel has no ublk driver (CONFIG_BLK_DEV_UBLK) or it is not loaded");
+            return Err(crate::Error::NoDriver { path: CONTROL_PATH });
         }
         let file = OpenOptions::new()
             .read(true)
             .write(true)
             .open(CONTROL_PATH)
-            .map_err(|e| anyhow::anyhow!("cannot open {CONTROL_PATH}: {e}"))?;
+            .map_err(|e| crate::Error::io(format!("cannot open {CONTROL_PATH}"), e))?;
         let ring = IoUring::<squeue::Entry128, cqueue::Entry>::builder()
             .build(4)
-            .map_err(|e| anyhow::anyhow!("cannot create the control io_uring: {e}"))?;
-        Ok(Self { file, ring })
+            .map_err(|e| crate::Error::io("cannot create the control io_uring", e))?;
+        Ok(Self {
+            file,
+            ring,
+            stop: None,
+        })
     }
 
     /// Issue one control command and wait for its result.
@@ -74,8 +90,12 @@ impl Control {
                 Err(e) if e.raw_os_error() == Some(libc::EINTR) => continue,
                 Err(e) => return Err(wrap(e)),
             }
-            if let Some(cqe) = self.ring.completion().next() {
+            while let Some(cqe) = self.ring.completion().next() {
                 let res = cqe.result();
+                if cqe.user_data() == ASYNC_STOP_UD {
+                    self.stop = Some(Some(res));
+                    continue;
+                }
                 return if res < 0 {
                     Err(wrap(io::Error::from_raw_os_error(-res)))
                 } else {
@@ -83,6 +103,86 @@ impl Control {
                 };
             }
         }
+    }
+
+    /// Issue STOP_DEV without waiting for it. The driver runs it in an
+    /// io_uring worker, where it waits for the requests in flight: the
+    /// caller can keep serving its queues (a backend that runs its queues
+    /// on the thread that stops the device needs this). Reap the result
+    /// with [`Control::stop_dev_wait`] (or poll [`Control::stop_dev_done`]).
+    pub fn stop_dev_begin(&mut self, dev_id: u32) -> CtrlResult<()> {
+        let wrap = |err| CtrlError {
+            cmd: "STOP_DEV",
+            err,
+        };
+        if self.stop.is_some() {
+            return Err(wrap(io::Error::from_raw_os_error(libc::EALREADY)));
+        }
+        let mut cmd = [0u8; 80];
+        cmd[..32].copy_from_slice(&Self::dev_cmd(dev_id).to_bytes());
+        let sqe =
+            opcode::UringCmd80::new(types::Fd(self.file.as_raw_fd()), sys::UBLK_U_CMD_STOP_DEV)
+                .cmd(cmd)
+                .build()
+                .user_data(ASYNC_STOP_UD);
+        // SAFETY: the command has no buffer (`addr` 0); the SQE is copied.
+        unsafe { self.ring.submission().push(&sqe) }
+            .map_err(|_| wrap(io::Error::other("control SQ full")))?;
+        self.ring.submit().map_err(wrap)?;
+        self.stop = Some(None);
+        Ok(())
+    }
+
+    /// Has the STOP_DEV of [`Control::stop_dev_begin`] finished? Never blocks.
+    pub fn stop_dev_done(&mut self) -> bool {
+        if let Some(None) = self.stop {
+            // runs deferred completions without waiting for any
+            let _ = self.ring.submit_and_wait(0);
+            while let Some(cqe) = self.ring.completion().next() {
+                if cqe.user_data() == ASYNC_STOP_UD {
+                    self.stop = Some(Some(cqe.result()));
+                }
+            }
+        }
+        matches!(self.stop, Some(Some(_)))
+    }
+
+    /// Wait for the STOP_DEV of [`Control::stop_dev_begin`]; `Ok` if none
+    /// was issued.
+    pub fn stop_dev_wait(&mut self) -> CtrlResult<()> {
+        let wrap = |err| CtrlError {
+            cmd: "STOP_DEV",
+            err,
+        };
+        loop {
+            match self.stop {
+                None => return Ok(()),
+                Some(Some(res)) => {
+                    self.stop = None;
+                    return if res < 0 {
+                        Err(wrap(io::Error::from_raw_os_error(-res)))
+                    } else {
+                        Ok(())
+                    };
+                }
+                Some(None) => {}
+            }
+            match self.ring.submit_and_wait(1) {
+                Ok(_) => {}
+                Err(e) if e.raw_os_error() == Some(libc::EINTR) => continue,
+                Err(e) => return Err(wrap(e)),
+            }
+            while let Some(cqe) = self.ring.completion().next() {
+                if cqe.user_data() == ASYNC_STOP_UD {
+                    self.stop = Some(Some(cqe.result()));
+                }
+            }
+        }
+    }
+
+    /// Is a STOP_DEV from [`Control::stop_dev_begin`] issued or unreaped?
+    pub fn stop_dev_pending(&self) -> bool {
+        self.stop.is_some()
     }
 
     fn dev_cmd(dev_id: u32) -> CtrlCmd {
@@ -115,6 +215,7 @@ impl Control {
         self.cmd("ADD_DEV", sys::UBLK_U_CMD_ADD_DEV, c).map(|_| ())
     }
 
+    /// `UBLK_U_CMD_GET_DEV_INFO`.
     pub fn get_dev_info(&mut self, dev_id: u32) -> CtrlResult<DevInfo> {
         let mut info = DevInfo::default();
         let c = CtrlCmd {
@@ -126,6 +227,7 @@ impl Control {
         Ok(info)
     }
 
+    /// `UBLK_U_CMD_SET_PARAMS`.
     pub fn set_params(&mut self, dev_id: u32, params: &Params) -> CtrlResult<()> {
         let mut p = *params;
         p.len = std::mem::size_of::<Params>() as u32;
@@ -138,6 +240,7 @@ impl Control {
             .map(|_| ())
     }
 
+    /// `UBLK_U_CMD_GET_PARAMS`.
     pub fn get_params(&mut self, dev_id: u32) -> CtrlResult<Params> {
         let mut p = Params {
             len: std::mem::size_of::<Params>() as u32,
@@ -184,6 +287,7 @@ impl Control {
             .map(|_| ())
     }
 
+    /// `UBLK_U_CMD_STOP_DEV`, waiting for it (see [`Control::stop_dev_begin`]).
     pub fn stop_dev(&mut self, dev_id: u32) -> CtrlResult<()> {
         self.cmd("STOP_DEV", sys::UBLK_U_CMD_STOP_DEV, Self::dev_cmd(dev_id))
             .map(|_| ())

@@ -10,21 +10,35 @@
 //!    [`Target`] serves it, at once or with SQEs on this same ring
 //!    (`KIND_TARGET`);
 //! 4. when its CQEs are in, the tag is committed with `COMMIT_AND_FETCH_REQ`,
-//!    which also fetches the tag's next request.
+//!    which also fetches the tag's next request; a request the target
+//!    [deferred](IoCtx::defer) is committed when its [`Completion`] comes
+//!    back through the queue's inbox ([`completion`]).
+//!
+//! Who runs the loop: by default [`crate::Device::start`] spawns one thread
+//! per queue. A backend that wants no library threads takes the queues with
+//! [`crate::Device::take_queues`], opens each [`QueueSetup`] on a thread of
+//! its own and drives it with [`Queue::run_once`].
 //!
 //! Every SQE's `user_data` is `kind:8|op:8|tag:16` (+ 32 bits of extra), see
 //! [`ublk_ebpf_common::user_data`], so CQEs are routed without lookups.
 //! Submissions are batched: one `io_uring_enter` per loop turn.
 
+pub mod completion;
 pub mod counters;
-pub mod redirect;
+mod ctx;
+pub(crate) mod redirect;
+
+pub use completion::Completion;
+pub use ctx::IoCtx;
 
 use crate::mode::{zc, DataMode, DataPath};
 use crate::sys::{self, IoCmd, IoDesc};
 use crate::target::{Request, Submit, Target, MAX_SQES_PER_REQUEST};
-use counters::Counters;
-use io_uring::{opcode, squeue, types, IoUring};
+use completion::{Finished, Inbox};
+use counters::{Counter, Counters};
+use io_uring::{cqueue, opcode, squeue, types, IoUring};
 use redirect::Redirect;
+use std::fs::File;
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
 use std::sync::mpsc::Sender;
@@ -39,10 +53,12 @@ const EXTRA_TARGET: u32 = 0;
 const EXTRA_REG_BUF: u32 = 1;
 /// zc fallback: our `UBLK_U_IO_UNREGISTER_IO_BUF`.
 const EXTRA_UNREG_BUF: u32 = 2;
+/// `KIND_INTERNAL`: the multishot poll on the inbox's eventfd.
+const EXTRA_INBOX: u32 = 1;
 
-/// What a queue thread needs.
+/// What a queue needs.
 #[derive(Clone, Debug)]
-pub struct QueueConfig {
+pub(crate) struct QueueConfig {
     pub dev_id: u32,
     pub q_id: u16,
     pub depth: u16,
@@ -51,13 +67,12 @@ pub struct QueueConfig {
     /// Handle `UBLK_IO_F_BPF_REDIRECT` requests and keep a sparse buffer
     /// table for the kernel's redirect registrations.
     pub bpf: bool,
-    /// `/dev/ublkcN`.
-    pub cdev_fd: RawFd,
 }
 
-/// Sent to the device thread once the queue has fetched all its tags.
+/// A queue, once it has fetched all its tags.
 #[derive(Clone, Copy, Debug)]
 pub struct QueueReady {
+    /// The queue.
     pub q_id: u16,
     /// This queue's io_uring fd (for the BPF loader's map).
     pub ring_fd: RawFd,
@@ -66,56 +81,77 @@ pub struct QueueReady {
 /// Counters, returned when the queue stops.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct QueueStats {
+    /// Requests that arrived.
     pub requests: u64,
+    /// Of those, redirected by the BPF program.
     pub redirected: u64,
+    /// Requests completed with an error.
     pub errors: u64,
 }
 
-/// The context a target queues its SQEs through.
-pub struct IoCtx<'a> {
-    ring: &'a mut IoUring,
-    tag: u16,
-    op: u8,
-    q_id: u16,
-    /// zc fallback: chain everything after a REGISTER_IO_BUF.
-    link: bool,
-    reg_pushed: bool,
-    pushed: u32,
+/// What queues tell their device (on whatever thread they run).
+#[derive(Debug)]
+pub(crate) enum QueueEvent {
+    Ready(QueueReady),
+    Failed(crate::Error),
+    Stopped(QueueStats),
 }
 
-impl IoCtx<'_> {
-    /// Fixed file `i` of the target's [`Target::files`].
-    #[inline]
-    pub fn file(&self, i: u32) -> types::Fixed {
-        types::Fixed(i + 1)
+/// A queue not yet set up: `Send`, so it can be moved to the thread that
+/// will serve it. [`QueueSetup::open`] must run on that thread: the driver
+/// accepts a tag's COMMIT only from the task that fetched it.
+pub struct QueueSetup {
+    pub(crate) cfg: QueueConfig,
+    pub(crate) cdev: Arc<File>,
+    pub(crate) target: Arc<dyn Target>,
+    pub(crate) counters: Arc<Counters>,
+    pub(crate) events: Sender<QueueEvent>,
+}
+
+impl std::fmt::Debug for QueueSetup {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("QueueSetup")
+            .field("dev_id", &self.cfg.dev_id)
+            .field("q_id", &self.cfg.q_id)
+            .finish()
+    }
+}
+
+impl QueueSetup {
+    /// The queue's id.
+    pub fn q_id(&self) -> u16 {
+        self.cfg.q_id
     }
 
-    /// Queue one SQE for the current request; its `user_data` is set here.
-    /// Returns a negative errno if the ring is unusable.
-    #[inline]
-    pub fn push(&mut self, sqe: squeue::Entry) -> Result<(), i32> {
-        if self.pushed as usize >= MAX_SQES_PER_REQUEST {
-            return Err(-libc::E2BIG);
+    /// Create the queue's ring, map its iods, fetch every tag, and tell the
+    /// device it is ready (a [`crate::Device::start`] waiting on another
+    /// thread, or called later on this one, goes on). Serve it from this
+    /// thread with [`Queue::run_once`] or [`Queue::run`].
+    pub fn open(self) -> crate::Result<Queue> {
+        let q_id = self.cfg.q_id;
+        let events = self.events.clone();
+        let res = Queue::new(self).and_then(|mut q| q.fetch_all().map(|_| q));
+        match res {
+            Ok(q) => {
+                let _ = events.send(QueueEvent::Ready(QueueReady {
+                    q_id,
+                    ring_fd: q.ring_fd(),
+                }));
+                Ok(q)
+            }
+            Err(e) => {
+                let _ = events.send(QueueEvent::Failed(crate::Error::Queue {
+                    q_id,
+                    source: io::Error::new(e.kind(), e.to_string()),
+                }));
+                Err(crate::Error::Queue { q_id, source: e })
+            }
         }
-        if self.link && !self.reg_pushed {
-            let reg = zc::buf_cmd(true, self.q_id, self.tag)
-                .flags(squeue::Flags::IO_HARDLINK | squeue::Flags::SKIP_SUCCESS)
-                .user_data(ud::encode(KIND_TARGET, self.op, self.tag, EXTRA_REG_BUF));
-            push_sqe(self.ring, &reg)?;
-            self.reg_pushed = true;
-        }
-        let mut sqe = sqe.user_data(ud::encode(KIND_TARGET, self.op, self.tag, EXTRA_TARGET));
-        if self.link {
-            sqe = sqe.flags(squeue::Flags::IO_HARDLINK);
-        }
-        push_sqe(self.ring, &sqe)?;
-        self.pushed += 1;
-        Ok(())
     }
 }
 
 #[inline]
-fn push_sqe(ring: &mut IoUring, sqe: &squeue::Entry) -> Result<(), i32> {
+pub(super) fn push_sqe(ring: &mut IoUring, sqe: &squeue::Entry) -> Result<(), i32> {
     for _ in 0..2 {
         // SAFETY: every buffer an SQE points to (per-tag copy buffers, iods,
         // registered buffers) lives as long as the queue, which waits for all
@@ -142,6 +178,10 @@ struct TagState {
     err: i32,
     op: u8,
     dead: bool,
+    /// Serial number of the request on this tag (matches its Completion).
+    gen: u32,
+    /// The target holds a [`Completion`] for the request.
+    deferred: bool,
     redirect: Redirect,
 }
 
@@ -197,6 +237,8 @@ impl Drop for Iods {
 }
 
 /// One hardware queue: its ring, iods, data path and per-tag state.
+///
+/// Not `Send`: it must be served by the thread that opened it.
 pub struct Queue {
     cfg: QueueConfig,
     ring: IoUring,
@@ -204,39 +246,51 @@ pub struct Queue {
     path: DataPath,
     target: Arc<dyn Target>,
     counters: Arc<Counters>,
+    inbox: Arc<Inbox>,
+    finished: Vec<Finished>,
+    events: Sender<QueueEvent>,
+    stopped_sent: bool,
     tags: Vec<TagState>,
-    cqes: Vec<(u64, i32)>,
+    cqes: Vec<(u64, i32, u32)>,
     dead: u32,
     inflight: u32,
     stats: QueueStats,
+    _not_send: std::marker::PhantomData<*const ()>,
 }
 
 impl Queue {
     /// Set up the ring (fixed files: cdev + target files; sparse buffer
     /// table for zc/bpf), the iod mapping and the data path.
-    pub fn new(
-        cfg: QueueConfig,
-        target: Arc<dyn Target>,
-        counters: Arc<Counters>,
-    ) -> io::Result<Self> {
+    fn new(setup: QueueSetup) -> io::Result<Self> {
+        let QueueSetup {
+            cfg,
+            cdev,
+            target,
+            counters,
+            events,
+        } = setup;
         let depth = cfg.depth as u32;
         let sq = (depth * 2).next_power_of_two().clamp(64, 8192);
         let ring = IoUring::builder()
             .setup_cqsize(sq * 2)
             .setup_coop_taskrun()
+            // lets a non-waiting run_once see pending task work
+            .setup_taskrun_flag()
             .setup_single_issuer()
             .setup_defer_taskrun()
             .build(sq)?;
-        let mut files = vec![cfg.cdev_fd];
+        let mut files = vec![cdev.as_raw_fd()];
         files.extend(target.files());
         ring.submitter().register_files(&files)?;
         if cfg.mode == DataMode::Zc || cfg.bpf {
             ring.submitter().register_buffers_sparse(depth)?;
         }
-        let iods = Iods::map(cfg.cdev_fd, cfg.q_id, cfg.depth)?;
+        let iods = Iods::map(cdev.as_raw_fd(), cfg.q_id, cfg.depth)?;
         let path = DataPath::new(cfg.mode, cfg.depth, cfg.max_io)?;
+        let user_copy = (cfg.mode == DataMode::UserCopy).then(|| cdev.clone());
+        let inbox = Arc::new(Inbox::new(cfg.q_id, user_copy)?);
         let cq = ring.params().cq_entries() as usize;
-        Ok(Self {
+        let mut q = Self {
             tags: vec![TagState::default(); cfg.depth as usize],
             cqes: Vec::with_capacity(cq),
             cfg,
@@ -245,12 +299,29 @@ impl Queue {
             path,
             target,
             counters,
+            inbox,
+            finished: Vec::new(),
+            events,
+            stopped_sent: false,
             dead: 0,
             inflight: 0,
             stats: QueueStats::default(),
-        })
+            _not_send: std::marker::PhantomData,
+        };
+        q.arm_inbox().map_err(io::Error::from_raw_os_error)?;
+        Ok(q)
     }
 
+    /// (Re-)arm the multishot poll on the inbox's eventfd.
+    fn arm_inbox(&mut self) -> Result<(), i32> {
+        let e = opcode::PollAdd::new(types::Fd(self.inbox.eventfd()), libc::POLLIN as u32)
+            .multi(true)
+            .build()
+            .user_data(ud::encode(KIND_INTERNAL, 0, 0, EXTRA_INBOX));
+        push_sqe(&mut self.ring, &e).map_err(|e| -e)
+    }
+
+    /// This queue's io_uring fd.
     pub fn ring_fd(&self) -> RawFd {
         self.ring.as_raw_fd()
     }
@@ -270,7 +341,7 @@ impl Queue {
     }
 
     /// Queue FETCH_REQ for every tag and submit them.
-    pub fn fetch_all(&mut self) -> io::Result<()> {
+    fn fetch_all(&mut self) -> io::Result<()> {
         for tag in 0..self.cfg.depth {
             let e = self.ublk_cmd(sys::UBLK_U_IO_FETCH_REQ, tag, -1);
             push_sqe(&mut self.ring, &e).map_err(|e| io::Error::from_raw_os_error(-e))?;
@@ -284,19 +355,20 @@ impl Queue {
         let e = self.ublk_cmd(sys::UBLK_U_IO_COMMIT_AND_FETCH_REQ, tag, result);
         if let Err(e) = push_sqe(&mut self.ring, &e) {
             // Cannot even queue the commit: the ring is broken.
-            eprintln!(
-                "ublk-user: queue {} tag {tag}: cannot queue COMMIT: errno {}",
-                self.cfg.q_id, -e
+            log::error!(
+                "queue {} tag {tag}: cannot queue COMMIT: errno {}",
+                self.cfg.q_id,
+                -e
             );
             self.mark_dead(tag);
         }
     }
 
     fn commit_redirected(&mut self, tag: u16, result: i32) {
-        self.counters.add(self.cfg.q_id, counters::REDIRECTED, 1);
+        self.counters.add(self.cfg.q_id, Counter::Redirected, 1);
         if result < 0 {
             self.stats.errors += 1;
-            self.counters.add(self.cfg.q_id, counters::ERRORS, 1);
+            self.counters.add(self.cfg.q_id, Counter::Errors, 1);
         }
         self.commit(tag, result);
     }
@@ -314,6 +386,11 @@ impl Queue {
     fn serve(&mut self, tag: u16) {
         let iod = self.iods.get(tag);
         self.stats.requests += 1;
+        let gen = {
+            let t = &mut self.tags[tag as usize];
+            t.gen = t.gen.wrapping_add(1);
+            t.gen
+        };
         let op = iod.op();
         let flags = iod.flags();
         if self.cfg.bpf && flags & sys::UBLK_IO_F_BPF_REDIRECT != 0 {
@@ -326,19 +403,11 @@ impl Queue {
             }
             return;
         }
-        self.counters.add(self.cfg.q_id, counters::SERVED, 1);
+        self.counters.add(self.cfg.q_id, Counter::Served, 1);
         if flags & sys::UBLK_IO_F_FUA != 0 {
-            self.counters.add(self.cfg.q_id, counters::FUA, 1);
+            self.counters.add(self.cfg.q_id, Counter::Fua, 1);
         }
-        let req = Request {
-            q_id: self.cfg.q_id,
-            tag,
-            op,
-            flags,
-            start_sector: iod.start_sector,
-            nr_sectors: iod.nr_sectors,
-            buf: self.path.request_buf(tag, &iod),
-        };
+        let req = Request::new(self.cfg.q_id, tag, &iod, self.path.request_buf(tag, &iod));
         // Keep a request's SQEs (and a zc fallback chain) in one submission.
         let free = {
             let sq = self.ring.submission();
@@ -349,18 +418,39 @@ impl Queue {
         }
         let link = matches!(self.path, DataPath::Zc)
             && flags & sys::UBLK_IO_F_NEED_REG_BUF != 0
-            && matches!(req.buf, crate::mode::IoBuf::Fixed { .. });
+            && matches!(req.buf(), crate::mode::IoBuf::Fixed { .. });
         let mut ctx = IoCtx {
             ring: &mut self.ring,
+            inbox: &self.inbox,
             tag,
             op,
             q_id: self.cfg.q_id,
+            gen,
+            bytes: req.bytes(),
             link,
             reg_pushed: false,
             pushed: 0,
+            deferred: false,
         };
         let sub = self.target.queue_io(&mut ctx, &req);
-        let (pushed, reg_pushed) = (ctx.pushed, ctx.reg_pushed);
+        let (pushed, reg_pushed, deferred) = (ctx.pushed, ctx.reg_pushed, ctx.deferred);
+        if deferred {
+            // The Completion decides; it may even have been posted already.
+            if sub != Submit::Deferred {
+                log::warn!(
+                    "queue {} tag {tag}: target {} took a Completion but returned {sub:?}; \
+                     the Completion's result is used",
+                    self.cfg.q_id,
+                    self.target.name()
+                );
+            }
+            let t = &mut self.tags[tag as usize];
+            t.deferred = true;
+            t.op = op;
+            t.bytes = req.bytes();
+            self.inflight += 1;
+            return;
+        }
         let mut pending = pushed;
         if reg_pushed {
             let unreg = zc::buf_cmd(false, self.cfg.q_id, tag).user_data(ud::encode(
@@ -375,7 +465,15 @@ impl Queue {
         }
         match sub {
             Submit::Done(res) if pending == 0 => self.commit(tag, res),
-            Submit::Queued if pending == 0 => self.commit(tag, -libc::EIO),
+            Submit::Queued | Submit::Deferred if pending == 0 => {
+                if sub == Submit::Deferred {
+                    log::warn!(
+                        "queue {} tag {tag}: Submit::Deferred without IoCtx::defer(): -EIO",
+                        self.cfg.q_id
+                    );
+                }
+                self.commit(tag, -libc::EIO)
+            }
             _ => {
                 let t = &mut self.tags[tag as usize];
                 t.pending = pending;
@@ -424,15 +522,43 @@ impl Queue {
             };
             if result < 0 {
                 self.stats.errors += 1;
-                self.counters.add(self.cfg.q_id, counters::ERRORS, 1);
+                self.counters.add(self.cfg.q_id, Counter::Errors, 1);
             }
             self.inflight -= 1;
             self.commit(tag, result);
         }
     }
 
+    /// Commit the deferred requests whose Completions came back.
+    fn drain_inbox(&mut self) {
+        let mut done = std::mem::take(&mut self.finished);
+        self.inbox.drain(&mut done);
+        for f in done.drain(..) {
+            let Some(t) = self.tags.get_mut(f.tag as usize) else {
+                continue;
+            };
+            if !t.deferred || t.gen != f.gen {
+                continue; // stale: the tag has moved on
+            }
+            t.deferred = false;
+            let rw = t.op == sys::UBLK_IO_OP_READ || t.op == sys::UBLK_IO_OP_WRITE;
+            let result = if f.result >= 0 && rw && f.result as u32 != t.bytes {
+                -libc::EIO
+            } else {
+                f.result
+            };
+            if result < 0 {
+                self.stats.errors += 1;
+                self.counters.add(self.cfg.q_id, Counter::Errors, 1);
+            }
+            self.inflight -= 1;
+            self.commit(f.tag, result);
+        }
+        self.finished = done;
+    }
+
     #[inline]
-    fn on_cqe(&mut self, user_data: u64, res: i32) {
+    fn on_cqe(&mut self, user_data: u64, res: i32, flags: u32) {
         let tag = ud::tag(user_data);
         if tag >= self.cfg.depth {
             return;
@@ -443,8 +569,8 @@ impl Queue {
                     self.serve(tag);
                 } else {
                     if res != sys::UBLK_IO_RES_ABORT {
-                        eprintln!(
-                            "ublk-user: queue {} tag {tag}: ublk command failed: {}",
+                        log::error!(
+                            "queue {} tag {tag}: ublk command failed: {}",
                             self.cfg.q_id,
                             errno_str(res)
                         );
@@ -456,49 +582,102 @@ impl Queue {
             KIND_BPF => match self.tags[tag as usize].redirect.on_bpf_cqe(res) {
                 Ok(Some(r)) => self.commit_redirected(tag, r),
                 Ok(None) => {}
-                Err(d) => eprintln!(
-                    "ublk-user: queue {} tag {tag}: duplicate BPF CQE ({d:?})",
+                Err(d) => log::error!(
+                    "queue {} tag {tag}: duplicate BPF CQE ({d:?})",
                     self.cfg.q_id
                 ),
             },
+            KIND_INTERNAL if ud::extra(user_data) == EXTRA_INBOX => {
+                if !cqueue::more(flags) {
+                    if res < 0 && res != -libc::ECANCELED {
+                        log::warn!("queue {}: inbox poll: {}", self.cfg.q_id, errno_str(res));
+                    }
+                    if let Err(e) = self.arm_inbox() {
+                        log::error!(
+                            "queue {}: cannot re-arm the inbox poll: errno {e}",
+                            self.cfg.q_id
+                        );
+                    }
+                }
+                self.drain_inbox();
+            }
             KIND_INTERNAL => {}
-            k => eprintln!(
-                "ublk-user: queue {}: CQE of unknown kind {k} (user_data {user_data:#x})",
+            k => log::error!(
+                "queue {}: CQE of unknown kind {k} (user_data {user_data:#x})",
                 self.cfg.q_id
             ),
         }
     }
 
-    /// Serve until every tag has been aborted (the device stopped).
-    pub fn run(&mut self) -> io::Result<QueueStats> {
-        let depth = self.cfg.depth as u32;
-        let q = self.cfg.q_id;
-        while self.dead < depth || self.inflight > 0 {
-            let entered = self.ring.submit_and_wait(1);
-            self.counters.add(q, counters::ENTERS, 1);
-            match entered {
-                Ok(n) => self.counters.add(q, counters::SQES, n as u64),
-                Err(e)
-                    if matches!(
-                        e.raw_os_error(),
-                        Some(libc::EINTR) | Some(libc::EBUSY) | Some(libc::EAGAIN)
-                    ) => {}
-                Err(e) => return Err(e),
-            }
-            let mut cq = self.ring.completion();
-            cq.sync();
-            self.cqes.clear();
-            for cqe in &mut cq {
-                self.cqes.push((cqe.user_data(), cqe.result()));
-            }
-            drop(cq);
-            self.counters.add(q, counters::CQES, self.cqes.len() as u64);
-            for i in 0..self.cqes.len() {
-                let (u, r) = self.cqes[i];
-                self.on_cqe(u, r);
-            }
+    /// Has the device stopped and every request been answered?
+    pub fn finished(&self) -> bool {
+        self.dead >= self.cfg.depth as u32 && self.inflight == 0
+    }
+
+    /// One turn of the loop: submit what is queued, wait for at least one
+    /// completion if `wait` (else only take what is there), and handle
+    /// every CQE. Returns `Ok(false)` once the device has stopped and every
+    /// request was answered (then the queue is done; drop it), `Ok(true)`
+    /// otherwise. A signal interrupts the wait and returns `Ok(true)`.
+    pub fn run_once(&mut self, wait: bool) -> io::Result<bool> {
+        if self.finished() {
+            self.send_stopped();
+            return Ok(false);
         }
+        let q = self.cfg.q_id;
+        let entered = self.ring.submit_and_wait(wait as usize);
+        self.counters.add(q, Counter::Enters, 1);
+        match entered {
+            Ok(n) => self.counters.add(q, Counter::Sqes, n as u64),
+            Err(e)
+                if matches!(
+                    e.raw_os_error(),
+                    Some(libc::EINTR) | Some(libc::EBUSY) | Some(libc::EAGAIN)
+                ) => {}
+            Err(e) => return Err(e),
+        }
+        let mut cq = self.ring.completion();
+        cq.sync();
+        self.cqes.clear();
+        for cqe in &mut cq {
+            self.cqes.push((cqe.user_data(), cqe.result(), cqe.flags()));
+        }
+        drop(cq);
+        self.counters.add(q, Counter::Cqes, self.cqes.len() as u64);
+        for i in 0..self.cqes.len() {
+            let (u, r, f) = self.cqes[i];
+            self.on_cqe(u, r, f);
+        }
+        if self.finished() {
+            self.send_stopped();
+            return Ok(false);
+        }
+        Ok(true)
+    }
+
+    /// Serve until the device stops and every request is answered.
+    pub fn run(&mut self) -> io::Result<QueueStats> {
+        while self.run_once(true)? {}
         Ok(self.stats)
+    }
+
+    /// Counters so far.
+    pub fn stats(&self) -> QueueStats {
+        self.stats
+    }
+
+    fn send_stopped(&mut self) {
+        if !self.stopped_sent {
+            self.stopped_sent = true;
+            let _ = self.events.send(QueueEvent::Stopped(self.stats));
+        }
+    }
+}
+
+impl Drop for Queue {
+    fn drop(&mut self) {
+        // A queue dropped early still counts as stopped for its device.
+        self.send_stopped();
     }
 }
 
@@ -510,25 +689,10 @@ fn errno_str(res: i32) -> String {
     }
 }
 
-/// Queue thread body: set up, report readiness (or the setup error), serve.
-pub fn queue_thread(
-    cfg: QueueConfig,
-    target: Arc<dyn Target>,
-    counters: Arc<Counters>,
-    ready: Sender<Result<QueueReady, String>>,
-) -> io::Result<QueueStats> {
-    let q_id = cfg.q_id;
-    let mut q = match Queue::new(cfg, target, counters).and_then(|mut q| q.fetch_all().map(|_| q)) {
-        Ok(q) => q,
-        Err(e) => {
-            let _ = ready.send(Err(format!("queue {q_id}: setup failed: {e}")));
-            return Err(e);
-        }
-    };
-    let _ = ready.send(Ok(QueueReady {
-        q_id,
-        ring_fd: q.ring_fd(),
-    }));
-    drop(ready);
+/// Queue thread body (library-run queues): open, serve.
+pub(crate) fn queue_thread(setup: QueueSetup) -> crate::Result<QueueStats> {
+    let q_id = setup.q_id();
+    let mut q = setup.open()?;
     q.run()
+        .map_err(|source| crate::Error::Queue { q_id, source })
 }

@@ -6,11 +6,16 @@
 //! * [`zc`]: `UBLK_F_AUTO_BUF_REG`; the kernel registers the request's own
 //!   pages in the queue ring's sparse buffer table at index = tag, and the
 //!   target uses `READ_FIXED`/`WRITE_FIXED` with `buf_index = tag`.
+//! * user copy (`UBLK_F_USER_COPY`): no buffer at all; whoever serves the
+//!   request reads and writes its data with `pread`/`pwrite` on
+//!   `/dev/ublkcN`, straight from and into its own memory
+//!   ([`crate::io::Completion::read_data`] / `write_data`). For backends
+//!   with their own buffer pools (an RPC client): no library bounce buffer.
 //!
 //! BPF redirect is not a data path of its own: it runs on top of copy or zc
 //! (for the requests the program passes) and is handled in [`crate::io`].
 
-pub mod copy;
+pub(crate) mod copy;
 pub mod zc;
 
 use crate::sys::IoDesc;
@@ -19,15 +24,22 @@ use std::io;
 /// The data path requested for PASS requests.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DataMode {
+    /// Server buffers; the driver copies.
     Copy,
+    /// `UBLK_F_AUTO_BUF_REG`: the request's pages as io_uring fixed buffers.
     Zc,
+    /// `UBLK_F_USER_COPY`: the backend copies with `pread`/`pwrite` on
+    /// `/dev/ublkcN`, into its own buffers.
+    UserCopy,
 }
 
 impl DataMode {
+    /// The name used in listings and options.
     pub fn name(self) -> &'static str {
         match self {
             DataMode::Copy => "copy",
             DataMode::Zc => "zc",
+            DataMode::UserCopy => "user-copy",
         }
     }
 }
@@ -38,17 +50,37 @@ pub enum IoBuf {
     /// No data (flush, discard, write-zeroes).
     None,
     /// A server-owned buffer (copy mode): the target may read/write it.
-    Addr { ptr: *mut u8, len: u32 },
+    Addr {
+        /// Start of the buffer.
+        ptr: *mut u8,
+        /// Bytes.
+        len: u32,
+    },
     /// The request's pages, registered in the ring's buffer table at
     /// `index` (zc mode): usable only by io_uring fixed-buffer ops, the
     /// server never sees the data.
-    Fixed { index: u16, len: u32 },
+    Fixed {
+        /// Index in the ring's buffer table.
+        index: u16,
+        /// Bytes.
+        len: u32,
+    },
+    /// User copy mode: the data is reachable only through `/dev/ublkcN`
+    /// (see [`crate::io::Completion::read_data`]).
+    UserCopy {
+        /// Bytes.
+        len: u32,
+    },
 }
 
 /// Per-queue state of the data path.
-pub enum DataPath {
+pub(crate) enum DataPath {
+    /// Per-tag buffers.
     Copy(copy::CopyBufs),
+    /// Auto buffer registration.
     Zc,
+    /// No buffers.
+    UserCopy,
 }
 
 impl DataPath {
@@ -56,6 +88,7 @@ impl DataPath {
         Ok(match mode {
             DataMode::Copy => DataPath::Copy(copy::CopyBufs::new(depth, max_io)?),
             DataMode::Zc => DataPath::Zc,
+            DataMode::UserCopy => DataPath::UserCopy,
         })
     }
 
@@ -64,7 +97,7 @@ impl DataPath {
     pub fn cmd_addr(&self, tag: u16) -> u64 {
         match self {
             DataPath::Copy(b) => b.addr(tag) as u64,
-            DataPath::Zc => 0,
+            DataPath::Zc | DataPath::UserCopy => 0,
         }
     }
 
@@ -72,7 +105,7 @@ impl DataPath {
     #[inline]
     pub fn sqe_addr(&self, tag: u16) -> Option<u64> {
         match self {
-            DataPath::Copy(_) => None,
+            DataPath::Copy(_) | DataPath::UserCopy => None,
             DataPath::Zc => Some(zc::auto_buf_reg(tag)),
         }
     }
@@ -92,6 +125,7 @@ impl DataPath {
                 len,
             },
             DataPath::Zc => IoBuf::Fixed { index: tag, len },
+            DataPath::UserCopy => IoBuf::UserCopy { len },
         }
     }
 }

@@ -435,6 +435,29 @@ pub fn iod_area_len(depth: u16, page_size: usize) -> usize {
     (depth as usize * core::mem::size_of::<IoDesc>()).div_ceil(page_size) * page_size
 }
 
+/// `UBLKSRV_IO_BUF_OFFSET`: where `UBLK_F_USER_COPY` positions on
+/// `/dev/ublkcN` start.
+pub const UBLKSRV_IO_BUF_OFFSET: u64 = 0x8000_0000;
+/// Bits of the byte offset inside one request's data.
+pub const UBLK_IO_BUF_BITS: u32 = 25;
+/// Bits of the tag.
+pub const UBLK_TAG_BITS: u32 = 16;
+
+/// The `/dev/ublkcN` file position of byte `off` of request (`q_id`, `tag`)
+/// for `pread`/`pwrite` with `UBLK_F_USER_COPY`, or `None` if `off` does not
+/// fit the position's 25 offset bits.
+pub fn user_copy_pos(q_id: u16, tag: u16, off: u32) -> Option<u64> {
+    if u64::from(off) >= 1 << UBLK_IO_BUF_BITS || q_id >= UBLK_MAX_NR_QUEUES {
+        return None;
+    }
+    Some(
+        UBLKSRV_IO_BUF_OFFSET
+            + ((q_id as u64) << (UBLK_IO_BUF_BITS + UBLK_TAG_BITS))
+            + ((tag as u64) << UBLK_IO_BUF_BITS)
+            + off as u64,
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -574,5 +597,17 @@ mod tests {
         assert_eq!(iod_area_len(128, 4096), 4096);
         assert_eq!(iod_area_len(4096, 4096), 24 * 4096);
         assert_eq!(iod_mmap_offset(1, 4096), 24 * 4096);
+    }
+
+    #[test]
+    fn user_copy_positions() {
+        // as the uapi header computes them: 0x80000000 + qid<<41 + tag<<25 + off
+        assert_eq!(user_copy_pos(0, 0, 0), Some(0x8000_0000));
+        assert_eq!(
+            user_copy_pos(1, 2, 512),
+            Some(0x8000_0000 + (1 << 41) + (2 << 25) + 512)
+        );
+        assert_eq!(user_copy_pos(0, 0, 1 << 25), None);
+        assert_eq!(user_copy_pos(4096, 0, 0), None);
     }
 }

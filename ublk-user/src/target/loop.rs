@@ -3,10 +3,8 @@
 
 use super::{Request, Submit, Target};
 use crate::io::IoCtx;
-use crate::mode::IoBuf;
 use crate::sys::{self, Params};
-use anyhow::{bail, Context};
-use io_uring::{opcode, types};
+use crate::{Error, Result};
 use std::fs::{File, OpenOptions};
 use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
@@ -16,6 +14,7 @@ use std::path::{Path, PathBuf};
 const BLKGETSIZE64: libc::c_ulong = 0x8008_1272;
 const BLKSSZGET: libc::c_ulong = 0x1268;
 
+/// A file or block device, served with io_uring on the queue rings.
 pub struct LoopTarget {
     file: File,
     path: PathBuf,
@@ -29,30 +28,33 @@ pub struct LoopTarget {
 
 impl LoopTarget {
     /// Open `path` (O_DIRECT unless `buffered`) and size the device from it.
-    pub fn open(path: &Path, buffered: bool) -> anyhow::Result<Self> {
-        let meta =
-            std::fs::metadata(path).with_context(|| format!("backing file {}", path.display()))?;
+    pub fn open(path: &Path, buffered: bool) -> Result<Self> {
+        let meta = std::fs::metadata(path)
+            .map_err(|e| Error::io(format!("backing file {}", path.display()), e))?;
         let block_dev = meta.file_type().is_block_device();
         if !block_dev && !meta.is_file() {
-            bail!(
+            return Err(Error::InvalidOption(format!(
                 "backing file {} is neither a regular file nor a block device",
                 path.display()
-            );
+            )));
         }
         let mut oo = OpenOptions::new();
         oo.read(true).write(true);
         if !buffered {
             oo.custom_flags(libc::O_DIRECT);
         }
-        let file = oo.open(path).with_context(|| {
-            format!(
-                "cannot open backing file {}{}",
-                path.display(),
-                if buffered {
-                    ""
-                } else {
-                    " with O_DIRECT (try --buffered)"
-                }
+        let file = oo.open(path).map_err(|e| {
+            Error::io(
+                format!(
+                    "cannot open backing file {}{}",
+                    path.display(),
+                    if buffered {
+                        ""
+                    } else {
+                        " with O_DIRECT (try --buffered)"
+                    }
+                ),
+                e,
             )
         })?;
         let fd = file.as_raw_fd();
@@ -63,11 +65,10 @@ impl LoopTarget {
             // locals that outlive the calls.
             unsafe {
                 if libc::ioctl(fd, BLKGETSIZE64, &mut sz as *mut u64) < 0 {
-                    bail!(
-                        "BLKGETSIZE64 on {}: {}",
-                        path.display(),
-                        std::io::Error::last_os_error()
-                    );
+                    return Err(Error::io(
+                        format!("BLKGETSIZE64 on {}", path.display()),
+                        std::io::Error::last_os_error(),
+                    ));
                 }
                 if libc::ioctl(fd, BLKSSZGET, &mut ssz as *mut libc::c_int) < 0 {
                     ssz = 512;
@@ -79,10 +80,10 @@ impl LoopTarget {
         };
         let size = size & !511;
         if size == 0 {
-            bail!(
+            return Err(Error::InvalidOption(format!(
                 "backing file {} is empty (size 0): create it first, e.g. truncate -s 256M",
                 path.display()
-            );
+            )));
         }
         if !buffered && !block_dev && !dio_works(fd, 512) {
             lbs_shift = 12;
@@ -99,6 +100,7 @@ impl LoopTarget {
         })
     }
 
+    /// Opened with O_DIRECT.
     pub fn direct(&self) -> bool {
         self.direct
     }
@@ -174,61 +176,40 @@ impl Target for LoopTarget {
         Some((self.file.as_raw_fd(), 0))
     }
     fn queue_io(&self, ctx: &mut IoCtx<'_>, req: &Request) -> Submit {
-        let f = ctx.file(0);
         let off = req.offset();
-        let sqe = match (req.op, req.buf) {
-            (sys::UBLK_IO_OP_READ, IoBuf::Addr { ptr, len }) => {
-                opcode::Read::new(f, ptr, len).offset(off).build()
-            }
-            (sys::UBLK_IO_OP_READ, IoBuf::Fixed { index, len }) => {
-                opcode::ReadFixed::new(f, std::ptr::null_mut(), len, index)
-                    .offset(off)
-                    .build()
-            }
-            (sys::UBLK_IO_OP_WRITE, buf) => {
+        let keep = libc::FALLOC_FL_KEEP_SIZE;
+        let queued = match req.op {
+            sys::UBLK_IO_OP_READ => ctx.read(req, 0, off),
+            sys::UBLK_IO_OP_WRITE => {
+                // FUA: durable before it is acknowledged, as loop does
                 let rw_flags = if req.flags & sys::UBLK_IO_F_FUA != 0 {
                     libc::RWF_DSYNC
                 } else {
                     0
                 };
-                match buf {
-                    IoBuf::Addr { ptr, len } => opcode::Write::new(f, ptr, len)
-                        .offset(off)
-                        .rw_flags(rw_flags)
-                        .build(),
-                    IoBuf::Fixed { index, len } => {
-                        opcode::WriteFixed::new(f, std::ptr::null(), len, index)
-                            .offset(off)
-                            .rw_flags(rw_flags)
-                            .build()
-                    }
-                    IoBuf::None => return Submit::Done(-libc::EINVAL),
-                }
+                ctx.write(req, 0, off, rw_flags)
             }
-            (sys::UBLK_IO_OP_FLUSH, _) => opcode::Fsync::new(f)
-                .flags(types::FsyncFlags::DATASYNC)
-                .build(),
-            (sys::UBLK_IO_OP_DISCARD, _) => opcode::Fallocate::new(f, req.bytes() as u64)
-                .offset(off)
-                .mode(libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE)
-                .build(),
-            (sys::UBLK_IO_OP_WRITE_ZEROES, _) => {
+            sys::UBLK_IO_OP_FLUSH => ctx.fsync(0, true),
+            sys::UBLK_IO_OP_DISCARD => ctx.fallocate(
+                0,
+                off,
+                req.bytes() as u64,
+                libc::FALLOC_FL_PUNCH_HOLE | keep,
+            ),
+            sys::UBLK_IO_OP_WRITE_ZEROES => {
                 // tmpfs has no ZERO_RANGE; a punched hole reads back as zeroes too.
                 let mode = if self.zero_range
                     && (self.block_dev || req.flags & sys::UBLK_IO_F_NOUNMAP != 0)
                 {
-                    libc::FALLOC_FL_ZERO_RANGE | libc::FALLOC_FL_KEEP_SIZE
+                    libc::FALLOC_FL_ZERO_RANGE | keep
                 } else {
-                    libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE
+                    libc::FALLOC_FL_PUNCH_HOLE | keep
                 };
-                opcode::Fallocate::new(f, req.bytes() as u64)
-                    .offset(off)
-                    .mode(mode)
-                    .build()
+                ctx.fallocate(0, off, req.bytes() as u64, mode)
             }
             _ => return Submit::Done(-libc::EOPNOTSUPP),
         };
-        match ctx.push(sqe) {
+        match queued {
             Ok(()) => Submit::Queued,
             Err(e) => Submit::Done(e),
         }

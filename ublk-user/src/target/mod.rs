@@ -18,18 +18,42 @@ use std::os::fd::RawFd;
 /// One request, as the target sees it.
 #[derive(Clone, Copy, Debug)]
 pub struct Request {
+    /// The queue.
     pub q_id: u16,
+    /// The tag (unique among the queue's requests in flight).
     pub tag: u16,
     /// `UBLK_IO_OP_*`.
     pub op: u8,
     /// `UBLK_IO_F_*` bits.
     pub flags: u32,
+    /// First sector (512 bytes) on the device.
     pub start_sector: u64,
+    /// Length in sectors.
     pub nr_sectors: u32,
-    pub buf: IoBuf,
+    /// Private, so that a `Request` (and the buffer pointer in it) can only
+    /// come from the library.
+    buf: IoBuf,
 }
 
 impl Request {
+    pub(crate) fn new(q_id: u16, tag: u16, iod: &crate::sys::IoDesc, buf: IoBuf) -> Self {
+        Self {
+            q_id,
+            tag,
+            op: iod.op(),
+            flags: iod.flags(),
+            start_sector: iod.start_sector,
+            nr_sectors: iod.nr_sectors,
+            buf,
+        }
+    }
+
+    /// Where the request's data is.
+    #[inline]
+    pub fn buf(&self) -> IoBuf {
+        self.buf
+    }
+
     /// Byte offset on the device.
     #[inline]
     pub fn offset(&self) -> u64 {
@@ -48,10 +72,14 @@ pub enum Submit {
     /// Complete now with this result (bytes for READ/WRITE, 0 for others,
     /// or a negative errno).
     Done(i32),
-    /// SQEs were pushed with [`IoCtx::push`]; the queue commits when they
-    /// have all completed: the sum of their results for READ/WRITE (a short
-    /// total becomes -EIO), 0 for other ops, or the first negative result.
+    /// SQEs were pushed with [`IoCtx`]'s builders (or
+    /// [`IoCtx::push_raw`]); the queue commits when they have all
+    /// completed: the sum of their results for READ/WRITE (a short total
+    /// becomes -EIO), 0 for other ops, or the first negative result.
     Queued,
+    /// The target took the request with [`IoCtx::defer`] and completes it
+    /// through the [`Completion`](crate::io::Completion), from any thread.
+    Deferred,
 }
 
 /// A backend. Shared by all queue threads.
@@ -80,6 +108,7 @@ pub trait Target: Send + Sync + 'static {
     /// Serve one request. At most [`MAX_SQES_PER_REQUEST`] SQEs.
     fn queue_io(&self, ctx: &mut IoCtx<'_>, req: &Request) -> Submit;
     /// Make written data durable; called at clean stop after all I/O drained.
+    /// (FLUSH requests reach [`Target::queue_io`] like any other.)
     fn flush(&self) -> std::io::Result<()> {
         Ok(())
     }

@@ -5,14 +5,18 @@ use super::{Request, Submit, Target};
 use crate::io::IoCtx;
 use crate::sys::{self, Params};
 
+/// Completes everything at once; keeps no data.
 pub struct NullTarget {
     size: u64,
 }
 
 impl NullTarget {
-    pub fn new(size: u64) -> anyhow::Result<Self> {
+    /// A null device of `size` bytes (a non-zero multiple of 512).
+    pub fn new(size: u64) -> crate::Result<Self> {
         if size == 0 || !size.is_multiple_of(512) {
-            anyhow::bail!("null target size must be a non-zero multiple of 512 bytes (got {size})");
+            return Err(crate::Error::InvalidOption(format!(
+                "null target size must be a non-zero multiple of 512 bytes (got {size})"
+            )));
         }
         Ok(Self { size })
     }

@@ -1,0 +1,228 @@
+//! The "libubd" case: a storage backend with its own worker threads and
+//! its own buffer pool, completing requests out of order from those
+//! threads.
+//!
+//! ```text
+//! pool FILE [WORKERS]    # prints /dev/ublkbN; SIGINT/SIGTERM stops it
+//! ```
+//!
+//! The "remote store" is FILE, read and written by the workers with plain
+//! `pread`/`pwrite` into buffers from the backend's pool (think: RPC
+//! buffers). The device uses `UBLK_F_USER_COPY`
+//! ([`DataMode::UserCopy`]): a worker moves a request's data between
+//! `/dev/ublkcN` and its pool buffer itself
+//! ([`Completion::read_data`] / [`Completion::write_data`]), so there is
+//! no library-owned bounce buffer and no second copy.
+//!
+//! The queue threads only hand requests over ([`IoCtx::defer`]); each
+//! worker sleeps a pseudo-random few hundred microseconds before it
+//! completes, so completions come back out of order. At exit the example
+//! prints how many did.
+
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::FileExt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use ublk_user::target::{Request, Submit, Target};
+use ublk_user::{ctrl::Control, sys, Completion, DataMode, Device, DeviceOptions, IoCtx};
+
+/// Largest request, and so the size of a pool buffer.
+const MAX_IO: u32 = 1 << 20;
+
+/// What a worker gets: the request and the right to complete it.
+struct Job {
+    done: Completion,
+    offset: u64,
+    /// Arrival order, to count out-of-order completions.
+    seq: u64,
+}
+
+/// The backend's own buffer pool: buffers are taken and given back.
+struct Pool {
+    free: Mutex<Vec<Vec<u8>>>,
+}
+
+impl Pool {
+    fn take(&self) -> Vec<u8> {
+        self.free
+            .lock()
+            .unwrap()
+            .pop()
+            .unwrap_or_else(|| vec![0u8; MAX_IO as usize])
+    }
+    fn give(&self, b: Vec<u8>) {
+        self.free.lock().unwrap().push(b);
+    }
+}
+
+struct Backend {
+    size: u64,
+    jobs: Mutex<Sender<Job>>,
+    arrived: AtomicU64,
+}
+
+impl Target for Backend {
+    fn name(&self) -> &'static str {
+        "example-pool"
+    }
+    fn size(&self) -> u64 {
+        self.size
+    }
+    fn queue_io(&self, ctx: &mut IoCtx<'_>, req: &Request) -> Submit {
+        let Some(done) = ctx.defer() else {
+            return Submit::Done(-libc::EIO);
+        };
+        let job = Job {
+            done,
+            offset: req.offset(),
+            seq: self.arrived.fetch_add(1, Ordering::Relaxed),
+        };
+        // A send error means the workers are gone: dropping the job's
+        // Completion fails the request with -EIO.
+        let _ = self.jobs.lock().unwrap().send(job);
+        Submit::Deferred
+    }
+}
+
+/// Counts completions that overtook an earlier-arrived request.
+struct Order {
+    highest_done: AtomicU64,
+    out_of_order: AtomicU64,
+    completed: AtomicU64,
+}
+
+fn serve(store: &File, pool: &Pool, job: Job) {
+    let Job { done, offset, .. } = job;
+    let len = done.bytes() as usize;
+    let res = match done.op() {
+        sys::UBLK_IO_OP_READ => {
+            let mut buf = pool.take();
+            let r = store
+                .read_exact_at(&mut buf[..len], offset)
+                .and_then(|_| done.write_data(0, &buf[..len]));
+            pool.give(buf);
+            r.map(|_| len as i32)
+        }
+        sys::UBLK_IO_OP_WRITE => {
+            let mut buf = pool.take();
+            let r = done
+                .read_data(0, &mut buf[..len])
+                .and_then(|_| store.write_all_at(&buf[..len], offset));
+            pool.give(buf);
+            r.map(|_| len as i32)
+        }
+        sys::UBLK_IO_OP_FLUSH => store.sync_data().map(|_| 0),
+        _ => Err(std::io::Error::from_raw_os_error(libc::EOPNOTSUPP)),
+    };
+    done.complete(res.unwrap_or_else(|e| -e.raw_os_error().unwrap_or(libc::EIO)));
+}
+
+fn worker(
+    id: u64,
+    jobs: Arc<Mutex<Receiver<Job>>>,
+    store: Arc<File>,
+    pool: Arc<Pool>,
+    order: Arc<Order>,
+) {
+    let mut rng = 0x9e37_79b9_7f4a_7c15u64 ^ (id + 1);
+    loop {
+        let job = match jobs.lock().unwrap().recv() {
+            Ok(j) => j,
+            Err(_) => return, // the target is gone
+        };
+        // xorshift: 0..511 us of "network latency"
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        std::thread::sleep(Duration::from_micros(rng % 512));
+        let seq = job.seq;
+        serve(&store, &pool, job);
+        let prev = order.highest_done.fetch_max(seq, Ordering::Relaxed);
+        if prev > seq {
+            order.out_of_order.fetch_add(1, Ordering::Relaxed);
+        }
+        order.completed.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+fn block_signals() -> libc::sigset_t {
+    // SAFETY: plain signal-mask calls on a local set.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGINT);
+        libc::sigaddset(&mut set, libc::SIGTERM);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        set
+    }
+}
+
+fn main() -> ublk_user::Result<()> {
+    ublk_user::logging::init_stderr("pool-example", log::LevelFilter::Info);
+    let mut args = std::env::args().skip(1);
+    let path = args.next().unwrap_or_else(|| {
+        eprintln!("usage: pool FILE [WORKERS]");
+        std::process::exit(2)
+    });
+    let workers: u64 = args.next().and_then(|s| s.parse().ok()).unwrap_or(4);
+    let io = |what: String| move |source| ublk_user::Error::Io { what, source };
+    let store = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&path)
+        .map_err(io(format!("opening {path}")))?;
+    let size = store.metadata().map_err(io(format!("stat {path}")))?.len() & !511;
+    let store = Arc::new(store);
+    let set = block_signals();
+
+    let (tx, rx) = mpsc::channel();
+    let rx = Arc::new(Mutex::new(rx));
+    let pool = Arc::new(Pool {
+        free: Mutex::new(Vec::new()),
+    });
+    let order = Arc::new(Order {
+        highest_done: AtomicU64::new(0),
+        out_of_order: AtomicU64::new(0),
+        completed: AtomicU64::new(0),
+    });
+    let handles: Vec<_> = (0..workers)
+        .map(|i| {
+            let (rx, store, pool, order) = (rx.clone(), store.clone(), pool.clone(), order.clone());
+            std::thread::spawn(move || worker(i, rx, store, pool, order))
+        })
+        .collect();
+
+    let backend = Arc::new(Backend {
+        size,
+        jobs: Mutex::new(tx),
+        arrived: AtomicU64::new(0),
+    });
+    let opts = DeviceOptions {
+        queues: 2,
+        depth: 64,
+        max_io_bytes: MAX_IO,
+        mode: DataMode::UserCopy,
+        ..Default::default()
+    };
+    let mut dev = Device::create(Control::open()?, backend, opts)?;
+    dev.start()?;
+    println!("{}", dev.bdev_path());
+    let mut sig = 0;
+    // SAFETY: waits for one of the blocked signals; both pointers are locals.
+    unsafe { libc::sigwait(&set, &mut sig) };
+    dev.stop()?; // the workers answer what is in flight meanwhile
+                 // the target (and with it the job sender) is gone: workers return
+    for h in handles {
+        let _ = h.join();
+    }
+    store.sync_all().map_err(io("fsync".into()))?;
+    eprintln!(
+        "pool-example: {} requests completed by {workers} workers, {} out of order, {} pool buffers",
+        order.completed.load(Ordering::Relaxed),
+        order.out_of_order.load(Ordering::Relaxed),
+        pool.free.lock().unwrap().len()
+    );
+    Ok(())
+}

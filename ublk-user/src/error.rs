@@ -1,0 +1,165 @@
+//! The library's error type.
+//!
+//! Every fallible public function returns [`Result`]. The variants say what
+//! kind of failure it was (a control command, a missing kernel feature, an
+//! option out of range, a queue's I/O setup, the BPF loader), so a backend
+//! can react to the kind rather than parse a message; [`Error::errno`]
+//! gives the kernel's errno where there is one.
+
+use crate::ctrl::CtrlError;
+use std::io;
+
+/// What went wrong.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// `/dev/ublk-control` does not exist.
+    #[error(
+        "{path} not found: the kernel has no ublk driver (CONFIG_BLK_DEV_UBLK) or it is not loaded"
+    )]
+    NoDriver {
+        /// The path that was tried.
+        path: &'static str,
+    },
+    /// A control command (`ADD_DEV`, `START_DEV`, ...) failed.
+    #[error(transparent)]
+    Ctrl(#[from] CtrlError),
+    /// The kernel does not offer a feature the options need.
+    #[error("kernel lacks UBLK_F_{feature}, needed for {needed_for}")]
+    MissingFeature {
+        /// The feature's name without the `UBLK_F_` prefix.
+        feature: &'static str,
+        /// What asked for it.
+        needed_for: &'static str,
+    },
+    /// ADD_DEV succeeded but without some of the flags asked for.
+    #[error("kernel did not grant the requested features: asked {asked:#x}, got {got:#x}")]
+    NotGranted {
+        /// Flags asked for.
+        asked: u64,
+        /// Flags the device has.
+        got: u64,
+    },
+    /// An option is out of range or contradicts another.
+    #[error("invalid option: {0}")]
+    InvalidOption(String),
+    /// ADD_DEV with an id that is taken.
+    #[error("ublk device id {0} already exists")]
+    Exists(u32),
+    /// A call that does not fit the device's state (e.g. [`Device::start`]
+    /// twice, or queues taken and never opened).
+    ///
+    /// [`Device::start`]: crate::Device::start
+    #[error("{0}")]
+    State(String),
+    /// A system call outside the control commands failed.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done.
+        what: String,
+        /// The error.
+        #[source]
+        source: io::Error,
+    },
+    /// A queue could not set up its ring, mappings or buffers.
+    #[error("queue {q_id}: {source}")]
+    Queue {
+        /// The queue.
+        q_id: u16,
+        /// The error.
+        #[source]
+        source: io::Error,
+    },
+    /// The BPF loader or the program's attachment failed.
+    #[error("BPF: {what}")]
+    Bpf {
+        /// What was being done, with the details known.
+        what: String,
+        /// The underlying error, if any.
+        #[source]
+        source: Option<Box<dyn std::error::Error + Send + Sync + 'static>>,
+    },
+}
+
+/// `Result` with [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// The kernel's errno, for control-command and I/O failures.
+    pub fn errno(&self) -> Option<i32> {
+        match self {
+            Error::Ctrl(c) => c.errno(),
+            Error::Io { source, .. } | Error::Queue { source, .. } => source.raw_os_error(),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn io(what: impl Into<String>, source: io::Error) -> Self {
+        Error::Io {
+            what: what.into(),
+            source,
+        }
+    }
+
+    pub(crate) fn bpf(what: impl Into<String>) -> Self {
+        Error::Bpf {
+            what: what.into(),
+            source: None,
+        }
+    }
+}
+
+/// Attaching context while converting foreign errors.
+pub(crate) trait ResultExt<T> {
+    /// As [`Error::Bpf`] with `what` and the error as its source.
+    fn bpf_ctx(self, what: impl FnOnce() -> String) -> Result<T>;
+    /// As [`ResultExt::bpf_ctx`] with a fixed text.
+    fn bpf_context(self, what: &str) -> Result<T>
+    where
+        Self: Sized,
+    {
+        self.bpf_ctx(|| what.to_string())
+    }
+}
+
+impl<T, E: std::error::Error + Send + Sync + 'static> ResultExt<T> for std::result::Result<T, E> {
+    fn bpf_ctx(self, what: impl FnOnce() -> String) -> Result<T> {
+        self.map_err(|e| {
+            let what = what();
+            Error::Bpf {
+                what: format!("{what}: {e}"),
+                source: Some(Box::new(e)),
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errno_of_each_kind() {
+        let e = Error::io("x", io::Error::from_raw_os_error(libc::ENOSPC));
+        assert_eq!(e.errno(), Some(libc::ENOSPC));
+        assert_eq!(
+            e.to_string(),
+            format!("x: {}", io::Error::from_raw_os_error(libc::ENOSPC))
+        );
+        let c = Error::from(CtrlError {
+            cmd: "ADD_DEV",
+            err: io::Error::from_raw_os_error(libc::EEXIST),
+        });
+        assert_eq!(c.errno(), Some(libc::EEXIST));
+        assert!(c.to_string().starts_with("ADD_DEV failed"));
+        assert_eq!(Error::Exists(3).errno(), None);
+    }
+
+    #[test]
+    fn bpf_ctx_keeps_the_source() {
+        let r: std::result::Result<(), io::Error> = Err(io::Error::from_raw_os_error(libc::EPERM));
+        let e = r.bpf_ctx(|| "loading".into()).unwrap_err();
+        assert!(e.to_string().starts_with("BPF: loading: "));
+        assert!(std::error::Error::source(&e).is_some());
+    }
+}
