@@ -1,6 +1,6 @@
 #!/bin/sh
 # timeout: 240
-# cost: 10
+# cost: 15
 # ublk-user life cycle: features, add/list/del, several devices at once,
 # del --all, signals, --mode bpf fallback, and bad input (one clear line,
 # non-zero exit, no device left behind).

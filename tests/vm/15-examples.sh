@@ -1,6 +1,6 @@
 #!/bin/sh
 # timeout: 900
-# cost: 90
+# cost: 105
 # The library's examples (ublk-user/examples), each run as a user would:
 # - null: one queue served by the program's own main thread (take_queues,
 #   run_once, request_stop): the process has exactly one thread; fio

@@ -1,6 +1,6 @@
 #!/bin/sh
 # timeout: 1200
-# cost: 85
+# cost: 65
 # Data integrity in --mode bpf (READ/WRITE served by the BPF program through
 # bpf_ublk_queue_sqe, zero copy): fio write+verify (crc32c) at 512, 4k, 64k,
 # 1M and 2M, random and sequential, with 1 and 2 queues; then the data path

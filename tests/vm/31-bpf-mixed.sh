@@ -1,6 +1,6 @@
 #!/bin/sh
 # timeout: 900
-# cost: 65
+# cost: 60
 # --mode bpf with a mixed workload: the program redirects READ/WRITE and
 # passes FLUSH / DISCARD / WRITE_ZEROES to the server, interleaved on the
 # same queues. fio write+verify with fsync (FLUSH) every few writes runs

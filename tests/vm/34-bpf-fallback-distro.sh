@@ -5,5 +5,5 @@
 # each), --no-fallback fails for both.
 # kernel: distro
 # timeout: 300
-# cost: 10
+# cost: 15
 exec sh tests/vm/33-bpf-fallback.sh

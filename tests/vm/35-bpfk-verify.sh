@@ -1,6 +1,6 @@
 #!/bin/sh
 # timeout: 300
-# cost: 85
+# cost: 55
 # Data integrity in --mode bpf-kernel (UBLK_F_BPF_KERNEL_IO: the program
 # runs in ublk_queue_rq(), the driver issues the backing READ/WRITE on the
 # request's pages and completes the request itself): fio write+verify

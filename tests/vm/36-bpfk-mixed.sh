@@ -1,6 +1,6 @@
 #!/bin/sh
 # timeout: 300
-# cost: 60
+# cost: 45
 # --mode bpf-kernel with a mixed workload, then a backing file shorter than
 # the device.
 # 1. The program takes READ/WRITE (issued and completed by the kernel) and

@@ -1,6 +1,6 @@
 #!/bin/sh
 # timeout: 180
-# cost: 30
+# cost: 20
 # FUA reaches the backing store in --mode bpf and --mode bpf-kernel (and,
 # as the reference, copy). The device under test (top) is backed by a
 # second ublk device (bottom) served by `ublk-user --mode copy` over a tmpfs

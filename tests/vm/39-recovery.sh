@@ -1,6 +1,6 @@
 #!/bin/sh
 # timeout: 600
-# cost: 110
+# cost: 55
 # User recovery (add --recovery --reissue = UBLK_F_USER_RECOVERY with
 # UBLK_F_USER_RECOVERY_REISSUE; without reissue, requests the dead server
 # owned fail with EIO by design) in every data mode:

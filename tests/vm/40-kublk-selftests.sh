@@ -13,7 +13,7 @@
 # UBLK_SELFTEST_STRESS=1 on top. Results: target/selftests/results-ublk.txt,
 # per-test seconds in results-ublk.txt.times.
 # timeout: 3000
-# cost: 500
+# cost: 440
 . tests/vm/lib.sh
 . tests/vm/lib-kublk.sh
 # The CI subset (seconds measured on our kernel, TCG, 2 vCPUs): everything

@@ -9,7 +9,7 @@
 # it with probability 1 - 0.9^30 = 96%; UBLK_SOAK=1 (cargo xtask test
 # --soak): 100 runs, 99.997%. UBLK_RECOVERY_RUNS sets any other number.
 # timeout: 900
-# cost: 185
+# cost: 235
 . tests/vm/lib.sh
 . tests/vm/lib-kublk.sh
 dir=target/selftests/ublk

@@ -1,6 +1,6 @@
 #!/bin/sh
 # timeout: 900
-# cost: 135
+# cost: 115
 # The server killed with SIGKILL mid-fio, in each data mode (copy, zc, bpf, bpf-kernel;
 # fault-lib.sh modes()):
 # * fio ends with I/O errors within seconds of the kill, never hangs;

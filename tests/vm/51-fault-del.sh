@@ -1,6 +1,6 @@
 #!/bin/sh
 # timeout: 500
-# cost: 130
+# cost: 110
 # `ublk-user del` while fio runs, in each mode: del returns 0 within its own
 # timeout, fio ends (I/O errors) within seconds and never hangs, the device
 # nodes go away, a new device works at once. Also: del of a device whose

@@ -1,6 +1,6 @@
 #!/bin/sh
 # timeout: 400
-# cost: 50
+# cost: 70
 # Backing I/O errors reach the caller as I/O errors, and acknowledged data
 # stays intact, in each mode:
 # * ENOSPC: the backing file is a sparse 64 MiB file on an 8 MiB tmpfs;

@@ -1,6 +1,6 @@
 #!/bin/sh
 # timeout: 400
-# cost: 95
+# cost: 75
 # Acknowledged writes survive a clean stop, in each mode: fio write+verify
 # (random, 32 MiB), `ublk-user del`, checksum of the file; re-add over the
 # same file (in every mode, crossing modes), fio --verify_only and the same

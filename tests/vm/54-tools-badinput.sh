@@ -1,6 +1,6 @@
 #!/bin/sh
 # timeout: 300
-# cost: 105
+# cost: 55
 # Bad input to ublk-user: every case exits non-zero with one clear line on
 # stderr (clap usage errors: an "error:" first line, exit 2) and leaves no
 # device behind, not even half-created (/dev/ublkc* and `ublk-user list`

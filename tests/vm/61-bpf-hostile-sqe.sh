@@ -1,6 +1,6 @@
 #!/bin/sh
 # timeout: 900
-# cost: 130
+# cost: 85
 # Programs that load but pass bad SQEs to bpf_ublk_queue_sqe at run time
 # (ublk-bpf-fixture sqe): wrong sqe_len, forbidden opcodes, forbidden
 # flags / fields / rw_flags, len 0, addr+len past the request, overflow, a

@@ -1,6 +1,6 @@
 #!/bin/sh
 # timeout: 300
-# cost: 20
+# cost: 15
 # UBLK_U_CMD_REG_BPF_PROG / UNREG refused cleanly with their errno:
 # * on a device created without UBLK_F_BPF (copy mode): EOPNOTSUPP;
 # * a second program on a --mode bpf device (the server attached one): EBUSY;
