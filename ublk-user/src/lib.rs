@@ -10,8 +10,21 @@
 //!   (FETCH/COMMIT CQE) → [`mode`] says where its data is (copy buffers or
 //!   zero-copy fixed buffers) → [`target`] serves it on the same ring →
 //!   COMMIT_AND_FETCH; BPF-redirected requests are committed from the
-//!   backing CQE ([`io::redirect`]);
+//!   backing CQE (`io::redirect`);
 //! * [`cli`]: the `ublk-user` command.
+//!
+//! Backends that are not a file: a target can complete a request later,
+//! from any thread ([`IoCtx::defer`] → [`Completion`]); with
+//! [`DataMode::UserCopy`] it moves the data between `/dev/ublkcN` and its
+//! own buffers; [`Device::take_queues`] lets it run the queue loops on its
+//! own threads ([`Queue::run_once`]) so that the library starts none.
+//! Errors are [`Error`]; diagnostics go to the [`log`] crate.
+//!
+//! Runnable examples, each run under fio verify by the VM test
+//! `15-examples`: `examples/null.rs` (one queue on the caller's thread),
+//! `examples/loop.rs` (a file target on [`IoCtx`]'s builders),
+//! `examples/pool.rs` (worker threads, the backend's own buffer pool, user
+//! copy, completions out of order).
 //!
 //! # Example: a device with your own target
 //!

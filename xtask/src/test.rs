@@ -200,6 +200,15 @@ pub fn test(t: &TestOpts, opts: &VmOpts) -> Result<i32> {
             cmd("cargo").args(["test", "--workspace"]),
             &mut times,
         );
+        // The library's rustdoc: every public item documented (missing_docs
+        // is checked by clippy), no broken or private links.
+        step(
+            "cargo doc",
+            cmd("cargo")
+                .args(["doc", "--package", "ublk-user", "--no-deps"])
+                .env("RUSTDOCFLAGS", "-D warnings"),
+            &mut times,
+        );
         // The build without the `bpf` feature (no aya, no BPF program) stays
         // warning-free and refuses the BPF modes (its own unit test).
         step(

@@ -10,7 +10,7 @@
 //! 3. [`aya_obj::Object::parse`] parses the same bytes again, and
 //!    `relocate_maps` / `relocate_calls` patch in the fds of the maps aya
 //!    created;
-//! 4. a raw `BPF_PROG_LOAD` ([`sys::prog_load`]) loads the instructions with
+//! 4. a raw `BPF_PROG_LOAD` (`sys::prog_load`) loads the instructions with
 //!    program type [`BPF_PROG_TYPE_UBLK`] (33), license "GPL" (from the
 //!    object), verifier log level 1. A failure carries the full verifier log.
 //!

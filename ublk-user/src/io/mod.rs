@@ -4,9 +4,9 @@
 //!
 //! 1. a `FETCH_REQ` / `COMMIT_AND_FETCH_REQ` CQE (`KIND_UBLK_CMD`, tag) says
 //!    the iod for that tag holds a new request;
-//! 2. if the BPF program redirected it, [`redirect`] waits for the backing
+//! 2. if the BPF program redirected it, `redirect` waits for the backing
 //!    I/O's `KIND_BPF` CQE instead of serving it;
-//! 3. otherwise the [`DataPath`] (copy / zc) says where the data is and the
+//! 3. otherwise the data path (copy / zc) says where the data is and the
 //!    [`Target`] serves it, at once or with SQEs on this same ring
 //!    (`KIND_TARGET`);
 //! 4. when its CQEs are in, the tag is committed with `COMMIT_AND_FETCH_REQ`,

@@ -1,7 +1,7 @@
 //! Data paths: how a request's data travels between the block layer and the
 //! target's I/O.
 //!
-//! * [`copy`]: each tag owns a server buffer; the kernel copies write data
+//! * `copy`: each tag owns a server buffer; the kernel copies write data
 //!   into it before delivering the request and read data out of it at commit.
 //! * [`zc`]: `UBLK_F_AUTO_BUF_REG`; the kernel registers the request's own
 //!   pages in the queue ring's sparse buffer table at index = tag, and the

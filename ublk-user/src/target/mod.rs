@@ -1,7 +1,7 @@
 //! Targets: what serves a request once it has arrived and the data path has
 //! said where its data is. A target either completes a request at once
 //! ([`Submit::Done`]) or queues SQEs on the queue's ring through
-//! [`IoCtx`](crate::io::IoCtx) ([`Submit::Queued`]); the queue then commits
+//! [`IoCtx`] ([`Submit::Queued`]); the queue then commits
 //! when all their CQEs are back.
 
 pub mod r#loop;
