@@ -11,7 +11,8 @@
 //!   zero-copy fixed buffers) → [`target`] serves it on the same ring →
 //!   COMMIT_AND_FETCH; BPF-redirected requests are committed from the
 //!   backing CQE ([`io::redirect`]);
-//! * [`cli`]: the `ublk-user` command.
+//! * the `ublk-user` command is the binary (`src/main.rs`, `src/cli/`), not
+//!   part of this library.
 //!
 //! # Example: a device with your own target
 //!
@@ -45,7 +46,6 @@
 //! ```
 
 pub mod bpf;
-pub mod cli;
 pub mod ctrl;
 pub mod device;
 pub mod io;

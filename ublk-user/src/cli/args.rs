@@ -96,10 +96,10 @@ pub struct CommonArgs {
     #[arg(long)]
     pub no_fallback: bool,
     /// Hardware queues (one server thread each).
-    #[arg(long, default_value_t = crate::device::DEFAULT_QUEUES, value_parser = clap::value_parser!(u16).range(1..=64))]
+    #[arg(long, default_value_t = ublk_user::device::DEFAULT_QUEUES, value_parser = clap::value_parser!(u16).range(1..=64))]
     pub queues: u16,
     /// Queue depth.
-    #[arg(long, default_value_t = crate::device::DEFAULT_DEPTH, value_parser = clap::value_parser!(u16).range(1..=4096))]
+    #[arg(long, default_value_t = ublk_user::device::DEFAULT_DEPTH, value_parser = clap::value_parser!(u16).range(1..=4096))]
     pub depth: u16,
     /// Device id (N in /dev/ublkbN); default: the kernel picks one.
     #[arg(long)]
@@ -207,8 +207,8 @@ mod tests {
             } => {
                 assert_eq!(file, PathBuf::from("/tmp/a.img"));
                 assert_eq!(common.mode, ModeArg::Zc);
-                assert_eq!(common.queues, crate::device::DEFAULT_QUEUES);
-                assert_eq!(common.depth, crate::device::DEFAULT_DEPTH);
+                assert_eq!(common.queues, ublk_user::device::DEFAULT_QUEUES);
+                assert_eq!(common.depth, ublk_user::device::DEFAULT_DEPTH);
                 assert!(!common.foreground && !common.buffered && !common.no_fallback);
             }
             c => panic!("{c:?}"),

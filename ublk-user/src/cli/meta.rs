@@ -21,7 +21,7 @@ pub struct Meta {
     pub bpf_stats_map_id: u32,
 }
 
-/// The server's live request counters ([`crate::io::counters`]).
+/// The server's live request counters ([`ublk_user::io::counters`]).
 pub fn stats_path(id: u32) -> PathBuf {
     PathBuf::from(format!("{RUN_DIR}/{id}.stats"))
 }

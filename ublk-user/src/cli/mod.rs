@@ -1,14 +1,9 @@
-//! The `ublk-user` command: a thin user of the library.
+//! The `ublk-user` command: a thin user of the library (part of the
+//! binary, not of the library's API).
 
 pub mod args;
 pub mod meta;
 
-use crate::ctrl::{self, Control};
-use crate::device::{BpfHook, Device, DeviceOptions};
-use crate::io::counters;
-use crate::mode::DataMode;
-use crate::sys;
-use crate::target::{LoopTarget, NullTarget, Target};
 use anyhow::{bail, Context, Result};
 use args::{AddTarget, Cli, Command, CommonArgs, ModeArg};
 use meta::Meta;
@@ -16,6 +11,12 @@ use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use ublk_user::ctrl::{self, Control};
+use ublk_user::device::{BpfHook, Device, DeviceOptions};
+use ublk_user::io::counters;
+use ublk_user::mode::DataMode;
+use ublk_user::sys;
+use ublk_user::target::{LoopTarget, NullTarget, Target};
 
 /// Run the CLI; returns the process exit code. Errors are printed as one line.
 pub fn main_with(cli: Cli) -> i32 {
@@ -51,7 +52,7 @@ fn require_root() -> Result<()> {
 /// returns the id of the program's stats map (for `list`).
 pub type BpfFactory = Box<dyn FnOnce() -> Result<(Box<dyn BpfHook>, u32)>>;
 
-/// The BPF loader for `--mode bpf` (`crate::bpf`), or why BPF cannot be
+/// The BPF loader for `--mode bpf` (`ublk_user::bpf`), or why BPF cannot be
 /// used: the kernel lacks `UBLK_F_BPF`, or the program cannot be loaded
 /// (not embedded in this build, refused by the verifier).
 fn bpf_loader(
@@ -65,9 +66,9 @@ fn bpf_loader(
     if kernel_io && features & sys::UBLK_F_BPF_KERNEL_IO == 0 {
         return Err("kernel lacks UBLK_F_BPF_KERNEL_IO (GET_FEATURES bit 21)".into());
     }
-    crate::bpf::probe(log)?;
+    ublk_user::bpf::probe(log)?;
     Ok(Box::new(move || {
-        let (prog, hook) = crate::bpf::load_hook(log, kernel_io)?;
+        let (prog, hook) = ublk_user::bpf::load_hook(log, kernel_io)?;
         Ok((hook, prog.stats_map_id()))
     }))
 }
@@ -110,7 +111,7 @@ fn choose_mode(common: &CommonArgs, features: u64) -> Result<(DataMode, Option<B
 
 fn add(t: AddTarget) -> Result<()> {
     // Before any io_uring exists in this process: see the function's doc.
-    crate::bpf::prime_feature_probe();
+    ublk_user::bpf::prime_feature_probe();
     let (target, common): (Arc<dyn Target>, CommonArgs) = match t {
         AddTarget::Loop { file, common } => {
             require_root()?;
@@ -127,7 +128,7 @@ fn add(t: AddTarget) -> Result<()> {
 /// A new server for device `id` (added with --recovery), from what `add`
 /// recorded: target, backing file, requested mode.
 fn recover(id: u32, foreground: bool) -> Result<()> {
-    crate::bpf::prime_feature_probe();
+    ublk_user::bpf::prime_feature_probe();
     require_root()?;
     let m = Meta::read(id).ok_or_else(|| {
         anyhow::anyhow!(
@@ -177,8 +178,8 @@ fn start_server(target: Arc<dyn Target>, common: CommonArgs, recover: Option<u32
         stats_dir: Some(meta::RUN_DIR.into()),
         ..Default::default()
     };
-    crate::device::validate_options(&opts)?;
-    crate::device::negotiate_flags(&opts, features)?;
+    ublk_user::device::validate_options(&opts)?;
+    ublk_user::device::negotiate_flags(&opts, features)?;
     let info = ServeInfo {
         requested: common.mode.name(),
         mode: match (&bpf, bpf_kernel) {
@@ -533,7 +534,7 @@ fn list(json: bool) -> Result<()> {
                     }
                 }
                 if m.bpf_stats_map_id != 0 {
-                    if let Ok(st) = crate::bpf::stats_by_map_id(m.bpf_stats_map_id) {
+                    if let Ok(st) = ublk_user::bpf::stats_by_map_id(m.bpf_stats_map_id) {
                         extra.push_str(&format!(",{}", st.json_fields()));
                     }
                 }
