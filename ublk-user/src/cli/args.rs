@@ -21,8 +21,13 @@ pub enum Command {
         #[command(subcommand)]
         target: AddTarget,
     },
-    /// List ublk devices.
+    /// List ublk devices (all, or the one given by --id).
     List {
+        /// Only this device (N in /dev/ublkbN); an error if there is none.
+        #[arg(long)]
+        id: Option<u32>,
+        /// JSON output: an array with one object per device (keys: the
+        /// README's "list --json" table).
         #[arg(long)]
         json: bool,
     },
@@ -279,7 +284,19 @@ mod tests {
             Cli::try_parse_from(["ublk-user", "list", "--json"])
                 .unwrap()
                 .cmd,
-            Command::List { json: true }
+            Command::List {
+                id: None,
+                json: true
+            }
+        ));
+        assert!(matches!(
+            Cli::try_parse_from(["ublk-user", "list", "--id", "3"])
+                .unwrap()
+                .cmd,
+            Command::List {
+                id: Some(3),
+                json: false
+            }
         ));
         match Cli::try_parse_from(["ublk-user", "del", "--all"])
             .unwrap()

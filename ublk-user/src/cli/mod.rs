@@ -2,10 +2,12 @@
 //! binary, not of the library's API).
 
 pub mod args;
+pub mod json;
 pub mod meta;
 
 use anyhow::{bail, Context, Result};
 use args::{AddTarget, Cli, Command, CommonArgs, ModeArg};
+use json::{BpfCounters, DeviceJson, KernelCounters, ServerCounters};
 use meta::Meta;
 use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -22,7 +24,7 @@ use ublk_user::target::{LoopTarget, NullTarget, Target};
 pub fn main_with(cli: Cli) -> i32 {
     let r = match cli.cmd {
         Command::Add { target } => add(target),
-        Command::List { json } => list(json),
+        Command::List { id, json } => list(id, json),
         Command::Del(d) => del(d.id, d.all),
         Command::Recover { id, foreground } => recover(id, foreground),
         Command::Features { json } => features(json),
@@ -482,82 +484,65 @@ fn del_one(ctl: &mut Control, id: u32, all: bool) -> Result<()> {
     Ok(())
 }
 
-fn list(json: bool) -> Result<()> {
-    let ids = ctrl::list_dev_ids();
+/// The server's counters file of device `id`, if a server keeps one.
+fn server_counters(id: u32) -> Option<ServerCounters> {
+    let sp = meta::stats_path(id);
+    let c = |which| counters::read_file(&sp, which).ok();
+    Some(ServerCounters {
+        server_served: c(counters::SERVED)?,
+        server_redirected: c(counters::REDIRECTED)?,
+        server_errors: c(counters::ERRORS)?,
+        server_cqes: c(counters::CQES)?,
+        server_sqes: c(counters::SQES)?,
+        server_enters: c(counters::ENTERS)?,
+        server_fua: c(counters::FUA)?,
+    })
+}
+
+/// `list [-n ID] [--json]`: every device, or device `only` (an error if it
+/// does not exist).
+fn list(only: Option<u32>, json: bool) -> Result<()> {
+    let ids: Vec<u32> = match only {
+        None => ctrl::list_dev_ids(),
+        Some(id) => vec![id],
+    };
     let mut rows = Vec::new();
     let mut ctl = None;
     if !ids.is_empty() {
         require_root()?;
         let ctl = ctl.insert(Control::open()?);
         for id in ids {
-            let Ok(info) = ctl.get_dev_info(id) else {
-                continue;
-            };
-            rows.push((info, Meta::read(id)));
+            match ctl.get_dev_info(id) {
+                Ok(info) => rows.push((info, Meta::read(id))),
+                Err(e) if only.is_some() && e.errno() == Some(libc::ENODEV) => {
+                    bail!("no ublk device with id {id}")
+                }
+                Err(e) if only.is_some() => return Err(e.into()),
+                Err(_) => continue,
+            }
         }
     }
     if json {
-        let items: Vec<String> = rows
+        let devices: Vec<DeviceJson> = rows
             .iter()
             .map(|(i, m)| {
-                let m = m.clone().unwrap_or_default();
-                let mut extra = String::new();
-                let sp = meta::stats_path(i.dev_id);
-                if let (Ok(s), Ok(r), Ok(e)) = (
-                    counters::read_file(&sp, counters::SERVED),
-                    counters::read_file(&sp, counters::REDIRECTED),
-                    counters::read_file(&sp, counters::ERRORS),
-                ) {
-                    extra = format!(",\"server_served\":{s},\"server_redirected\":{r},\"server_errors\":{e}");
-                    for (name, which) in [
-                        ("server_cqes", counters::CQES),
-                        ("server_sqes", counters::SQES),
-                        ("server_enters", counters::ENTERS),
-                        ("server_fua", counters::FUA),
-                    ] {
-                        if let Ok(v) = counters::read_file(&sp, which) {
-                            extra.push_str(&format!(",\"{name}\":{v}"));
-                        }
-                    }
-                }
+                let mut d = DeviceJson::new(i, m.as_ref());
+                d.server = server_counters(i.dev_id);
                 if i.flags & sys::UBLK_F_BPF != 0 {
                     if let Some(Ok(k)) = ctl.as_mut().map(|c| c.get_bpf_stats(i.dev_id)) {
-                        extra.push_str(&format!(
-                            ",\"kernel_redirected\":{},\"kernel_redirect_fallback\":{},\"kernel_completed\":{},\"kernel_punted\":{},\"kernel_errors\":{},\"kernel_zero_filled\":{}",
-                            k.redirected,
-                            k.redirect_fallback,
-                            k.kernel_completed,
-                            k.kernel_punted,
-                            k.kernel_errors,
-                            k.kernel_zero_filled
-                        ));
+                        d.kernel = Some(KernelCounters::from(&k));
                     }
                 }
-                if m.bpf_stats_map_id != 0 {
-                    if let Ok(st) = ublk_user::bpf::stats_by_map_id(m.bpf_stats_map_id) {
-                        extra.push_str(&format!(",{}", st.json_fields()));
+                let map_id = m.as_ref().map_or(0, |m| m.bpf_stats_map_id);
+                if map_id != 0 {
+                    if let Ok(st) = ublk_user::bpf::stats_by_map_id(map_id) {
+                        d.bpf = Some(BpfCounters::from(&st));
                     }
                 }
-                format!(
-                    "{{\"id\":{},\"state\":{},\"target\":{},\"backing\":{},\"size\":{},\"queues\":{},\"depth\":{},\"mode_requested\":{},\"mode\":{},\"pid\":{},\"bdev\":{},\"flags\":{},\"features\":[{}]{}}}",
-                    i.dev_id,
-                    meta::json_str(sys::state_name(i.state)),
-                    meta::json_str(&m.target),
-                    meta::json_str(&m.backing),
-                    m.size,
-                    i.nr_hw_queues,
-                    i.queue_depth,
-                    meta::json_str(&m.mode_requested),
-                    meta::json_str(&m.mode),
-                    i.ublksrv_pid,
-                    meta::json_str(&format!("/dev/ublkb{}", i.dev_id)),
-                    i.flags,
-                    sys::feature_names(i.flags).iter().map(|n| meta::json_str(n)).collect::<Vec<_>>().join(","),
-                    extra
-                )
+                d
             })
             .collect();
-        println!("[{}]", items.join(","));
+        println!("{}", json::to_string(&devices));
         return Ok(());
     }
     println!(
@@ -596,8 +581,8 @@ fn features(json: bool) -> Result<()> {
     let f = ctl.get_features()?;
     let names = sys::feature_names(f);
     if json {
-        let n: Vec<String> = names.iter().map(|n| meta::json_str(n)).collect();
-        println!("{{\"features\":{f},\"names\":[{}]}}", n.join(","));
+        let doc = serde_json::json!({ "features": f, "names": names });
+        println!("{doc}");
     } else {
         println!("features: {f:#x}");
         for n in names {
