@@ -1,5 +1,11 @@
 //! The `ublk-user` command: a thin user of the library (part of the
 //! binary, not of the library's API).
+//!
+//! The daemonized server (every `add` and `recover` without --foreground)
+//! appends its stderr (errors, the BPF log with --bpf-log) to
+//! `/run/ublk-user/server.log` ([`meta::RUN_DIR`]); its stdin and stdout
+//! are /dev/null. The fallback note of [`choose_mode`] is printed before
+//! the fork, on the caller's stderr; a start-up error goes to both.
 
 pub mod args;
 pub mod json;
@@ -23,7 +29,8 @@ use ublk_user::target::{LoopTarget, NullTarget, Target};
 /// Run the CLI; returns the process exit code. Errors are printed as one line.
 pub fn main_with(cli: Cli) -> i32 {
     let r = match cli.cmd {
-        Command::Add { target } => add(target),
+        // A combination clap cannot check is a usage error (exit 2) too.
+        Command::Add(a) => add(a.resolve().unwrap_or_else(|e| e.exit())),
         Command::List { id, json } => list(id, json),
         Command::Del(d) => del(d.id, d.all),
         Command::Recover { id, foreground } => recover(id, foreground),
@@ -148,15 +155,12 @@ fn recover(id: u32, foreground: bool) -> Result<()> {
         .map_err(|e| anyhow::anyhow!("device {id}: recorded mode {:?}: {e}", m.mode_requested))?;
     let common = CommonArgs {
         mode,
-        no_fallback: false,
         queues: info.nr_hw_queues,
         depth: info.queue_depth,
         id: Some(id),
-        buffered: false,
         foreground,
-        bpf_log: false,
         recovery: true,
-        reissue: false,
+        ..Default::default()
     };
     start_server(target, common, Some(id))
 }
