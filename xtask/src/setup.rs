@@ -9,6 +9,8 @@ use std::path::Path;
 const PACKAGES: &[(&str, &str)] = &[
     ("qemu-system-x86", "/usr/bin/qemu-system-x86_64"),
     ("fio", "/usr/bin/fio"),
+    // the VM tests read `ublk-user list --json` with it (vm::GUEST_PROGRAMS)
+    ("jq", "/usr/bin/jq"),
     ("busybox-static", "/bin/busybox"),
     ("flex", "/usr/bin/flex"),
     ("bison", "/usr/bin/bison"),
