@@ -10,6 +10,8 @@
 # loop devices have none by default, single-queue ublk devices mq-deadline,
 # which would add an insert and a kblockd run to every unplugged request
 # and measure the scheduler, not the data path.
+# CONTENDERS (default "loop copy zc bpf bpf-kernel") picks a subset, e.g.
+# "loop copy zc" on a kernel without the series.
 # Usage (guest): sh bench/icount-4k.sh OUT.csv [REPS] [RUNTIME_S]
 out=${1:?usage: icount-4k.sh OUT.csv [REPS] [RUNTIME]}
 reps=${2:-2}
@@ -32,7 +34,7 @@ run_fio() { # dev rw -> IOPS
   awk -F';' -v rw="$2" '{ print (rw == "randread") ? $8 : $49 }' $T/fio.out
 }
 for rep in $(seq 1 "$reps"); do
-  for c in loop copy zc bpf bpf-kernel; do
+  for c in ${CONTENDERS:-loop copy zc bpf bpf-kernel}; do
     for rw in randread randwrite; do
       if [ $c = loop ]; then
         d=$(losetup -f --show --direct-io=on $img) || exit 1

@@ -12,9 +12,6 @@ command -v fio >/dev/null || skip "no fio"
 has_feature bpf || skip "kernel lacks UBLK_F_BPF (ublk-user features: $(ublk-user features 2>&1 | tr '\n' ' '))"
 T=${TEST_TMP:-/tmp}
 
-# jnum NAME / jstr NAME: a field of the (only) device in `ublk-user list --json`.
-jnum() { ublk-user list --json | tr ',{}' '\n\n\n' | sed -n "s/^\"$1\":\([0-9-]*\)\$/\1/p" | head -n 1; }
-jstr() { ublk-user list --json | tr ',{}' '\n\n\n' | sed -n "s/^\"$1\":\"\([^\"]*\)\"\$/\1/p" | head -n 1; }
 
 add_bpf() { # FILE [ARGS...]: add a loop device in bpf mode, no fallback; print its path
   f=$1; shift

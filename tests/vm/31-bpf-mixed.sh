@@ -25,7 +25,6 @@ if $BLKDISCARD --help 2>&1 | grep -q -- --zeroout; then
 else
   zeroout() { $FALLOCATE -z -o "$1" -l "$2" "$3"; }
 fi
-jnum() { ublk-user list --json | tr ',{}' '\n\n\n' | sed -n "s/^\"$1\":\([0-9-]*\)\$/\1/p" | head -n 1; }
 MiB=1048576
 
 for queues in 1 2; do

@@ -8,7 +8,7 @@
 #
 # Counters come from `ublk-user list --json`, per device:
 #   bpf_redirected, bpf_redirected_bytes, bpf_passed   the program's UBLK_STATS
-#       (summed over CPUs; ublk_user::bpf::Stats::json_fields)
+#       (summed over CPUs; the README's "list --json" table)
 #   server_served      requests the server served through its own data
 #                      path (copy/zc, i.e. not redirected), all ops
 #   server_redirected  redirected requests the server committed from the
@@ -20,7 +20,6 @@ command -v fio >/dev/null || skip "no fio"
 [ -c /dev/ublk-control ] || skip "no /dev/ublk-control"
 has_feature bpf || skip "kernel lacks UBLK_F_BPF"
 T=${TEST_TMP:-/tmp}
-jnum() { ublk-user list --json | tr ',{}' '\n\n\n' | sed -n "s/^\"$1\":\([0-9-]*\)\$/\1/p" | head -n 1; }
 
 truncate -s 64M "$T/c.img"
 d=$(ublk-user add loop --file "$T/c.img" --mode bpf --no-fallback --queues 2 2> "$T/add.err") \

@@ -21,8 +21,7 @@
 command -v fio >/dev/null || skip "no fio"
 [ -c /dev/ublk-control ] || skip "no /dev/ublk-control"
 T=${TEST_TMP:-/tmp}
-jstr() { ublk-user list --json | tr ',{}' '\n\n\n' | sed -n "s/^\"$1\":\"\([^\"]*\)\"\$/\1/p" | head -n 1; }
-ndev() { ublk-user list --json | tr ',' '\n' | grep -c '"bdev":'; }
+ndev() { ublk-user list --json | jq length; }
 
 quick_io() { # DEV
   fio --name=q --filename="$1" --rw=randwrite --bs=64k --size=8m --direct=1 --ioengine=libaio \

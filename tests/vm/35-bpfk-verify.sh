@@ -32,10 +32,6 @@ T=${TEST_TMP:-/tmp}
 tool() { for p in /usr/sbin/$1 /sbin/$1 /usr/bin/$1 /bin/$1; do [ -x "$p" ] && { echo "$p"; return; }; done; echo "$1"; }
 LOSETUP=$(tool losetup)
 CMP=$(tool cmp)
-# jnum NAME: a numeric field of the (only) device in `ublk-user list --json`
-# (no JSON tool in the guest: the list is one object per device, split on , { }).
-jnum() { ublk-user list --json | tr ',{}' '\n\n\n' | sed -n "s/^\"$1\":\([0-9-]*\)\$/\1/p" | head -n 1; }
-jstr() { ublk-user list --json | tr ',{}' '\n\n\n' | sed -n "s/^\"$1\":\"\([^\"]*\)\"\$/\1/p" | head -n 1; }
 SIZE=32M
 loopdev=""
 cleanup() { ublk-user del --all > /dev/null 2>&1; [ -n "$loopdev" ] && $LOSETUP -d "$loopdev" 2> /dev/null; }

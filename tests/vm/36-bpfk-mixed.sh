@@ -36,9 +36,6 @@ if $BLKDISCARD --help 2>&1 | grep -q -- --zeroout; then
 else
   zeroout() { $FALLOCATE -z -o "$1" -l "$2" "$3"; }
 fi
-# no JSON tool in the guest: one object per device, split on , { }
-jnum() { ublk-user list --json | tr ',{}' '\n\n\n' | sed -n "s/^\"$1\":\([0-9-]*\)\$/\1/p" | head -n 1; }
-jstr() { ublk-user list --json | tr ',{}' '\n\n\n' | sed -n "s/^\"$1\":\"\([^\"]*\)\"\$/\1/p" | head -n 1; }
 MiB=1048576
 trap 'ublk-user del --all > /dev/null 2>&1' EXIT
 add_k() { # FILE [ARGS...]

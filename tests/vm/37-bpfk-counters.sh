@@ -10,9 +10,7 @@
 # kernel_completed, all of them punted to the kernel worker (+N
 # kernel_punted), still +0 server_cqes. Every run's data is checked with cmp
 # against the source and the backing file.
-# No JSON tool in the guest (GUEST_PROGRAMS in xtask/src/vm.rs has no jq or
-# python): `ublk-user list --json` (one object per device, flat numeric
-# fields) is split on , { } and each key picked with sed.
+# The counters are read from `ublk-user list --json` with jq.
 # Skips when the kernel lacks UBLK_F_BPF_KERNEL_IO.
 # Measured: 9 s on kdev-bzImage-1 (TCG, 2 vCPUs).
 . tests/vm/lib.sh
@@ -22,13 +20,12 @@ T=${TEST_TMP:-/tmp}
 tool() { for p in /usr/sbin/$1 /sbin/$1 /usr/bin/$1 /bin/$1; do [ -x "$p" ] && { echo "$p"; return; }; done; echo "$1"; }
 CMP=$(tool cmp)
 N=${N:-1000}
-jnum() { ublk-user list --json | tr ',{}' '\n\n\n' | sed -n "s/^\"$1\":\([0-9-]*\)\$/\1/p" | head -n 1; }
 trap 'ublk-user del --all > /dev/null 2>&1' EXIT
 KEYS="kernel_completed kernel_redirected kernel_punted kernel_errors bpf_redirected bpf_passed server_cqes server_sqes server_enters server_served"
 snapshot() { # PREFIX
   ublk-user list --json > "$T/$1.json"
   for k in $KEYS; do
-    v=$(tr ',{}' '\n\n\n' < "$T/$1.json" | sed -n "s/^\"$k\":\([0-9]*\)\$/\1/p" | head -n 1)
+    v=$(jq -r --arg k "$k" 'first(.[][$k] | numbers)' "$T/$1.json")
     [ -n "$v" ] || { cat "$T/$1.json"; die "list --json has no numeric $k"; }
     eval "$1_$k=$v"
   done

@@ -5,15 +5,16 @@ T=${TEST_TMP:-/tmp}
 # `cargo xtask run -- sh -c 'UBLK_SOAK=1 sh tests/vm/50-fault-kill.sh'`).
 SOAK=${UBLK_SOAK:-0}
 
-# field NAME: value of "NAME":... of the first device in `ublk-user list --json`
-# (strings unquoted).
-field() { ublk-user list --json | tr ',{}' '\n\n\n' | sed -n "s/^\"$1\":\"\{0,1\}\([^\"]*\)\"\{0,1\}\$/\1/p" | head -n 1; }
+# field NAME: the value (string or number) of key NAME of the first device in
+# `ublk-user list --json` that has it (jq; lib.sh).
+field() { ublk-user list --json | jq -r --arg k "$1" 'first(.[][$k] | strings, numbers)'; }
 # field_of ID NAME: the same for device ID.
 field_of() {
-  ublk-user list --json | sed 's/},{/}\n{/g' | grep "\"id\":$1," | tr ',{}' '\n\n\n' \
-    | sed -n "s/^\"$2\":\"\{0,1\}\([^\"]*\)\"\{0,1\}\$/\1/p" | head -n 1
+  ublk-user list --json \
+    | jq -r --argjson id "$1" --arg k "$2" 'first(.[] | select(.id == $id) | .[$k] | strings, numbers)'
 }
-ndev() { ublk-user list --json | tr ',' '\n' | grep -c '"bdev":'; }
+# ndev: the number of devices in `ublk-user list --json`.
+ndev() { ublk-user list --json | jq length; }
 nchar() { ls /dev/ublkc* 2> /dev/null | wc -l; }
 devid() { echo "${1#/dev/ublkb}"; }
 now() { date +%s; }

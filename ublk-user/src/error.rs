@@ -101,6 +101,7 @@ impl Error {
         }
     }
 
+    #[cfg_attr(not(feature = "bpf"), allow(dead_code))] // the BPF loader's
     pub(crate) fn bpf(what: impl Into<String>) -> Self {
         Error::Bpf {
             what: what.into(),
@@ -109,7 +110,8 @@ impl Error {
     }
 }
 
-/// Attaching context while converting foreign errors.
+/// Attaching context while converting foreign errors (the BPF loader's).
+#[cfg_attr(not(feature = "bpf"), allow(dead_code))]
 pub(crate) trait ResultExt<T> {
     /// As [`Error::Bpf`] with `what` and the error as its source.
     fn bpf_ctx(self, what: impl FnOnce() -> String) -> Result<T>;

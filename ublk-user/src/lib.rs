@@ -11,7 +11,8 @@
 //!   zero-copy fixed buffers) → [`target`] serves it on the same ring →
 //!   COMMIT_AND_FETCH; BPF-redirected requests are committed from the
 //!   backing CQE (`io::redirect`);
-//! * [`cli`]: the `ublk-user` command.
+//! * the `ublk-user` command is the binary (`src/main.rs`, `src/cli/`), not
+//!   part of this library.
 //!
 //! Backends that are not a file: a target can complete a request later,
 //! from any thread ([`IoCtx::defer`] → [`Completion`]); with
@@ -61,8 +62,6 @@
 
 #[cfg(feature = "bpf")]
 pub mod bpf;
-#[allow(missing_docs)] // the command line; not library API
-pub mod cli;
 pub mod ctrl;
 pub mod device;
 pub mod error;

@@ -1,8 +1,11 @@
-//! `ublk-user`: see the library (`ublk_user`) for the server itself.
+//! `ublk-user`: the command line on top of the library (`ublk_user`).
+//! The CLI lives here, in the binary, and is not part of the library's API.
 use clap::Parser;
+
+mod cli;
 
 fn main() {
     ublk_user::logging::init_stderr("ublk-user", log::LevelFilter::Info);
-    let cli = ublk_user::cli::args::Cli::parse();
-    std::process::exit(ublk_user::cli::main_with(cli));
+    let cli = cli::args::Cli::parse();
+    std::process::exit(cli::main_with(cli));
 }

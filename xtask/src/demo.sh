@@ -29,6 +29,9 @@ else
   # terse v3: field 49 = write bw KiB/s, 7 = read bw KiB/s
   awk -F';' '{ printf "demo: fio ok: write %.1f MiB/s, verify read %.1f MiB/s, 0 errors\n", $48/1024, $7/1024 }' /tmp/demo.fio
 fi
-ublk-user list --json 2>/dev/null | tr ',' '\n' | grep -E '"(effective_mode|bpf_redirected|bpf_passed)"' | sed 's/^/demo: /'
+# the effective data mode (after any fallback) and, in a BPF mode, the program's counters
+ublk-user list --json | jq -r '.[] | "device \(.id): effective mode \(.mode) (requested \(.mode_requested))",
+  (select(has("bpf_redirected")) | "device \(.id): bpf_redirected \(.bpf_redirected), bpf_passed \(.bpf_passed)")' \
+  | sed 's/^/demo: /'
 ublk-user del --all && say "device removed"
 exit $rc

@@ -33,6 +33,8 @@ use Need::{Checkpatch, Kernel, Vm};
 const PACKAGES: &[(&str, &str, &[Need])] = &[
     ("qemu-system-x86", "/usr/bin/qemu-system-x86_64", &[Vm]),
     ("fio", "/usr/bin/fio", &[Vm]),
+    // the VM tests read `ublk-user list --json` with it (vm::GUEST_PROGRAMS)
+    ("jq", "/usr/bin/jq", &[Vm]),
     ("busybox-static", "/bin/busybox", &[Vm]),
     ("flex", "/usr/bin/flex", &[Kernel]),
     ("bison", "/usr/bin/bison", &[Kernel]),
@@ -347,6 +349,7 @@ mod tests {
             [
                 "qemu-system-x86",
                 "fio",
+                "jq",
                 "busybox-static",
                 "cpio",
                 "xz-utils",

@@ -1,4 +1,4 @@
-//! The QEMU guest: an initramfs with busybox, fio and a few tools, our
+//! The QEMU guest: an initramfs with busybox, fio, jq and a few tools, our
 //! kernel, the project shared over 9p at the same path, one command run.
 
 use crate::kernel::{self, Flavor};
@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 /// Host programs copied into the guest, with their shared libraries.
 const GUEST_PROGRAMS: &[&str] = &[
     "/usr/bin/fio",
+    "/usr/bin/jq",
     "/bin/bash",
     "/sbin/mkfs.ext4",
     "/sbin/mke2fs",
@@ -139,7 +140,7 @@ fn initramfs(opts: &VmOpts) -> Result<PathBuf> {
     if out.is_file() {
         return Ok(out);
     }
-    say("vm: building the initramfs (busybox, fio, e2fsprogs, util-linux)");
+    say("vm: building the initramfs (busybox, fio, jq, e2fsprogs, util-linux)");
     let stage = cache.join("initramfs/stage");
     let _ = fs::remove_dir_all(&stage);
     for d in [

@@ -1,27 +1,39 @@
 //! Per-device metadata the server writes to `/run/ublk-user/<id>.json`, for
-//! `list` and `del`. A flat JSON object of strings and integers.
+//! `list`, `del` and `recover`: one flat JSON object (serde), the fields of
+//! [`Meta`] with their names as keys.
 
+use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
 pub const RUN_DIR: &str = "/run/ublk-user";
 
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Meta {
     pub id: u32,
+    #[serde(default)]
     pub pid: i32,
+    #[serde(default)]
     pub target: String,
+    #[serde(default)]
     pub backing: String,
+    #[serde(default)]
     pub size: u64,
+    #[serde(default)]
     pub queues: u16,
+    #[serde(default)]
     pub depth: u16,
+    #[serde(default)]
     pub mode_requested: String,
+    #[serde(default)]
     pub mode: String,
+    #[serde(default)]
     pub bdev: String,
     /// BPF stats map id (0: no BPF program).
+    #[serde(default)]
     pub bpf_stats_map_id: u32,
 }
 
-/// The server's live request counters ([`crate::io::counters`]).
+/// The server's live request counters ([`ublk_user::io::counters`]).
 pub fn stats_path(id: u32) -> PathBuf {
     PathBuf::from(format!("{RUN_DIR}/{id}.stats"))
 }
@@ -30,58 +42,13 @@ pub fn path(id: u32) -> PathBuf {
     PathBuf::from(format!("{RUN_DIR}/{id}.json"))
 }
 
-/// JSON string escaping (quotes, backslash, control characters).
-pub fn json_str(s: &str) -> String {
-    let mut o = String::with_capacity(s.len() + 2);
-    o.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => o.push_str("\\\""),
-            '\\' => o.push_str("\\\\"),
-            '\n' => o.push_str("\\n"),
-            c if (c as u32) < 0x20 => o.push_str(&format!("\\u{:04x}", c as u32)),
-            c => o.push(c),
-        }
-    }
-    o.push('"');
-    o
-}
-
 impl Meta {
     pub fn to_json(&self) -> String {
-        format!(
-            "{{\"id\":{},\"pid\":{},\"target\":{},\"backing\":{},\"size\":{},\"queues\":{},\"depth\":{},\"mode_requested\":{},\"mode\":{},\"bdev\":{},\"bpf_stats_map_id\":{}}}",
-            self.id,
-            self.pid,
-            json_str(&self.target),
-            json_str(&self.backing),
-            self.size,
-            self.queues,
-            self.depth,
-            json_str(&self.mode_requested),
-            json_str(&self.mode),
-            json_str(&self.bdev),
-            self.bpf_stats_map_id
-        )
+        serde_json::to_string(self).expect("a struct of strings and integers serializes")
     }
 
     pub fn from_json(s: &str) -> Option<Self> {
-        let kv = parse_flat(s)?;
-        let get = |k: &str| kv.iter().find(|(key, _)| key == k).map(|(_, v)| v.as_str());
-        let num = |k: &str| get(k).and_then(|v| v.parse::<i64>().ok());
-        Some(Self {
-            id: num("id")? as u32,
-            pid: num("pid").unwrap_or(0) as i32,
-            target: get("target").unwrap_or("").into(),
-            backing: get("backing").unwrap_or("").into(),
-            size: num("size").unwrap_or(0) as u64,
-            queues: num("queues").unwrap_or(0) as u16,
-            depth: num("depth").unwrap_or(0) as u16,
-            mode_requested: get("mode_requested").unwrap_or("").into(),
-            mode: get("mode").unwrap_or("").into(),
-            bdev: get("bdev").unwrap_or("").into(),
-            bpf_stats_map_id: num("bpf_stats_map_id").unwrap_or(0) as u32,
-        })
+        serde_json::from_str(s).ok()
     }
 
     pub fn write(&self) -> std::io::Result<()> {
@@ -102,70 +69,16 @@ impl Meta {
     }
 }
 
-/// Parse `{"k":"v","n":1,...}` (no nesting) into key/value strings.
-fn parse_flat(s: &str) -> Option<Vec<(String, String)>> {
-    let mut it = s
-        .trim()
-        .strip_prefix('{')?
-        .strip_suffix('}')?
-        .chars()
-        .peekable();
-    let mut out = Vec::new();
-    let read_str = |it: &mut std::iter::Peekable<std::str::Chars<'_>>| -> Option<String> {
-        let mut v = String::new();
-        loop {
-            match it.next()? {
-                '"' => return Some(v),
-                '\\' => match it.next()? {
-                    'n' => v.push('\n'),
-                    'u' => {
-                        let h: String = (0..4).filter_map(|_| it.next()).collect();
-                        v.push(char::from_u32(u32::from_str_radix(&h, 16).ok()?)?);
-                    }
-                    c => v.push(c),
-                },
-                c => v.push(c),
-            }
-        }
-    };
-    loop {
-        while it.peek().is_some_and(|c| c.is_whitespace() || *c == ',') {
-            it.next();
-        }
-        match it.next() {
-            None => return Some(out),
-            Some('"') => {}
-            Some(_) => return None,
-        }
-        let k = read_str(&mut it)?;
-        while it.peek().is_some_and(|c| c.is_whitespace() || *c == ':') {
-            it.next();
-        }
-        let v = if it.peek() == Some(&'"') {
-            it.next();
-            read_str(&mut it)?
-        } else {
-            let mut v = String::new();
-            while it.peek().is_some_and(|c| *c != ',' && !c.is_whitespace()) {
-                v.push(it.next()?);
-            }
-            v
-        };
-        out.push((k, v));
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn roundtrip() {
-        let m = Meta {
+    fn sample() -> Meta {
+        Meta {
             id: 3,
             pid: 1234,
             target: "loop".into(),
-            backing: "/tmp/we\"ird \\ name".into(),
+            backing: "/tmp/we\"ird \\ name\n".into(),
             size: 1 << 30,
             queues: 2,
             depth: 128,
@@ -173,8 +86,29 @@ mod tests {
             mode: "copy".into(),
             bdev: "/dev/ublkb3".into(),
             bpf_stats_map_id: 42,
-        };
-        assert_eq!(Meta::from_json(&m.to_json()), Some(m));
+        }
+    }
+
+    #[test]
+    fn roundtrip() {
+        let m = sample();
+        assert_eq!(Meta::from_json(&m.to_json()), Some(m.clone()));
+        assert_eq!(Meta::from_json(&(m.to_json() + "\n")), Some(m));
         assert_eq!(Meta::from_json("garbage"), None);
+        assert_eq!(Meta::from_json("{}"), None, "id is required");
+    }
+
+    /// The file a server of the previous (hand-written JSON) version wrote
+    /// still reads: same keys, same order, same escaping.
+    #[test]
+    fn same_format_as_before() {
+        let old = r#"{"id":3,"pid":1234,"target":"loop","backing":"/tmp/we\"ird \\ name\n","size":1073741824,"queues":2,"depth":128,"mode_requested":"bpf","mode":"copy","bdev":"/dev/ublkb3","bpf_stats_map_id":42}"#;
+        assert_eq!(sample().to_json(), old);
+        assert_eq!(Meta::from_json(old), Some(sample()));
+        let partial = Meta::from_json(r#"{"id":5,"target":"null"}"#).unwrap();
+        assert_eq!(
+            (partial.id, partial.target.as_str(), partial.size),
+            (5, "null", 0)
+        );
     }
 }

@@ -1,27 +1,39 @@
-//! The `ublk-user` command: a thin user of the library.
+//! The `ublk-user` command: a thin user of the library (part of the
+//! binary, not of the library's API).
+//!
+//! The daemonized server (every `add` and `recover` without --foreground)
+//! appends its stderr (errors, the BPF log with --bpf-log) to
+//! `/run/ublk-user/server.log` ([`meta::RUN_DIR`]); its stdin and stdout
+//! are /dev/null. The fallback note of [`choose_mode`] is printed before
+//! the fork, on the caller's stderr; a start-up error goes to both.
 
 pub mod args;
+pub mod json;
 pub mod meta;
 
-use crate::ctrl::{self, Control};
-use crate::device::{BpfHook, Device, DeviceOptions};
-use crate::io::counters;
-use crate::mode::DataMode;
-use crate::sys;
-use crate::target::{LoopTarget, NullTarget, Target};
 use anyhow::{bail, Context, Result};
 use args::{AddTarget, Cli, Command, CommonArgs, ModeArg};
+#[cfg(feature = "bpf")]
+use json::BpfCounters;
+use json::{DeviceJson, KernelCounters, ServerCounters};
 use meta::Meta;
 use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use ublk_user::ctrl::{self, Control};
+use ublk_user::device::{BpfHook, Device, DeviceOptions};
+use ublk_user::io::counters;
+use ublk_user::mode::DataMode;
+use ublk_user::sys;
+use ublk_user::target::{LoopTarget, NullTarget, Target};
 
 /// Run the CLI; returns the process exit code. Errors are printed as one line.
 pub fn main_with(cli: Cli) -> i32 {
     let r = match cli.cmd {
-        Command::Add { target } => add(target),
-        Command::List { json } => list(json),
+        // A combination clap cannot check is a usage error (exit 2) too.
+        Command::Add(a) => add(a.resolve().unwrap_or_else(|e| e.exit())),
+        Command::List { id, json } => list(id, json),
         Command::Del(d) => del(d.id, d.all),
         Command::Recover { id, foreground } => recover(id, foreground),
         Command::Features { json } => features(json),
@@ -51,7 +63,7 @@ fn require_root() -> Result<()> {
 /// returns the id of the program's stats map (for `list`).
 pub type BpfFactory = Box<dyn FnOnce() -> Result<(Box<dyn BpfHook>, u32)>>;
 
-/// The BPF loader for `--mode bpf` (`crate::bpf`), or why BPF cannot be
+/// The BPF loader for `--mode bpf` (`ublk_user::bpf`), or why BPF cannot be
 /// used: the kernel lacks `UBLK_F_BPF`, or the program cannot be loaded
 /// (refused by the verifier), or this build has no BPF support.
 fn bpf_loader(
@@ -67,9 +79,9 @@ fn bpf_loader(
     }
     #[cfg(feature = "bpf")]
     {
-        crate::bpf::probe(log)?;
+        ublk_user::bpf::probe(log)?;
         Ok(Box::new(move || {
-            let (prog, hook) = crate::bpf::load_hook(log, kernel_io)?;
+            let (prog, hook) = ublk_user::bpf::load_hook(log, kernel_io)?;
             Ok((hook, prog.stats_map_id()))
         }))
     }
@@ -130,7 +142,7 @@ fn choose_mode(common: &CommonArgs, features: u64) -> Result<(DataMode, Option<B
 fn add(t: AddTarget) -> Result<()> {
     // Before any io_uring exists in this process: see the function's doc.
     #[cfg(feature = "bpf")]
-    crate::bpf::prime_feature_probe();
+    ublk_user::bpf::prime_feature_probe();
     let (target, common): (Arc<dyn Target>, CommonArgs) = match t {
         AddTarget::Loop { file, common } => {
             require_root()?;
@@ -148,7 +160,7 @@ fn add(t: AddTarget) -> Result<()> {
 /// recorded: target, backing file, requested mode.
 fn recover(id: u32, foreground: bool) -> Result<()> {
     #[cfg(feature = "bpf")]
-    crate::bpf::prime_feature_probe();
+    ublk_user::bpf::prime_feature_probe();
     require_root()?;
     let m = Meta::read(id).ok_or_else(|| {
         anyhow::anyhow!(
@@ -166,15 +178,12 @@ fn recover(id: u32, foreground: bool) -> Result<()> {
         .map_err(|e| anyhow::anyhow!("device {id}: recorded mode {:?}: {e}", m.mode_requested))?;
     let common = CommonArgs {
         mode,
-        no_fallback: false,
         queues: info.nr_hw_queues,
         depth: info.queue_depth,
         id: Some(id),
-        buffered: false,
         foreground,
-        bpf_log: false,
         recovery: true,
-        reissue: false,
+        ..Default::default()
     };
     start_server(target, common, Some(id))
 }
@@ -198,8 +207,8 @@ fn start_server(target: Arc<dyn Target>, common: CommonArgs, recover: Option<u32
         stats_dir: Some(meta::RUN_DIR.into()),
         ..Default::default()
     };
-    crate::device::validate_options(&opts)?;
-    crate::device::negotiate_flags(&opts, features)?;
+    ublk_user::device::validate_options(&opts)?;
+    ublk_user::device::negotiate_flags(&opts, features)?;
     let info = ServeInfo {
         requested: common.mode.name(),
         mode: match (&bpf, bpf_kernel) {
@@ -502,83 +511,68 @@ fn del_one(ctl: &mut Control, id: u32, all: bool) -> Result<()> {
     Ok(())
 }
 
-fn list(json: bool) -> Result<()> {
-    let ids = ctrl::list_dev_ids();
+/// The server's counters file of device `id`, if a server keeps one.
+fn server_counters(id: u32) -> Option<ServerCounters> {
+    let sp = meta::stats_path(id);
+    let c = |which| counters::read_file(&sp, which).ok();
+    Some(ServerCounters {
+        server_served: c(counters::SERVED)?,
+        server_redirected: c(counters::REDIRECTED)?,
+        server_errors: c(counters::ERRORS)?,
+        server_cqes: c(counters::CQES)?,
+        server_sqes: c(counters::SQES)?,
+        server_enters: c(counters::ENTERS)?,
+        server_fua: c(counters::FUA)?,
+    })
+}
+
+/// `list [-n ID] [--json]`: every device, or device `only` (an error if it
+/// does not exist).
+fn list(only: Option<u32>, json: bool) -> Result<()> {
+    let ids: Vec<u32> = match only {
+        None => ctrl::list_dev_ids(),
+        Some(id) => vec![id],
+    };
     let mut rows = Vec::new();
     let mut ctl = None;
     if !ids.is_empty() {
         require_root()?;
         let ctl = ctl.insert(Control::open()?);
         for id in ids {
-            let Ok(info) = ctl.get_dev_info(id) else {
-                continue;
-            };
-            rows.push((info, Meta::read(id)));
+            match ctl.get_dev_info(id) {
+                Ok(info) => rows.push((info, Meta::read(id))),
+                Err(e) if only.is_some() && e.errno() == Some(libc::ENODEV) => {
+                    bail!("no ublk device with id {id}")
+                }
+                Err(e) if only.is_some() => return Err(e.into()),
+                Err(_) => continue,
+            }
         }
     }
     if json {
-        let items: Vec<String> = rows
+        let devices: Vec<DeviceJson> = rows
             .iter()
             .map(|(i, m)| {
-                let m = m.clone().unwrap_or_default();
-                let mut extra = String::new();
-                let sp = meta::stats_path(i.dev_id);
-                if let (Ok(s), Ok(r), Ok(e)) = (
-                    counters::read_file(&sp, counters::SERVED),
-                    counters::read_file(&sp, counters::REDIRECTED),
-                    counters::read_file(&sp, counters::ERRORS),
-                ) {
-                    extra = format!(",\"server_served\":{s},\"server_redirected\":{r},\"server_errors\":{e}");
-                    for (name, which) in [
-                        ("server_cqes", counters::CQES),
-                        ("server_sqes", counters::SQES),
-                        ("server_enters", counters::ENTERS),
-                        ("server_fua", counters::FUA),
-                    ] {
-                        if let Ok(v) = counters::read_file(&sp, which) {
-                            extra.push_str(&format!(",\"{name}\":{v}"));
-                        }
-                    }
-                }
+                let mut d = DeviceJson::new(i, m.as_ref());
+                d.server = server_counters(i.dev_id);
                 if i.flags & sys::UBLK_F_BPF != 0 {
                     if let Some(Ok(k)) = ctl.as_mut().map(|c| c.get_bpf_stats(i.dev_id)) {
-                        extra.push_str(&format!(
-                            ",\"kernel_redirected\":{},\"kernel_redirect_fallback\":{},\"kernel_completed\":{},\"kernel_punted\":{},\"kernel_errors\":{},\"kernel_zero_filled\":{}",
-                            k.redirected,
-                            k.redirect_fallback,
-                            k.kernel_completed,
-                            k.kernel_punted,
-                            k.kernel_errors,
-                            k.kernel_zero_filled
-                        ));
+                        d.kernel = Some(KernelCounters::from(&k));
                     }
                 }
                 #[cfg(feature = "bpf")]
-                if m.bpf_stats_map_id != 0 {
-                    if let Ok(st) = crate::bpf::stats_by_map_id(m.bpf_stats_map_id) {
-                        extra.push_str(&format!(",{}", st.json_fields()));
+                {
+                    let map_id = m.as_ref().map_or(0, |m| m.bpf_stats_map_id);
+                    if map_id != 0 {
+                        if let Ok(st) = ublk_user::bpf::stats_by_map_id(map_id) {
+                            d.bpf = Some(BpfCounters::from(&st));
+                        }
                     }
                 }
-                format!(
-                    "{{\"id\":{},\"state\":{},\"target\":{},\"backing\":{},\"size\":{},\"queues\":{},\"depth\":{},\"mode_requested\":{},\"mode\":{},\"pid\":{},\"bdev\":{},\"flags\":{},\"features\":[{}]{}}}",
-                    i.dev_id,
-                    meta::json_str(sys::state_name(i.state)),
-                    meta::json_str(&m.target),
-                    meta::json_str(&m.backing),
-                    m.size,
-                    i.nr_hw_queues,
-                    i.queue_depth,
-                    meta::json_str(&m.mode_requested),
-                    meta::json_str(&m.mode),
-                    i.ublksrv_pid,
-                    meta::json_str(&format!("/dev/ublkb{}", i.dev_id)),
-                    i.flags,
-                    sys::feature_names(i.flags).iter().map(|n| meta::json_str(n)).collect::<Vec<_>>().join(","),
-                    extra
-                )
+                d
             })
             .collect();
-        println!("[{}]", items.join(","));
+        println!("{}", json::to_string(&devices));
         return Ok(());
     }
     println!(
@@ -617,8 +611,8 @@ fn features(json: bool) -> Result<()> {
     let f = ctl.get_features()?;
     let names = sys::feature_names(f);
     if json {
-        let n: Vec<String> = names.iter().map(|n| meta::json_str(n)).collect();
-        println!("{{\"features\":{f},\"names\":[{}]}}", n.join(","));
+        let doc = serde_json::json!({ "features": f, "names": names });
+        println!("{doc}");
     } else {
         println!("features: {f:#x}");
         for n in names {
@@ -636,10 +630,11 @@ mod no_bpf_tests {
     fn common(mode: &str) -> CommonArgs {
         let argv = ["ublk-user", "add", "null", "--size", "16M", "--mode", mode];
         match Cli::try_parse_from(argv).unwrap().cmd {
-            Command::Add {
-                target: AddTarget::Null { common, .. },
-            } => common,
-            _ => unreachable!("parsed as add null"),
+            Command::Add(a) => match a.resolve().unwrap() {
+                AddTarget::Null { common, .. } => common,
+                _ => unreachable!("parsed as add null"),
+            },
+            _ => unreachable!("parsed as add"),
         }
     }
 
