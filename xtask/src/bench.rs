@@ -1886,6 +1886,40 @@ mod tests {
         assert!(!md.contains("No headline"), "{md}");
     }
 
+    /// `--timing both`: the plain-TCG boot renders as a secondary section
+    /// after the icount tables, with its own headline gate.
+    #[test]
+    fn both_timings_render_tcg_as_secondary() {
+        let t = crate::util::TempDir::new("bench-both");
+        let raw = t.path().join("raw");
+        let out = t.path().join("out");
+        write_synthetic(&raw);
+        let tmp = t.path().join("tcg-src");
+        write_synthetic(&tmp);
+        fs::rename(tmp.join("icount"), raw.join("tcg")).unwrap();
+        let dirs = boot_dirs(&raw);
+        assert_eq!(
+            dirs.iter().map(|d| d.0).collect::<Vec<_>>(),
+            [Timing::Icount, Timing::Tcg]
+        );
+        assert_eq!(render(&raw, Some(&out), false).unwrap(), 0);
+        let md = fs::read_to_string(out.join("2026-12-02-7.2.12+-icount+tcg.md")).unwrap();
+        let i = md
+            .find("# Secondary: plain TCG")
+            .expect("secondary section");
+        assert!(md[..i].contains("## Backing store: tmpfs"));
+        assert!(md[i..].contains("## Backing store: tmpfs"));
+        // The synthetic host was busy at the start: no TCG headline.
+        assert!(md[i..].contains("No headline"), "{}", &md[i..]);
+        assert!(!md[..i].contains("No headline"));
+        let csv = fs::read_to_string(out.join("2026-12-02-7.2.12+-icount+tcg.csv")).unwrap();
+        assert!(
+            csv.contains("\nicount,1,") && csv.contains("\ntcg,1,"),
+            "{csv}"
+        );
+        assert_eq!(csv.matches("timing,idx").count(), 1);
+    }
+
     #[test]
     fn dates() {
         assert_eq!(civil_from_days(0), (1970, 1, 1));
