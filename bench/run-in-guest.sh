@@ -31,6 +31,7 @@
 #   stores.txt       STORE|STATUS|DEV|NOTE
 #   runs.csv         one line a run: fio exit status, CPU samples, counters
 #   fio/IDX.json     fio's JSON output of run IDX
+#   fio/IDX-iops.log fio's IOPS log of run IDX (100 ms averages; RFC jobs)
 #   list/IDX-{pre,post}.json  `ublk-user list --json` around run IDX (ublk-user contenders)
 #   done             written last
 # Environment: BENCH_RUNTIME (fio runtime, fio syntax, default 2), BENCH_RAMP
@@ -110,14 +111,15 @@ store_up() { # STORE -> sets STORE_DEV, returns 1 (n/a recorded) when unavailabl
     if [ ! -b /dev/nullb0 ]; then
       echo "nullb|na||null_blk is loaded but /dev/nullb0 does not exist (nr_devices=0?)" >> "$OUT/stores.txt"; return 1
     fi
+    # A bool parameter: reads N/Y (0/1 on older kernels).
     mb=$(cat /sys/module/null_blk/parameters/memory_backed 2>/dev/null)
-    if [ "${mb:-0}" != 0 ]; then
+    if [ "${mb:-N}" != N ] && [ "${mb:-N}" != 0 ]; then
       echo "nullb|na|/dev/nullb0|null_blk memory_backed=$mb, not 0" >> "$OUT/stores.txt"; return 1
     fi
     p() { cat "/sys/module/null_blk/parameters/$1" 2>/dev/null || echo "?"; }
     STORE_DEV=/dev/nullb0
     sc=$(set_sched "$STORE_DEV")
-    echo "nullb|ok|/dev/nullb0|null_blk memory_backed=0, queue_mode=$(p queue_mode), irqmode=$(p irqmode), bs=$(p bs), submit_queues=$(p submit_queues), hw_queue_depth=$(p hw_queue_depth), $(($(cat /sys/block/nullb0/size) / 2097152)) GiB, scheduler $sc" >> "$OUT/stores.txt" ;;
+    echo "nullb|ok|/dev/nullb0|null_blk memory_backed=$mb (writes move no data; reads are zero-filled by the driver, zero_fill_bio), queue_mode=$(p queue_mode), irqmode=$(p irqmode), bs=$(p bs), submit_queues=$(p submit_queues), hw_queue_depth=$(p hw_queue_depth), $(($(cat /sys/block/nullb0/size) / 2097152)) GiB, scheduler $sc" >> "$OUT/stores.txt" ;;
   virtio)
     d=
     for s in /sys/block/vd*; do
@@ -274,7 +276,7 @@ while read -r idx store rep cont job rw bs qd wl cond <&3; do
   DEV=$(echo "$line" | cut -d'|' -f4)
   SRV_PID=$(echo "$line" | cut -d'|' -f5)
   export DEV RW="$rw" BS="$bs" QD="$qd" RUNTIME RAMP FIO_CPU SRV_PID SAMPLE="sh $HERE/cpu-sample.sh"
-  rm -f "$W/pre" "$W/post" "$W/out.json"
+  rm -f "$W/pre" "$W/post" "$W/out.json" "$W"/*_iops*.log
   case $cont in copy | zc | bpf | bpf-kernel) ublk-user list --json > "$OUT/list/$idx-pre.json" 2>/dev/null ;; esac
   c0=$(counters "$DEV" "$SRV_PID")
   fio --output-format=json --output="$W/out.json" "$HERE/fio/$job.fio" > "$W/fio.log" 2>&1 < /dev/null
@@ -283,6 +285,8 @@ while read -r idx store rep cont job rw bs qd wl cond <&3; do
   case $cont in copy | zc | bpf | bpf-kernel) ublk-user list --json > "$OUT/list/$idx-post.json" 2>/dev/null ;; esac
   if [ "$rc" = 0 ] && { [ ! -s "$W/pre" ] || [ ! -s "$W/post" ]; }; then rc=99; fi
   cp "$W/out.json" "$OUT/fio/$idx.json" 2>/dev/null
+  # The RFC job's IOPS log (steady-state check on the host).
+  for f in "$W"/*_iops*.log; do [ -s "$f" ] && cp "$f" "$OUT/fio/$idx-iops.log"; break; done
   read -r pb pt ps pu < "$W/pre" 2>/dev/null || { pb=; pt=; ps=; pu=; }
   read -r qb qt qs qu < "$W/post" 2>/dev/null || { qb=; qt=; qs=; qu=; }
   echo "$idx,$store,$rep,$cont,$wl,$rc,$pb,$pt,$ps,$pu,$qb,$qt,$qs,$qu,$(echo $c0 | tr ' ' ','),$(echo $c1 | tr ' ' ',')" >> "$OUT/runs.csv"

@@ -59,6 +59,8 @@ pub fn is_server(c: &str) -> bool {
 
 /// icount: the repetitions of a cell must agree within this (percent).
 pub const AGREE_PCT: f64 = 2.0;
+/// Plain TCG: a cell's spread ((max - min) / min) should stay under this.
+pub const TCG_SPREAD_PCT: f64 = 10.0;
 /// icount: interval floor, +- percent of the median (see stats::stat_floor).
 pub const ICOUNT_FLOOR_PCT: f64 = 1.0;
 
@@ -565,6 +567,26 @@ pub struct Sample {
     pub cqes: Option<f64>,
     pub sqes: Option<f64>,
     pub enters: Option<f64>,
+    /// Steady state: mean IOPS of the second half of fio's IOPS log over
+    /// the first half's (RFC jobs).
+    pub steady: Option<f64>,
+}
+
+/// fio's IOPS log ("msec, value, dir, bs[, offset]" a line, averaged over
+/// `log_avg_msec`): the mean of the second half of the samples over the
+/// first half's. None with fewer than 4 samples.
+pub fn steady_ratio(log: &str) -> Option<f64> {
+    let v: Vec<f64> = log
+        .lines()
+        .filter_map(|l| l.split(',').nth(1)?.trim().parse::<f64>().ok())
+        .collect();
+    if v.len() < 4 {
+        return None;
+    }
+    let h = v.len() / 2;
+    let mean = |x: &[f64]| x.iter().sum::<f64>() / x.len() as f64;
+    let (a, b) = (mean(&v[..h]), mean(&v[v.len() - h..]));
+    (a > 0.0).then(|| b / a)
 }
 
 const GIB: f64 = (1u64 << 30) as f64;
@@ -667,7 +689,9 @@ pub struct CellStats {
     /// Context switches (voluntary + involuntary) per request.
     pub ctxsw: Option<Stat>,
     pub ctxsw_vol: Option<Stat>,
-    /// IOPS of all repetitions within AGREE_PCT.
+    /// Second-half / first-half IOPS of fio's log (RFC jobs).
+    pub steady: Option<Stat>,
+    /// IOPS of all repetitions within AGREE_PCT (icount) or TCG_SPREAD_PCT.
     pub agree: bool,
 }
 
@@ -705,7 +729,15 @@ impl Results {
                 .iter()
                 .filter_map(|s| s.per_req(s.ctxsw.map(|(a, _)| a)))
                 .collect()),
-            agree: stats::agree(&iops, AGREE_PCT),
+            steady: st(v.iter().filter_map(|s| s.steady).collect()),
+            agree: stats::agree(
+                &iops,
+                if self.timing == Timing::Tcg {
+                    TCG_SPREAD_PCT
+                } else {
+                    AGREE_PCT
+                },
+            ),
         })
     }
 
@@ -921,6 +953,9 @@ pub fn collect(dir: &Path, timing: Timing) -> Result<Results> {
             if is_server(cont) {
                 s.ctxsw = d(17, 22).zip(d(18, 23));
             }
+            s.steady = fs::read_to_string(dir.join(format!("fio/{idx}-iops.log")))
+                .ok()
+                .and_then(|t| steady_ratio(&t));
             if OURS.contains(&cont) {
                 let dev = contenders
                     .iter()
@@ -1649,6 +1684,16 @@ mod tests {
             .unwrap()
             .apply(full_matrix())
             .is_empty());
+    }
+
+    #[test]
+    fn steady_state_from_the_iops_log() {
+        let flat = "100, 1000, 1, 2097152, 0\n200, 1010, 1, 2097152, 0\n300, 990, 1, 2097152, 0\n400, 1000, 1, 2097152, 0\n";
+        assert!((steady_ratio(flat).unwrap() - 995.0 / 1005.0).abs() < 1e-9);
+        let rising = "100, 500, 1\n200, 500, 1\n300, 1000, 1\n400, 1000, 1\n500, 1000, 1\n";
+        assert_eq!(steady_ratio(rising), Some(2.0));
+        assert_eq!(steady_ratio("100, 5, 1\n"), None);
+        assert_eq!(steady_ratio(""), None);
     }
 
     #[test]

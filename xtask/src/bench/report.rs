@@ -8,6 +8,7 @@ use super::stats::{compare, spread_pct, Stat};
 use super::svg::Metric;
 use super::{
     bs_name, is_server, Results, RunInfo, Timing, AGREE_PCT, ICOUNT_FLOOR_PCT, LEFT_OUT, OURS,
+    TCG_SPREAD_PCT,
 };
 use std::fmt::Write;
 
@@ -248,7 +249,8 @@ fn method(res: &Results) -> String {
             s,
             "- Plain TCG: every cell runs {} times; the median is shown with a 95 % \
              distribution-free interval from order statistics (at n = 6: the range, 96.9 % \
-             coverage).",
+             coverage). Cells whose spread ((max - min) / min) exceeds {TCG_SPREAD_PCT} % are \
+             marked †: runs too short for this host's noise.",
             res.samples.values().map(Vec::len).max().unwrap_or(0)
         );
     } else {
@@ -398,6 +400,14 @@ fn store_section(res: &Results, store: &str) -> String {
             return s;
         }
     }
+    if store == "nullb" {
+        s.push_str(
+            "\nnull_blk with `memory_backed=0` stores nothing: a write moves no data at all, a read \
+             gets its buffer zero-filled by the driver (`zero_fill_bio`, a memset in the guest, \
+             itself weighed per `rep stos` iteration under icount). So the write cells (the RFC's \
+             jobs) show the cost of each data path alone, as on a device that moves data by DMA.\n",
+        );
+    }
     if store == "virtio" {
         s.push_str(
             "\nvirtio-blk: the data moves in QEMU's iothread (host CPU), not on the guest's vCPUs. \
@@ -497,11 +507,7 @@ fn store_section(res: &Results, store: &str) -> String {
                 s,
                 "| {} | {c}{} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
                 w.id(),
-                if x.agree || res.timing == Timing::Tcg {
-                    ""
-                } else {
-                    " †"
-                },
+                if x.agree { "" } else { " †" },
                 with_ci(&x.iops, iops),
                 num(x.bw.med),
                 opt(x.p50, num),
@@ -581,8 +587,10 @@ fn store_section(res: &Results, store: &str) -> String {
              vCPU; ublk with 1 queue of depth 128. v1 used bs=512K, v2 bs=2048K. The RFC reported \
              server CPU ~12.5 % (copy) vs ~1 % (BPF) of one CPU on a real disk (60 s runs); compare \
              *server CPU %* (of one CPU, as `top` shows it).\n\n\
-             | job | contender | MiB/s | server CPU % of one CPU | server CPU s/GiB | guest CPU s/GiB | guest busy % of all vCPUs |\n\
-             |---|---|---:|---:|---:|---:|---:|\n",
+             *steady* is fio's IOPS over the second half of the run divided by the first half's \
+             (100 ms samples): within 0.98–1.02 the run had reached a steady state.\n\n\
+             | job | contender | MiB/s | server CPU % of one CPU | server CPU s/GiB | guest CPU s/GiB | guest busy % of all vCPUs | steady |\n\
+             |---|---|---:|---:|---:|---:|---:|---:|\n",
         );
         for &wi in &rfc {
             let w = &res.workloads[wi];
@@ -602,7 +610,7 @@ fn store_section(res: &Results, store: &str) -> String {
                 };
                 let _ = writeln!(
                     s,
-                    "| {job} | {c} | {} | {} | {} | {} | {} |",
+                    "| {job} | {c} | {} | {} | {} | {} | {} | {} |",
                     with_ci(&x.bw, num),
                     if is_server(c) {
                         opt(x.srv_util, num)
@@ -615,7 +623,10 @@ fn store_section(res: &Results, store: &str) -> String {
                         "–".into()
                     },
                     opt(x.guest, num),
-                    opt(x.util, num)
+                    opt(x.util, num),
+                    x.steady
+                        .map(|v| format!("{:.3}", v.med))
+                        .unwrap_or_else(|| "not logged".into())
                 );
             }
         }
