@@ -37,7 +37,9 @@
 # Environment: BENCH_RUNTIME (fio runtime, fio syntax, default 2), BENCH_RAMP
 # (fio ramp_time, default 500ms), BENCH_SIZE_MB (tmpfs file, default 512),
 # BENCH_AGREE_PCT (default 2), BENCH_KUBLK (path to kublk, empty: n/a with
-# BENCH_KUBLK_WHY), BENCH_TIMING (icount|tcg, recorded only).
+# BENCH_KUBLK_WHY), BENCH_TIMING (icount|tcg, recorded only). For the
+# host-side test with stub tools (xtask bench tests): BENCH_WORKDIR,
+# BENCH_IMG, BENCH_LOSETUP, BENCH_DRY.
 set -u
 OUT=${1:?usage: run-in-guest.sh OUT}
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -48,8 +50,8 @@ AGREE=${BENCH_AGREE_PCT:-2}
 KUBLK=${BENCH_KUBLK:-}
 FIO_CPU=1
 SRV_CPU=0
-W=/tmp/bench-work
-IMG=/tmp/bench.img
+W=${BENCH_WORKDIR:-/tmp/bench-work}
+IMG=${BENCH_IMG:-/tmp/bench.img}
 export BENCH_WORK=$W
 mkdir -p "$W" "$OUT/fio" "$OUT/list" || exit 1
 cd "$W" || exit 1
@@ -57,9 +59,10 @@ PLAN=$OUT/plan.txt
 [ -s "$PLAN" ] || { echo "bench: no plan at $PLAN" >&2; exit 1; }
 
 tool() { for p in /usr/sbin/$1 /sbin/$1 /usr/bin/$1 /bin/$1; do [ -x "$p" ] && { echo "$p"; return; }; done; echo "$1"; }
-LOSETUP=$(tool losetup)
+LOSETUP=${BENCH_LOSETUP:-$(tool losetup)}
 DD=$(tool dd)
-dmesg -n 8 2>/dev/null
+# Every kernel message to the serial console (not in the host-side test).
+[ -n "${BENCH_DRY:-}" ] || dmesg -n 8 2>/dev/null
 
 # --- facts about the guest --------------------------------------------------
 accel=tcg
@@ -286,7 +289,7 @@ while read -r idx store rep cont job rw bs qd wl cond <&3; do
   if [ "$rc" = 0 ] && { [ ! -s "$W/pre" ] || [ ! -s "$W/post" ]; }; then rc=99; fi
   cp "$W/out.json" "$OUT/fio/$idx.json" 2>/dev/null
   # The RFC job's IOPS log (steady-state check on the host).
-  for f in "$W"/*_iops*.log; do [ -s "$f" ] && cp "$f" "$OUT/fio/$idx-iops.log"; break; done
+  for f in "$W"/*_iops*.log; do [ -e "$f" ] && cp "$f" "$OUT/fio/$idx-iops.log"; break; done
   read -r pb pt ps pu < "$W/pre" 2>/dev/null || { pb=; pt=; ps=; pu=; }
   read -r qb qt qs qu < "$W/post" 2>/dev/null || { qb=; qt=; qs=; qu=; }
   echo "$idx,$store,$rep,$cont,$wl,$rc,$pb,$pt,$ps,$pu,$qb,$qt,$qs,$qu,$(echo $c0 | tr ' ' ','),$(echo $c1 | tr ' ' ',')" >> "$OUT/runs.csv"

@@ -1965,6 +1965,198 @@ mod tests {
         assert_eq!(csv.matches("timing,idx").count(), 1);
     }
 
+    /// ublk-user stand-in for the host-side run of the guest script: `add`
+    /// makes a file "device" and a sleeping "server", `list --json` reports
+    /// them with counters that grow by 2 CQEs/SQEs per call, `del --all`
+    /// ends the sleepers (only the ones it started).
+    const STUB_UBLK_USER: &str = r#"#!/bin/sh
+D=$STUB_DIR
+case $1 in
+add)
+  mode=copy
+  while [ $# -gt 0 ]; do [ "$1" = --mode ] && mode=$2; shift; done
+  n=$(cat "$D/devs" 2>/dev/null | wc -l)
+  f=$D/stubdev$n
+  truncate -s 64M "$f"
+  sleep 600 > /dev/null 2>&1 &
+  echo "$f $! $mode" >> "$D/devs"
+  echo "$f" ;;
+list)
+  c=$(( $(cat "$D/calls" 2>/dev/null || echo 0) + 1000 ))
+  echo $c > "$D/calls"
+  printf '['
+  sep=
+  while read -r f pid mode; do
+    printf '%s{"bdev":"%s","pid":%s,"mode":"%s","server_served":0,"server_cqes":%s,"server_sqes":%s,"server_enters":%s}' "$sep" "$f" "$pid" "$mode" $((2 * c)) $((2 * c)) $((c / 10))
+    sep=,
+  done < "$D/devs"
+  echo ']' ;;
+del)
+  while read -r f pid mode; do kill "$pid" 2>/dev/null; done < "$D/devs" 2>/dev/null
+  : > "$D/devs" ;;
+esac
+exit 0
+"#;
+
+    const STUB_LOSETUP: &str = r#"#!/bin/sh
+case $1 in -d) exit 0 ;; esac
+f=$STUB_DIR/stubloop
+truncate -s 64M "$f"
+echo "$f"
+"#;
+
+    /// kublk stand-in whose device never appears (the n/a path).
+    const STUB_KUBLK: &str = "#!/bin/sh\ncase $1 in add) echo 'dev id 97' ;; list) echo 'dev id 97: nr_hw_queues 1 queue_depth 128 block size 512 dev_capacity 0' ;; esac\nexit 0\n";
+
+    /// The guest script, run on the host against stub tools and real fio
+    /// on files: plan driving, stores, n/a contenders, counters and the
+    /// conditional repetition end up in a directory `collect` can read.
+    #[test]
+    fn guest_script_runs_a_plan_with_stub_tools() {
+        if crate::util::which_in("fio", std::env::var_os("PATH").as_deref()).is_none() {
+            eprintln!("skipped: no fio on this host");
+            return;
+        }
+        use std::os::unix::fs::PermissionsExt;
+        let t = crate::util::TempDir::new("bench-guest");
+        let (bin, stub, out) = (
+            t.path().join("bin"),
+            t.path().join("stub"),
+            t.path().join("out"),
+        );
+        fs::create_dir_all(&bin).unwrap();
+        fs::create_dir_all(&stub).unwrap();
+        fs::create_dir_all(&out).unwrap();
+        for (name, text) in [
+            ("ublk-user", STUB_UBLK_USER),
+            ("losetup", STUB_LOSETUP),
+            ("kublk", STUB_KUBLK),
+        ] {
+            let p = bin.join(name);
+            fs::write(&p, text).unwrap();
+            fs::set_permissions(&p, fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        let w = vec![
+            Workload::matrix("randread", 4 << 10, 32),
+            Workload::rfc(512 << 10),
+        ];
+        let m = [
+            sp("tmpfs", w.clone(), &["loop", "copy", "kublk-zc", "raw"]),
+            sp("virtio", w[..1].to_vec(), &["copy"]),
+        ];
+        let p = plan(&m, 2, true);
+        fs::write(out.join("plan.txt"), plan_text(&p)).unwrap();
+        let path = format!(
+            "{}:{}",
+            bin.display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
+        let status = std::process::Command::new("sh")
+            .arg(root().join("bench/run-in-guest.sh"))
+            .arg(&out)
+            .env("PATH", path)
+            .env("STUB_DIR", &stub)
+            .env("BENCH_DRY", "1")
+            .env("BENCH_RUNTIME", "200ms")
+            .env("BENCH_RAMP", "50ms")
+            .env("BENCH_SIZE_MB", "8")
+            .env("BENCH_IMG", t.path().join("bench.img"))
+            .env("BENCH_WORKDIR", t.path().join("w"))
+            .env("BENCH_LOSETUP", bin.join("losetup"))
+            .env("BENCH_KUBLK", bin.join("kublk"))
+            .stdout(std::process::Stdio::null())
+            .status()
+            .unwrap();
+        // End any stub server left behind (ours only).
+        if let Ok(devs) = fs::read_to_string(stub.join("devs")) {
+            for pid in devs.lines().filter_map(|l| l.split_whitespace().nth(1)) {
+                let _ = std::process::Command::new("kill").arg(pid).status();
+            }
+        }
+        assert!(status.success(), "{status}");
+        assert!(out.join("done").is_file());
+        let res = collect(&out, Timing::Icount).unwrap();
+        assert!(res.failures.is_empty(), "{:?}", res.failures);
+        // tmpfs: loop, copy and raw measured twice in every cell.
+        for c in ["loop", "copy", "raw"] {
+            for wi in 0..2 {
+                let n = res
+                    .samples
+                    .get(&("tmpfs".into(), wi, c.into()))
+                    .map(Vec::len);
+                assert!(matches!(n, Some(2) | Some(3)), "{c} {wi}: {n:?}");
+            }
+        }
+        // copy's counters: the stub adds 2 CQEs per list call around each run.
+        // (Per request needs /sys/block/<dev>/stat, which a file has not.)
+        let key = ("tmpfs".to_string(), 0, "copy".to_string());
+        let s0 = &res.samples[&key][0];
+        assert!(
+            s0.cqes.is_some_and(|c| c > 0.0) && s0.sqes.is_some() && s0.enters.is_some(),
+            "{s0:?}"
+        );
+        assert!(
+            s0.ctxsw.is_some() && s0.srv_s.is_some() && s0.window_s > 0.0,
+            "{s0:?}"
+        );
+        assert!(
+            res.samples[&("tmpfs".to_string(), 0, "loop".to_string())][0]
+                .ctxsw
+                .is_none()
+        );
+        // kublk-zc: its device never appeared, n/a with the reason.
+        let why = res.na_reason("tmpfs", "kublk-zc").unwrap();
+        assert!(why.contains("no device"), "{why}");
+        // virtio: no disk with the bench's serial on this host.
+        assert!(res
+            .na_reason("virtio", "copy")
+            .unwrap()
+            .contains("ublkbench"));
+        // Conditional repetitions: run or skipped, never failed or missing.
+        let runs = fs::read_to_string(out.join("runs.csv")).unwrap();
+        let third: Vec<&str> = runs
+            .lines()
+            .filter(|l| l.split(',').nth(2) == Some("3"))
+            .collect();
+        assert_eq!(third.len(), 4 * 2 + 1, "{runs}");
+        assert!(
+            third.iter().all(|l| {
+                let rc = l.split(',').nth(5).unwrap();
+                rc == "0" || rc == "skip" || rc == "na"
+            }),
+            "{runs}"
+        );
+        // The RFC job left its IOPS log (empty: 200 ms runs log no 100 ms sample).
+        let rfc = p
+            .iter()
+            .find(|r| r.wl.job == "rfc" && r.contender == "loop")
+            .unwrap();
+        assert!(out.join(format!("fio/{}-iops.log", rfc.idx)).is_file());
+        let md = report::markdown(
+            &[(
+                res,
+                RunInfo {
+                    host_cpu: String::new(),
+                    host_cores: 2,
+                    load_start: "0.1".into(),
+                    load_end: "0.1".into(),
+                    commit: String::new(),
+                    command: String::new(),
+                    qemu_extra: String::new(),
+                    raw_dir: out.clone(),
+                    trimmed: String::new(),
+                    force: false,
+                },
+            )],
+            &[],
+            "x.csv",
+        );
+        assert!(
+            md.contains("## Backing store: tmpfs") && md.contains("kublk-zc"),
+            "{md}"
+        );
+    }
+
     #[test]
     fn dates() {
         assert_eq!(civil_from_days(0), (1970, 1, 1));
