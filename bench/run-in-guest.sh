@@ -1,160 +1,305 @@
 #!/bin/sh
-# bench/run-in-guest.sh OUT: the guest side of `cargo xtask bench`.
+# bench/run-in-guest.sh OUT: the guest side of `cargo xtask bench` (v2).
 #
-# Runs the plan OUT/plan.txt (written by xtask/src/bench.rs, one fio run a
-# line: "IDX REP CONTENDER JOB RW BS QD WORKLOAD") against contenders that
-# all serve the same RAM-backed store, a tmpfs file, and that all exist for
-# the whole run (so the plan can interleave them):
-#   raw   the backing file itself, O_DIRECT (upper bound)
-#   loop  the kernel loop driver, losetup --direct-io=on (reference)
-#   copy  ublk-user add loop --mode copy
-#   zc    ublk-user add loop --mode zc   (UBLK_F_AUTO_BUF_REG)
-#   bpf   ublk-user add loop --mode bpf --no-fallback
-#   bpf-kernel  ublk-user add loop --mode bpf-kernel --no-fallback (UBLK_F_BPF_KERNEL_IO)
-# The ublk servers open the file with O_DIRECT (their default; tmpfs has
-# accepted O_DIRECT since 6.6), like loop with --direct-io=on.
-# A contender that cannot be set up is recorded as n/a with the reason.
+# Runs the plan OUT/plan.txt (written by xtask/src/bench.rs), one fio run a
+# line: "IDX STORE REP CONTENDER JOB RW BS QD WORKLOAD COND". Lines are
+# grouped by backing store (STORE outermost); for each store the contenders
+# are set up once, all serving the same store, and torn down at its end:
+#   tmpfs   a file in the guest's /tmp (the backing I/O is a memcpy in the guest)
+#   nullb   /dev/nullb0, null_blk memory_backed=0 (no data movement at all)
+#   virtio  a virtio-blk disk on a host file, served by a QEMU iothread
+# Contenders:
+#   raw          fio on the store itself (O_DIRECT; upper bound)
+#   loop         kernel loop driver, losetup --direct-io=on
+#   copy|zc|bpf|bpf-kernel   ublk-user add loop --mode M (bpf*: --no-fallback)
+#   kublk        the driver's selftest server: kublk add -t loop -q 1 -d 128
+#   kublk-zc     ... --auto_zc (UBLK_F_AUTO_BUF_REG)
+#   kublk-batch  ... --auto_zc -b (UBLK_F_AUTO_BUF_REG + UBLK_F_BATCH_IO)
+# A contender (or a store) that cannot be set up is recorded as n/a with the
+# reason; its runs are recorded as "na".
+# COND is "-" (always run) or "agree": run only when the earlier repetitions
+# of that (store, contender, workload) disagree by more than BENCH_AGREE_PCT
+# percent in IOPS (the icount rule: two repetitions that agree within 2 %,
+# a third when they do not).
+#
+# Pinning: fio runs on vCPU $FIO_CPU (1), every thread of a ublk server on
+# vCPU $SRV_CPU (0) (taskset -a); kernel workers (loop's) are not pinned.
 #
 # Writes into OUT (shared with the host over 9p):
 #   env.txt          key=value facts about the guest
-#   contenders.txt   NAME|STATUS|DEV|PID|MODE|NOTE (STATUS ok or na)
-#   runs.csv         one line a run: fio exit status and the CPU samples
+#   contenders.txt   STORE|NAME|STATUS|DEV|PID|MODE|NOTE (STATUS ok or na)
+#   stores.txt       STORE|STATUS|DEV|NOTE
+#   runs.csv         one line a run: fio exit status, CPU samples, counters
 #   fio/IDX.json     fio's JSON output of run IDX
-#   list-end.json    `ublk-user list --json` after the last run (BPF counters)
+#   fio/IDX-iops.log fio's IOPS log of run IDX (100 ms averages; RFC jobs)
+#   list/IDX-{pre,post}.json  `ublk-user list --json` around run IDX (ublk-user contenders)
 #   done             written last
-# Progress goes to stdout. Environment: BENCH_RUNTIME (s, default 2),
-# BENCH_SIZE_MB (backing file size, default 512).
+# Environment: BENCH_RUNTIME (fio runtime, fio syntax, default 2), BENCH_RAMP
+# (fio ramp_time, default 500ms), BENCH_SIZE_MB (tmpfs file, default 512),
+# BENCH_AGREE_PCT (default 2), BENCH_KUBLK (path to kublk, empty: n/a with
+# BENCH_KUBLK_WHY), BENCH_TIMING (icount|tcg, recorded only). For the
+# host-side test with stub tools (xtask bench tests): BENCH_WORKDIR,
+# BENCH_IMG, BENCH_LOSETUP, BENCH_DRY.
 set -u
 OUT=${1:?usage: run-in-guest.sh OUT}
 HERE=$(cd "$(dirname "$0")" && pwd)
 RUNTIME=${BENCH_RUNTIME:-2}
+RAMP=${BENCH_RAMP:-500ms}
 SIZE_MB=${BENCH_SIZE_MB:-512}
-W=/tmp/bench-work
-IMG=/tmp/bench.img
+AGREE=${BENCH_AGREE_PCT:-2}
+KUBLK=${BENCH_KUBLK:-}
+FIO_CPU=1
+SRV_CPU=0
+W=${BENCH_WORKDIR:-/tmp/bench-work}
+IMG=${BENCH_IMG:-/tmp/bench.img}
 export BENCH_WORK=$W
-mkdir -p "$W" "$OUT/fio" || exit 1
+mkdir -p "$W" "$OUT/fio" "$OUT/list" || exit 1
 cd "$W" || exit 1
 PLAN=$OUT/plan.txt
 [ -s "$PLAN" ] || { echo "bench: no plan at $PLAN" >&2; exit 1; }
 
 tool() { for p in /usr/sbin/$1 /sbin/$1 /usr/bin/$1 /bin/$1; do [ -x "$p" ] && { echo "$p"; return; }; done; echo "$1"; }
-LOSETUP=$(tool losetup)
+LOSETUP=${BENCH_LOSETUP:-$(tool losetup)}
 DD=$(tool dd)
-
-# Send every kernel message to the serial console (the console log the host
-# keeps), so a warning or oops before a guest reset is not lost.
-dmesg -n 8 2>/dev/null
+# Every kernel message to the serial console (not in the host-side test).
+[ -n "${BENCH_DRY:-}" ] || dmesg -n 8 2>/dev/null
 
 # --- facts about the guest --------------------------------------------------
 accel=tcg
 dmesg 2>/dev/null | grep -q "Hypervisor detected: KVM" && accel=kvm
 hz=$(getconf CLK_TCK 2>/dev/null) || hz=100
 [ -n "$hz" ] || hz=100
+[ "$(nproc)" -ge 2 ] || { FIO_CPU=0; SRV_CPU=0; }
 {
   echo "kernel=$(uname -r)"
   echo "kernel_version=$(uname -v)"
   echo "vcpus=$(nproc)"
   echo "cpu_model=$(sed -n 's/^model name[^:]*: //p' /proc/cpuinfo | head -n 1)"
+  echo "cpu_flags=erms on $(grep -c -w erms /proc/cpuinfo) vCPUs, fsrm on $(grep -c -w fsrm /proc/cpuinfo)"
   echo "mem_kb=$(awk '/^MemTotal/ {print $2}' /proc/meminfo)"
   echo "accel=$accel"
+  echo "timing=${BENCH_TIMING:-tcg}"
   echo "clk_tck=$hz"
   echo "fio=$(fio --version 2>/dev/null)"
   echo "runtime=$RUNTIME"
+  echo "ramp=$RAMP"
   echo "size_mb=$SIZE_MB"
-  echo "backing=tmpfs file $IMG (${SIZE_MB} MiB, filled with zeros by dd)"
+  echo "agree_pct=$AGREE"
+  echo "fio_cpu=$FIO_CPU"
+  echo "srv_cpu=$SRV_CPU"
   echo "ublk_features=$(ublk-user features 2>/dev/null | sed -n 's/^  //p' | tr '\n' ' ')"
   echo "start=$(date -u +%Y-%m-%dT%H:%M:%SZ)"
 } > "$OUT/env.txt"
 
-# --- the backing store and the contenders -------------------------------------
-rm -f "$IMG"
-$DD if=/dev/zero of="$IMG" bs=1M count="$SIZE_MB" 2>/dev/null || { echo "bench: cannot create $IMG" >&2; exit 1; }
-
 : > "$OUT/contenders.txt"
-record() { echo "$1|$2|$3|$4|$5|$6" >> "$OUT/contenders.txt"; echo "bench: contender $1: $2 $3${6:+ ($6)}"; }
-# jfield DEV NAME: a field of DEV's entry in `ublk-user list --json`.
-jfield() {
+: > "$OUT/stores.txt"
+clean() { echo "$*" | tr '\n|' '  ' | head -c 300; }
+
+# --- backing stores ---------------------------------------------------------
+STORE_DEV=
+store_up() { # STORE -> sets STORE_DEV, returns 1 (n/a recorded) when unavailable
+  STORE_DEV=
+  case $1 in
+  tmpfs)
+    rm -f "$IMG"
+    if ! $DD if=/dev/zero of="$IMG" bs=1M count="$SIZE_MB" 2>/dev/null; then
+      echo "tmpfs|na||cannot create $IMG" >> "$OUT/stores.txt"; return 1
+    fi
+    STORE_DEV=$IMG
+    echo "tmpfs|ok|$IMG|tmpfs file $IMG, ${SIZE_MB} MiB of zeros" >> "$OUT/stores.txt" ;;
+  nullb)
+    if [ ! -e /sys/module/null_blk ] && ! { command -v modprobe >/dev/null 2>&1 && modprobe null_blk memory_backed=0 2>/dev/null; }; then
+      echo "nullb|na||no null_blk in this kernel (/sys/module/null_blk missing, modprobe unavailable or failed): add CONFIG_BLK_DEV_NULL_BLK=y (kernel-patches/config) and rebuild the kernel" >> "$OUT/stores.txt"; return 1
+    fi
+    if [ ! -b /dev/nullb0 ]; then
+      echo "nullb|na||null_blk is loaded but /dev/nullb0 does not exist (nr_devices=0?)" >> "$OUT/stores.txt"; return 1
+    fi
+    # A bool parameter: reads N/Y (0/1 on older kernels).
+    mb=$(cat /sys/module/null_blk/parameters/memory_backed 2>/dev/null)
+    if [ "${mb:-N}" != N ] && [ "${mb:-N}" != 0 ]; then
+      echo "nullb|na|/dev/nullb0|null_blk memory_backed=$mb, not 0" >> "$OUT/stores.txt"; return 1
+    fi
+    p() { cat "/sys/module/null_blk/parameters/$1" 2>/dev/null || echo "?"; }
+    STORE_DEV=/dev/nullb0
+    sc=$(set_sched "$STORE_DEV")
+    echo "nullb|ok|/dev/nullb0|null_blk memory_backed=$mb (writes move no data; reads are zero-filled by the driver, zero_fill_bio), queue_mode=$(p queue_mode), irqmode=$(p irqmode), bs=$(p bs), submit_queues=$(p submit_queues), hw_queue_depth=$(p hw_queue_depth), $(($(cat /sys/block/nullb0/size) / 2097152)) GiB, scheduler $sc" >> "$OUT/stores.txt" ;;
+  virtio)
+    d=
+    for s in /sys/block/vd*; do
+      [ -e "$s/serial" ] && [ "$(cat "$s/serial" 2>/dev/null)" = ublkbench ] && d=/dev/${s##*/}
+    done
+    if [ -z "$d" ]; then
+      echo "virtio|na||no virtio-blk disk with serial ublkbench (the host adds it with --stores virtio)" >> "$OUT/stores.txt"; return 1
+    fi
+    STORE_DEV=$d
+    sc=$(set_sched "$STORE_DEV")
+    echo "virtio|ok|$d|virtio-blk $d ($(($(cat /sys/block/${d#/dev/}/size) / 2048)) MiB) on a host file, QEMU iothread, cache=none aio=threads, 1 queue, scheduler $sc" >> "$OUT/stores.txt" ;;
+  *) echo "$1|na||unknown store" >> "$OUT/stores.txt"; return 1 ;;
+  esac
+  return 0
+}
+store_down() {
+  ublk-user del --all > /dev/null 2>&1
+  [ -n "$KUBLK" ] && [ -x "$KUBLK" ] && "$KUBLK" del -a > /dev/null 2>&1
+  [ -n "$LOOPDEV" ] && $LOSETUP -d "$LOOPDEV" 2>/dev/null
+  LOOPDEV=
+  rm -f "$IMG"
+}
+
+# --- contenders ---------------------------------------------------------------
+record() { echo "$STORE|$1|$2|$3|$4|$5|$6" >> "$OUT/contenders.txt"; echo "bench: [$STORE] contender $1: $2 $3${6:+ ($6)}"; }
+jfield() { # DEV NAME: a field of DEV's entry in `ublk-user list --json`.
   ublk-user list --json 2>/dev/null | tr '{' '\n' | grep "\"bdev\":\"$1\"" \
     | sed -n "s/.*\"$2\":\"\{0,1\}\([^\",]*\)\"\{0,1\}[,}].*/\1/p" | head -n 1
 }
+pin() { taskset -a -p "$((1 << SRV_CPU))" "$1" > /dev/null 2>&1; }
+set_sched() { echo none > "/sys/block/${1#/dev/}/queue/scheduler" 2>/dev/null; sed -n 's/.*\[\(.*\)\].*/\1/p' "/sys/block/${1#/dev/}/queue/scheduler" 2>/dev/null; }
 LOOPDEV=
 setup() { # CONTENDER
   case $1 in
   raw)
-    record raw ok "$IMG" "" raw "the tmpfs file itself, O_DIRECT" ;;
+    sc=
+    [ -b "$STORE_DEV" ] && sc=$(set_sched "$STORE_DEV")
+    record raw ok "$STORE_DEV" "" raw "the store itself, O_DIRECT${sc:+, scheduler $sc}" ;;
   loop)
-    if ! d=$($LOSETUP --direct-io=on --show -f "$IMG" 2> "$W/add.err"); then
-      record loop na "" "" "" "losetup --direct-io=on failed: $(head -c 200 "$W/add.err" | tr '\n|' '  ')"
-      return
+    if ! d=$($LOSETUP --direct-io=on --show -f "$STORE_DEV" 2> "$W/add.err"); then
+      record loop na "" "" "" "losetup --direct-io=on failed: $(clean "$(head -c 200 "$W/add.err")")"; return
     fi
     LOOPDEV=$d
+    sc=$(set_sched "$d")
     dio=$(cat "/sys/block/${d#/dev/}/loop/dio" 2>/dev/null)
     if [ "$dio" = 1 ]; then
-      record loop ok "$d" "" dio "losetup --direct-io=on, dio=1"
+      record loop ok "$d" "" dio "losetup --direct-io=on, dio=1, scheduler $sc"
     else
-      record loop ok "$d" "" buffered "losetup --direct-io=on but the driver fell back to buffered I/O (dio=${dio:-?})"
+      record loop ok "$d" "" buffered "losetup --direct-io=on but the driver fell back to buffered I/O (dio=${dio:-?}), scheduler $sc"
     fi ;;
   copy | zc | bpf | bpf-kernel)
     extra=
     case $1 in bpf*) extra=--no-fallback ;; esac
-    if ! d=$(ublk-user add loop --file "$IMG" --mode "$1" $extra 2> "$W/add.err"); then
-      record "$1" na "" "" "" "ublk-user add loop --mode $1 $extra failed: $(head -c 300 "$W/add.err" | tr '\n|' '  ')"
-      return
+    if ! d=$(ublk-user add loop --file "$STORE_DEV" --mode "$1" $extra 2> "$W/add.err"); then
+      record "$1" na "" "" "" "ublk-user add loop --mode $1 $extra failed: $(clean "$(head -c 300 "$W/add.err")")"; return
     fi
     pid=$(jfield "$d" pid)
     mode=$(jfield "$d" mode)
+    sc=$(set_sched "$d")
     if [ "$mode" != "$1" ]; then
       record "$1" na "$d" "$pid" "$mode" "asked for --mode $1, the server runs mode ${mode:-?}: not measured"
     elif [ -z "$pid" ] || [ ! -r "/proc/$pid/stat" ]; then
       record "$1" na "$d" "$pid" "$mode" "no server pid in ublk-user list --json"
     else
-      record "$1" ok "$d" "$pid" "$mode" "ublk-user loop, 1 queue, depth 128, O_DIRECT backing"
+      pin "$pid"
+      record "$1" ok "$d" "$pid" "$mode" "ublk-user loop, 1 queue, depth 128, O_DIRECT backing, scheduler $sc, server on vCPU $SRV_CPU"
     fi ;;
+  kublk | kublk-zc | kublk-batch)
+    if [ -z "$KUBLK" ] || [ ! -x "$KUBLK" ]; then
+      record "$1" na "" "" "" "${BENCH_KUBLK_WHY:-no kublk binary}"; return
+    fi
+    case $1 in
+    kublk) extra= ;;
+    kublk-zc) extra=--auto_zc ;;
+    kublk-batch) extra="--auto_zc -b" ;;
+    esac
+    if ! "$KUBLK" add -t loop -q 1 -d 128 $extra "$STORE_DEV" > "$W/add.out" 2> "$W/add.err"; then
+      record "$1" na "" "" "" "kublk add -t loop -q 1 -d 128 $extra failed: $(clean "$(cat "$W/add.out" "$W/add.err" | head -c 300)")"; return
+    fi
+    id=$(sed -n 's/.*dev id \([0-9]*\).*/\1/p' "$W/add.out" | head -n 1)
+    pid=$("$KUBLK" list -n "$id" 2>/dev/null | sed -n 's/.*daemon pid \([0-9]*\).*/\1/p' | head -n 1)
+    flags=$("$KUBLK" list -n "$id" 2>/dev/null | sed -n 's/.*flags \(0x[0-9a-f]*\).*/\1/p' | head -n 1)
+    d=/dev/ublkb$id
+    i=0; while [ ! -b "$d" ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
+    if [ -z "$id" ] || [ ! -b "$d" ]; then
+      record "$1" na "" "" "" "kublk add gave no device: $(clean "$(head -c 200 "$W/add.out")")"; return
+    fi
+    sc=$(set_sched "$d")
+    if [ -z "$pid" ] || [ ! -r "/proc/$pid/stat" ]; then
+      record "$1" na "$d" "" "" "no daemon pid in kublk list -n $id"; return
+    fi
+    pin "$pid"
+    record "$1" ok "$d" "$pid" "${flags:-?}" "kublk add -t loop -q 1 -d 128 $extra, scheduler $sc, server on vCPU $SRV_CPU" ;;
   *) record "$1" na "" "" "" "unknown contender" ;;
   esac
 }
-for c in $(awk '{print $3}' "$PLAN" | awk '!seen[$0]++'); do setup "$c"; done
-ublk-user list --json > "$OUT/list-start.json" 2>/dev/null
+
+# --- counters around a run (outside the CPU-sampled window) -------------------
+# counters DEV PID -> "rd_ios wr_ios sectors ctxsw_vol ctxsw_invol"
+counters() {
+  st=/sys/block/$(basename "$(readlink -f "$1")")/stat
+  [ -r "$st" ] || st=/dev/null
+  awk -v st="$st" '
+    FILENAME == st { r = $1; w = $5; s = $3 + $7 }
+    FILENAME != st && /^voluntary_ctxt_switches/ { v += $2 }
+    FILENAME != st && /^nonvoluntary_ctxt_switches/ { nv += $2 }
+    END { printf "%d %d %d %d %d\n", r, w, s, v, nv }
+  ' "$st" ${2:+/proc/$2/task/*/status} 2>/dev/null
+}
 
 # --- the runs ----------------------------------------------------------------
 total=$(grep -c . "$PLAN")
-echo "idx,rep,contender,workload,rc,pre_busy,pre_total,pre_srv,post_busy,post_total,post_srv" > "$OUT/runs.csv"
+echo "idx,store,rep,contender,workload,rc,pre_busy,pre_total,pre_srv,pre_up,post_busy,post_total,post_srv,post_up,c0_rd,c0_wr,c0_sect,c0_vol,c0_invol,c1_rd,c1_wr,c1_sect,c1_vol,c1_invol" > "$OUT/runs.csv"
+: > "$W/iops.txt"
 t0=$(date +%s)
 n=0
-prev_rep=
-while read -r idx rep cont job rw bs qd wl <&3; do
+STORE=
+STORE_OK=0
+while read -r idx store rep cont job rw bs qd wl cond <&3; do
   n=$((n + 1))
-  # Snapshot the server counters at each repetition boundary (kept if the
-  # guest dies later).
-  if [ "$rep" != "$prev_rep" ] && [ -n "$prev_rep" ]; then
-    ublk-user list --json > "$OUT/list-end.json" 2>/dev/null
+  if [ "$store" != "$STORE" ]; then
+    [ -n "$STORE" ] && store_down
+    STORE=$store
+    if store_up "$store"; then
+      STORE_OK=1
+      echo "bench: store $store: $(grep "^$store|" "$OUT/stores.txt" | cut -d'|' -f4)"
+      for c in $(awk -v s="$store" '$2 == s {print $4}' "$PLAN" | awk '!seen[$0]++'); do setup "$c"; done
+    else
+      STORE_OK=0
+      echo "bench: store $store n/a: $(grep "^$store|" "$OUT/stores.txt" | cut -d'|' -f4)"
+    fi
   fi
-  prev_rep=$rep
-  line=$(grep "^$cont|" "$OUT/contenders.txt" | head -n 1)
-  status=$(echo "$line" | cut -d'|' -f2)
-  label="[$n/$total] $cont $rw $bs qd$qd rep $rep"
+  label="[$n/$total] $store $cont $rw $bs qd$qd rep $rep"
+  if [ "$STORE_OK" != 1 ]; then
+    echo "$idx,$store,$rep,$cont,$wl,na" >> "$OUT/runs.csv"; continue
+  fi
+  if [ "$cond" = agree ]; then
+    # Run only when the earlier repetitions disagree by more than AGREE %.
+    if awk -v k="$store $cont $wl" -v p="$AGREE" '
+         $1 " " $2 " " $3 == k { v = $5 + 0; if (n == 0 || v < lo) lo = v; if (n == 0 || v > hi) hi = v; n++ }
+         END { exit !(n >= 2 && lo > 0 && (hi - lo) / lo * 100 <= p) }' "$W/iops.txt"; then
+      echo "$idx,$store,$rep,$cont,$wl,skip" >> "$OUT/runs.csv"
+      echo "$label: skipped (earlier repetitions agree within $AGREE %)"
+      continue
+    fi
+  fi
+  line=$(grep "^$store|$cont|" "$OUT/contenders.txt" | head -n 1)
+  status=$(echo "$line" | cut -d'|' -f3)
   if [ "$status" != ok ]; then
-    echo "$idx,$rep,$cont,$wl,na,,,,,," >> "$OUT/runs.csv"
+    echo "$idx,$store,$rep,$cont,$wl,na" >> "$OUT/runs.csv"
     echo "$label: n/a"
     continue
   fi
-  DEV=$(echo "$line" | cut -d'|' -f3)
-  SRV_PID=$(echo "$line" | cut -d'|' -f4)
-  export DEV RW="$rw" BS="$bs" QD="$qd" RUNTIME SRV_PID SAMPLE="sh $HERE/cpu-sample.sh"
-  rm -f "$W/pre" "$W/post" "$W/out.json"
+  DEV=$(echo "$line" | cut -d'|' -f4)
+  SRV_PID=$(echo "$line" | cut -d'|' -f5)
+  export DEV RW="$rw" BS="$bs" QD="$qd" RUNTIME RAMP FIO_CPU SRV_PID SAMPLE="sh $HERE/cpu-sample.sh"
+  rm -f "$W/pre" "$W/post" "$W/out.json" "$W"/*_iops*.log
+  case $cont in copy | zc | bpf | bpf-kernel) ublk-user list --json > "$OUT/list/$idx-pre.json" 2>/dev/null ;; esac
+  c0=$(counters "$DEV" "$SRV_PID")
   fio --output-format=json --output="$W/out.json" "$HERE/fio/$job.fio" > "$W/fio.log" 2>&1 < /dev/null
   rc=$?
-  # No CPU samples means fio never ran the hooks: count it as a failure.
+  c1=$(counters "$DEV" "$SRV_PID")
+  case $cont in copy | zc | bpf | bpf-kernel) ublk-user list --json > "$OUT/list/$idx-post.json" 2>/dev/null ;; esac
   if [ "$rc" = 0 ] && { [ ! -s "$W/pre" ] || [ ! -s "$W/post" ]; }; then rc=99; fi
   cp "$W/out.json" "$OUT/fio/$idx.json" 2>/dev/null
-  read -r pb pt ps < "$W/pre" 2>/dev/null || { pb=; pt=; ps=; }
-  read -r qb qt qs < "$W/post" 2>/dev/null || { qb=; qt=; qs=; }
-  echo "$idx,$rep,$cont,$wl,$rc,$pb,$pt,$ps,$qb,$qt,$qs" >> "$OUT/runs.csv"
+  # The RFC job's IOPS log (steady-state check on the host).
+  for f in "$W"/*_iops*.log; do [ -e "$f" ] && cp "$f" "$OUT/fio/$idx-iops.log"; break; done
+  read -r pb pt ps pu < "$W/pre" 2>/dev/null || { pb=; pt=; ps=; pu=; }
+  read -r qb qt qs qu < "$W/post" 2>/dev/null || { qb=; qt=; qs=; qu=; }
+  echo "$idx,$store,$rep,$cont,$wl,$rc,$pb,$pt,$ps,$pu,$qb,$qt,$qs,$qu,$(echo $c0 | tr ' ' ','),$(echo $c1 | tr ' ' ',')" >> "$OUT/runs.csv"
   el=$(($(date +%s) - t0))
   if [ "$rc" != 0 ]; then
     echo "$label: FAILED (fio exit $rc): $(grep -v '^$' "$W/fio.log" | tail -n 1)"
     continue
   fi
+  iops=$(awk '/"iops" :/ { gsub(/[^0-9.]/, "", $3); s += $3 } END { printf "%.1f", s }' "$W/out.json")
+  echo "$store $cont $wl $rep $iops" >> "$W/iops.txt"
   awk -v label="$label" -v el="$el" -v n="$n" -v total="$total" '
     /"iops" :/ { gsub(/[^0-9.]/, "", $3); iops += $3 }
     /"bw_bytes" :/ { gsub(/[^0-9.]/, "", $3); bw += $3 }
@@ -166,11 +311,7 @@ while read -r idx rep cont job rw bs qd wl <&3; do
       printf "%s: %s IOPS, %.1f MiB/s (%dm%02ds elapsed, ~%dm%02ds left)\n", label, s, bw / 1048576, el / 60, el % 60, eta / 60, eta % 60
     }' "$W/out.json"
 done 3< "$PLAN"
-
-ublk-user list --json > "$OUT/list-end.json" 2>/dev/null
-ublk-user del --all > /dev/null 2>&1
-[ -n "$LOOPDEV" ] && $LOSETUP -d "$LOOPDEV"
-rm -f "$IMG"
+[ -n "$STORE" ] && store_down
 echo "end=$(date -u +%Y-%m-%dT%H:%M:%SZ)" >> "$OUT/env.txt"
 echo ok > "$OUT/done"
 echo "bench: $total runs in $(($(date +%s) - t0)) s"

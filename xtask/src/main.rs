@@ -195,7 +195,7 @@ fn prep(cmd: &Cmd) -> Prep {
         } => Prep::Nothing,
         Cmd::Kernel { .. } | Cmd::W1 => Prep::Check(vec![Kernel]),
         Cmd::BuildEbpf | Cmd::Build => Prep::Check(vec![Bpf]),
-        Cmd::Bench { bench, .. } if bench.from.is_some() => Prep::Nothing,
+        Cmd::Bench { bench, .. } if bench.from.is_some() || bench.plan => Prep::Nothing,
         Cmd::Bench { no_build, .. } | Cmd::KublkBaseline { no_build, .. } => vm_run(*no_build),
     }
 }

@@ -69,6 +69,7 @@ impl Json {
         }
     }
 
+    #[allow(dead_code)]
     pub fn members(&self) -> &[(String, Json)] {
         match self {
             Json::Obj(m) => m,

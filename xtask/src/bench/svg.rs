@@ -45,6 +45,10 @@ fn style(c: &str) -> (&'static str, &'static str) {
         "copy" => ("#d62728", ""),
         "zc" => ("#1f77b4", ""),
         "bpf" => ("#2ca02c", ""),
+        "bpf-kernel" => ("#17becf", ""),
+        "kublk" => ("#ff7f0e", "4,2"),
+        "kublk-zc" => ("#8c564b", "4,2"),
+        "kublk-batch" => ("#e377c2", "4,2"),
         _ => ("#9467bd", "2,3"),
     }
 }
@@ -91,15 +95,15 @@ struct Panel {
 }
 
 /// The SVG for one metric, or None when no cell has a value for it.
-pub fn plot(res: &Results, metric: Metric) -> Option<String> {
-    let mut names = res.contender_names();
+pub fn plot(res: &Results, store: &str, metric: Metric) -> Option<String> {
+    let (wls, mut names) = res.store_cells(store);
     if metric == Metric::ServerCpu {
         // Only the ublk contenders have a server process.
-        names.retain(|c| super::SERVERS.contains(c));
+        names.retain(|c| super::is_server(c));
     }
     // Panels: matrix workloads grouped by (rw, qd), in the order they appear.
     let mut groups: Vec<(&str, u32)> = Vec::new();
-    for w in res.workloads.iter().filter(|w| w.job == "matrix") {
+    for w in wls.iter().map(|&i| &res.workloads[i]) {
         if !groups.contains(&(w.rw, w.qd)) {
             groups.push((w.rw, w.qd));
         }
@@ -122,8 +126,8 @@ pub fn plot(res: &Results, metric: Metric) -> Option<String> {
                 .workloads
                 .iter()
                 .enumerate()
-                .filter(|(_, w)| w.job == "matrix" && w.rw == *rw && w.qd == *qd)
-                .filter_map(|(i, w)| Some((w.bs, metric.value(&res.cell(i, c)?)?)))
+                .filter(|(i, w)| wls.contains(i) && w.rw == *rw && w.qd == *qd)
+                .filter_map(|(i, w)| Some((w.bs, metric.value(&res.cell(store, i, c)?)?)))
                 .collect();
             if !pts.is_empty() {
                 series.push((c, pts));
@@ -167,10 +171,10 @@ pub fn plot(res: &Results, metric: Metric) -> Option<String> {
     );
     let _ = writeln!(
         s,
-        r##"<text x="10" y="38" fill="#555">{}; kernel {}, {} guest ({} vCPUs), tmpfs backing file, fio libaio direct, median of repetitions, bars = min-max</text>"##,
+        r##"<text x="10" y="38" fill="#555">{}; kernel {}, {} ({} vCPUs), backing store {store}, fio libaio direct, median of repetitions, bars = interval</text>"##,
         esc(metric.unit()),
         esc(&env("kernel")),
-        esc(&env("accel").to_uppercase()),
+        esc(&env("timing")),
         esc(&env("vcpus"))
     );
     // Legend.
@@ -181,7 +185,7 @@ pub fn plot(res: &Results, metric: Metric) -> Option<String> {
         let has = panels
             .iter()
             .any(|(_, _, p)| p.series.iter().any(|(n, _)| *n == c));
-        let label = match (has, res.na_reason(c)) {
+        let label = match (has, res.na_reason(store, c)) {
             (true, _) => c.to_string(),
             (false, Some(_)) => format!("{c} (n/a)"),
             (false, None) => format!("{c} (no data for this metric)"),
@@ -202,7 +206,7 @@ pub fn plot(res: &Results, metric: Metric) -> Option<String> {
     }
     let _ = writeln!(
         s,
-        r##"<text x="10" y="{}" fill="#555">loop = kernel loop driver (--direct-io=on); copy / zc / bpf = ublk-user loop target data paths; raw = the backing file itself</text>"##,
+        r##"<text x="10" y="{}" fill="#555">loop = kernel loop driver (--direct-io=on); copy / zc / bpf / bpf-kernel = ublk-user loop data paths; kublk* = the driver's selftest server; raw = the store itself</text>"##,
         height - 12.0
     );
 
@@ -239,10 +243,10 @@ pub fn plot(res: &Results, metric: Metric) -> Option<String> {
         let (lx0, lx1) = (bmin.log2() - 0.4, bmax.log2() + 0.4);
         let vmin = all
             .iter()
-            .map(|(_, st)| st.min)
+            .map(|(_, st)| st.lo)
             .filter(|v| *v > 0.0)
             .fold(f64::INFINITY, f64::min);
-        let vmax = all.iter().map(|(_, st)| st.max).fold(0.0, f64::max);
+        let vmax = all.iter().map(|(_, st)| st.hi).fold(0.0, f64::max);
         let (vmin, vmax) = if vmin.is_finite() && vmax > 0.0 {
             (vmin, vmax)
         } else {
@@ -318,22 +322,22 @@ pub fn plot(res: &Results, metric: Metric) -> Option<String> {
             );
             for (b, st) in &pts {
                 let x = px(*b as f64);
-                if st.max > st.min {
+                if st.hi > st.lo {
                     let _ = writeln!(
                         s,
                         r##"<line x1="{x:.1}" y1="{:.1}" x2="{x:.1}" y2="{:.1}" stroke="{color}" stroke-width="1.2"/>"##,
-                        py(st.min.max(1e-12)),
-                        py(st.max)
+                        py(st.lo.max(1e-12)),
+                        py(st.hi)
                     );
                 }
                 let _ = writeln!(
                     s,
-                    r##"<circle cx="{x:.1}" cy="{:.1}" r="3" fill="{color}"><title>{c} {}: {} (min {}, max {}, n={})</title></circle>"##,
+                    r##"<circle cx="{x:.1}" cy="{:.1}" r="3" fill="{color}"><title>{c} {}: {} (interval {}-{}, n={})</title></circle>"##,
                     py(st.med),
                     bs_name(*b),
                     fmt_tick(st.med),
-                    fmt_tick(st.min),
-                    fmt_tick(st.max),
+                    fmt_tick(st.lo),
+                    fmt_tick(st.hi),
                     st.n
                 );
             }
