@@ -3,8 +3,11 @@
 //! A redirected request produces two CQEs on the queue ring, in either
 //! order: the ublk command's (the iod has `UBLK_IO_F_BPF_REDIRECT`) and the
 //! backing I/O's (`KIND_BPF`, same tag). The server commits once it has
-//! both, with the backing result: the request's bytes when complete, -EIO
-//! when short, or the backing I/O's negative errno.
+//! both, with the backing result as it is: the byte count or the backing
+//! I/O's negative errno. A short count means the backing file ends inside
+//! the request: the driver zero-fills the rest of a READ and completes it
+//! in full, as the loop driver does, and fails a short WRITE with -EIO
+//! (kernel-patches 0004).
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Redirect {
@@ -25,10 +28,12 @@ pub struct DuplicateBpfCqe {
 }
 
 /// The COMMIT result for a redirected request of `bytes` whose backing I/O
-/// completed with `res`.
+/// completed with `res`: `res` itself (see the module comment for what the
+/// driver does with a short one); more than `bytes` cannot happen, the
+/// helper makes the SQE cover the request exactly.
 #[inline]
 pub const fn commit_result(res: i32, bytes: u32) -> i32 {
-    if res >= 0 && res as u32 != bytes {
+    if res >= 0 && res as u32 > bytes {
         -libc::EIO
     } else {
         res
@@ -93,13 +98,18 @@ mod tests {
     }
 
     #[test]
-    fn short_io_is_eio() {
+    fn short_io_is_committed_as_is() {
+        // the driver zero-fills a short READ (end of the backing file) and
+        // fails a short WRITE; the server passes the count on
         let mut s = Redirect::default();
         s.on_request(8192);
-        assert_eq!(s.on_bpf_cqe(4096), Ok(Some(-libc::EIO)));
+        assert_eq!(s.on_bpf_cqe(4096), Ok(Some(4096)));
         let mut s = Redirect::default();
         s.on_bpf_cqe(0).unwrap();
-        assert_eq!(s.on_request(512), Some(-libc::EIO));
+        assert_eq!(s.on_request(512), Some(0));
+        let mut s = Redirect::default();
+        s.on_request(4096);
+        assert_eq!(s.on_bpf_cqe(8192), Ok(Some(-libc::EIO)));
     }
 
     #[test]
