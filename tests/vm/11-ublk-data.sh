@@ -1,6 +1,6 @@
 #!/bin/sh
 # timeout: 900
-# cost: 105
+# cost: 150
 # Data integrity through ublk-user, for the copy and zc data paths:
 # fio write-then-verify (crc32c) at 512, 4k, 64k and 1M, random and
 # sequential, on loop (tmpfs file) targets; the loop backing file compared
