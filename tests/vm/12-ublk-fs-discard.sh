@@ -8,8 +8,6 @@
 . tests/vm/lib.sh
 [ -c /dev/ublk-control ] || skip "no /dev/ublk-control"
 T=${TEST_TMP:-/tmp}
-# busybox sh runs its own applets before PATH: use util-linux by full path.
-tool() { for p in /usr/sbin/$1 /sbin/$1 /usr/bin/$1 /bin/$1; do [ -x "$p" ] && { echo "$p"; return; }; done; echo "$1"; }
 BLKDISCARD=$(tool blkdiscard)
 FALLOCATE=$(tool fallocate)
 MODES=${MODES:-copy zc}

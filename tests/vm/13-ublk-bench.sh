@@ -14,7 +14,6 @@ command -v fio >/dev/null || skip "no fio"
 T=${TEST_TMP:-/tmp}
 RT=${BENCH_RUNTIME:-10}
 SIZE=${BENCH_SIZE:-256M}
-tool() { for p in /usr/sbin/$1 /sbin/$1 /usr/bin/$1 /bin/$1; do [ -x "$p" ] && { echo "$p"; return; }; done; echo "$1"; }
 LOSETUP=$(tool losetup)
 
 img=$T/bench.img

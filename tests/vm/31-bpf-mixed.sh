@@ -14,8 +14,6 @@ command -v fio >/dev/null || skip "no fio"
 [ -c /dev/ublk-control ] || skip "no /dev/ublk-control"
 has_feature bpf || skip "kernel lacks UBLK_F_BPF"
 T=${TEST_TMP:-/tmp}
-# busybox sh runs its own applets before PATH: use util-linux by full path.
-tool() { for p in /usr/sbin/$1 /sbin/$1 /usr/bin/$1 /bin/$1; do [ -x "$p" ] && { echo "$p"; return; }; done; echo "$1"; }
 BLKDISCARD=$(tool blkdiscard)
 FALLOCATE=$(tool fallocate)
 # zeroout OFFSET LENGTH DEV: REQ_OP_WRITE_ZEROES (busybox blkdiscard has no -z;

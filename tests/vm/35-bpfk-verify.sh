@@ -29,7 +29,6 @@ command -v fio > /dev/null || skip "no fio"
 [ -c /dev/ublk-control ] || skip "no /dev/ublk-control"
 has_feature bpf_kernel_io || skip "kernel lacks UBLK_F_BPF_KERNEL_IO (ublk-user features: $(ublk-user features 2>&1 | tr '\n' ' '))"
 T=${TEST_TMP:-/tmp}
-tool() { for p in /usr/sbin/$1 /sbin/$1 /usr/bin/$1 /bin/$1; do [ -x "$p" ] && { echo "$p"; return; }; done; echo "$1"; }
 LOSETUP=$(tool losetup)
 CMP=$(tool cmp)
 SIZE=32M

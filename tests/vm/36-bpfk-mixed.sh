@@ -24,8 +24,6 @@ command -v fio > /dev/null || skip "no fio"
 [ -c /dev/ublk-control ] || skip "no /dev/ublk-control"
 has_feature bpf_kernel_io || skip "kernel lacks UBLK_F_BPF_KERNEL_IO"
 T=${TEST_TMP:-/tmp}
-# busybox sh runs its own applets before PATH: use util-linux by full path.
-tool() { for p in /usr/sbin/$1 /sbin/$1 /usr/bin/$1 /bin/$1; do [ -x "$p" ] && { echo "$p"; return; }; done; echo "$1"; }
 BLKDISCARD=$(tool blkdiscard)
 FALLOCATE=$(tool fallocate)
 CMP=$(tool cmp)
@@ -90,15 +88,6 @@ $CMP "$T/exp" "$T/back" || die "backing file differs after discard/write-zeroes"
 log "ok: discard / write-zeroes / flush, device and backing file"
 rm -f "$T/m.img" "$T/ref" "$T/exp" "$T/back"
 
-# readat DEV OFFSET LENGTH OUT: O_DIRECT read of LENGTH bytes (multiples of 4k) at OFFSET
-readat() { dd if="$1" of="$4" bs=4096 skip=$(($2 / 4096)) count=$(($3 / 4096)) iflag=direct 2> "$T/dd.err" \
-  || { cat "$T/dd.err"; die "read $3 bytes at $2 from $1 (past/at the shortened file's end)"; }; }
-# expect OUT REF REFOFF N: OUT = N bytes of REF at REFOFF, then zeroes to its size
-expect() {
-  _len=$(stat -c %s "$1")
-  { tail -c +$(($3 + 1)) "$2" | head -c "$4"; head -c $((_len - $4)) /dev/zero; } > "$T/exp"
-  $CMP "$T/exp" "$1"
-}
 
 for end in $((8 * MiB + 2560)) $((4 * MiB + 1000)); do
   log "== backing file shortened under the device: 32 MiB -> $end bytes"
@@ -110,15 +99,15 @@ for end in $((8 * MiB + 2560)) $((4 * MiB + 1000)); do
   [ -n "$z0" ] || { ublk-user list --json; die "list --json has no kernel_zero_filled"; }
   truncate -s "$end" "$T/s.img"
   # entirely past the end: zeroes
-  readat "$d" $((16 * MiB)) $MiB "$T/past"
-  expect "$T/past" "$T/orig" 0 0 || die "read entirely past the end ($end) is not all zeroes"
+  read_at "$d" $((16 * MiB)) $MiB "$T/past"
+  expect_then_zeroes "$T/past" "$T/orig" 0 0 || die "read entirely past the end ($end) is not all zeroes"
   # at the last 4k block before the end .. 64k beyond: old bytes up to the end, zeroes after
   start=$((end / 4096 * 4096))
-  readat "$d" "$start" 65536 "$T/str"
-  expect "$T/str" "$T/orig" "$start" $((end - start)) || die "read straddling the end ($end) at $start: not old bytes then zeroes"
+  read_at "$d" "$start" 65536 "$T/str"
+  expect_then_zeroes "$T/str" "$T/orig" "$start" $((end - start)) || die "read straddling the end ($end) at $start: not old bytes then zeroes"
   # below the end: the old bytes
   dd if="$d" of="$T/below" bs=1M count=$((start / MiB)) iflag=direct 2> /dev/null || die "read below the end"
-  expect "$T/below" "$T/orig" 0 "$start" || die "read below the end ($end) differs from the file"
+  expect_then_zeroes "$T/below" "$T/orig" 0 "$start" || die "read below the end ($end) differs from the file"
   # fio verify over the whole device: what is written is read back, past the old end too
   fio --name=s --filename="$d" --rw=randwrite --bs=64k --size=32m --direct=1 --ioengine=libaio --iodepth=16 \
     --verify=crc32c --do_verify=1 --verify_fatal=1 --randrepeat=0 --output="$T/s.out" > /dev/null 2>&1 \

@@ -17,7 +17,6 @@
 [ -c /dev/ublk-control ] || skip "no /dev/ublk-control"
 has_feature bpf_kernel_io || skip "kernel lacks UBLK_F_BPF_KERNEL_IO"
 T=${TEST_TMP:-/tmp}
-tool() { for p in /usr/sbin/$1 /sbin/$1 /usr/bin/$1 /bin/$1; do [ -x "$p" ] && { echo "$p"; return; }; done; echo "$1"; }
 CMP=$(tool cmp)
 N=${N:-1000}
 trap 'ublk-user del --all > /dev/null 2>&1' EXIT

@@ -20,7 +20,6 @@
 . tests/vm/lib.sh
 . tests/vm/fault-lib.sh
 [ -c /dev/ublk-control ] || skip "no /dev/ublk-control"
-tool() { for p in /usr/sbin/$1 /sbin/$1 /usr/bin/$1 /bin/$1; do [ -x "$p" ] && { echo "$p"; return; }; done; echo "$1"; }
 CMP=$(tool cmp)
 N=${N:-200}
 trap 'ublk-user del --all > /dev/null 2>&1' EXIT

@@ -19,24 +19,9 @@ command -v fio > /dev/null || skip "no fio"
 [ -c /dev/ublk-control ] || skip "no /dev/ublk-control"
 has_feature bpf || skip "kernel lacks UBLK_F_BPF"
 T=${TEST_TMP:-/tmp}
-# busybox sh runs its own applets before PATH: use util-linux by full path.
-tool() { for p in /usr/sbin/$1 /sbin/$1 /usr/bin/$1 /bin/$1; do [ -x "$p" ] && { echo "$p"; return; }; done; echo "$1"; }
-CMP=$(tool cmp)
-# no JSON tool in the guest: one object per device, split on , { }
-jnum() { ublk-user list --json | tr ',{}' '\n\n\n' | sed -n "s/^\"$1\":\([0-9-]*\)\$/\1/p" | head -n 1; }
-jstr() { ublk-user list --json | tr ',{}' '\n\n\n' | sed -n "s/^\"$1\":\"\([^\"]*\)\"\$/\1/p" | head -n 1; }
 MiB=1048576
 trap 'ublk-user del --all > /dev/null 2>&1' EXIT
 
-# readat DEV OFFSET LENGTH OUT: O_DIRECT read of LENGTH bytes (multiples of 4k) at OFFSET
-readat() { dd if="$1" of="$4" bs=4096 skip=$(($2 / 4096)) count=$(($3 / 4096)) iflag=direct 2> "$T/dd.err" \
-  || { cat "$T/dd.err"; die "read $3 bytes at $2 from $1 (past/at the shortened file's end)"; }; }
-# expect OUT REF REFOFF N: OUT = N bytes of REF at REFOFF, then zeroes to its size
-expect() {
-  _len=$(stat -c %s "$1")
-  { tail -c +$(($3 + 1)) "$2" | head -c "$4"; head -c $((_len - $4)) /dev/zero; } > "$T/exp"
-  $CMP "$T/exp" "$1"
-}
 
 for end in $((8 * MiB + 2560)) $((4 * MiB + 1000)); do
   log "== --mode bpf, backing file shortened under the device: 32 MiB -> $end bytes"
@@ -50,15 +35,15 @@ for end in $((8 * MiB + 2560)) $((4 * MiB + 1000)); do
   [ -n "$z0" ] && [ -n "$r0" ] || { ublk-user list --json; die "list --json lacks kernel_zero_filled or server_redirected"; }
   truncate -s "$end" "$T/s.img"
   # entirely past the end: zeroes
-  readat "$d" $((16 * MiB)) $MiB "$T/past"
-  expect "$T/past" "$T/orig" 0 0 || die "read entirely past the end ($end) is not all zeroes"
+  read_at "$d" $((16 * MiB)) $MiB "$T/past"
+  expect_then_zeroes "$T/past" "$T/orig" 0 0 || die "read entirely past the end ($end) is not all zeroes"
   # at the last 4k block before the end .. 64k beyond: old bytes up to the end, zeroes after
   start=$((end / 4096 * 4096))
-  readat "$d" "$start" 65536 "$T/str"
-  expect "$T/str" "$T/orig" "$start" $((end - start)) || die "read straddling the end ($end) at $start: not old bytes then zeroes"
+  read_at "$d" "$start" 65536 "$T/str"
+  expect_then_zeroes "$T/str" "$T/orig" "$start" $((end - start)) || die "read straddling the end ($end) at $start: not old bytes then zeroes"
   # below the end: the old bytes
   dd if="$d" of="$T/below" bs=1M count=$((start / MiB)) iflag=direct 2> /dev/null || die "read below the end"
-  expect "$T/below" "$T/orig" 0 "$start" || die "read below the end ($end) differs from the file"
+  expect_then_zeroes "$T/below" "$T/orig" 0 "$start" || die "read below the end ($end) differs from the file"
   z1=$(jnum kernel_zero_filled); r1=$(jnum server_redirected)
   log "server_redirected +$((r1 - r0)), kernel_zero_filled +$((z1 - z0)), server_errors $(jnum server_errors)"
   [ $((r1 - r0)) -gt 0 ] || die "no read was redirected: the ring-mode path was not tested"

@@ -14,3 +14,17 @@ command -v jq > /dev/null || die "no jq in the guest (cargo xtask setup installs
 # the devices (the tests using them have one device); empty if none has it.
 jnum() { ublk-user list --json | jq -r --arg k "$1" 'first(.[][$k] | numbers)'; }
 jstr() { ublk-user list --json | jq -r --arg k "$1" 'first(.[][$k] | strings)'; }
+# tool NAME: NAME by full path from util-linux / coreutils (busybox sh runs
+# its own applets before PATH).
+tool() { for p in /usr/sbin/$1 /sbin/$1 /usr/bin/$1 /bin/$1; do [ -x "$p" ] && { echo "$p"; return; }; done; echo "$1"; }
+# read_at DEV OFFSET LENGTH OUT: O_DIRECT read of LENGTH bytes (multiples of
+# 4 KiB) at OFFSET of DEV into OUT (uses $T).
+read_at() { dd if="$1" of="$4" bs=4096 skip=$(($2 / 4096)) count=$(($3 / 4096)) iflag=direct 2> "$T/dd.err" \
+  || { cat "$T/dd.err"; die "read $3 bytes at $2 from $1 (past/at the shortened file's end)"; }; }
+# expect_then_zeroes OUT REF REFOFF N: OUT is N bytes of REF from REFOFF,
+# then zeroes to OUT's size (uses $T).
+expect_then_zeroes() {
+  _len=$(stat -c %s "$1")
+  { tail -c +$(($3 + 1)) "$2" | head -c "$4"; head -c $((_len - $4)) /dev/zero; } > "$T/exp"
+  "$(tool cmp)" "$T/exp" "$1"
+}
