@@ -10,6 +10,8 @@
 //! [`ublk_user::target::LoopTarget`] does the same with more care
 //! (block devices, logical block size probing, write-zeroes).
 
+mod common;
+
 use std::fs::{File, OpenOptions};
 use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::fs::OpenOptionsExt;
@@ -74,20 +76,6 @@ impl Target for FileTarget {
     }
 }
 
-/// Block SIGINT/SIGTERM in every thread (queue threads inherit the mask)
-/// and return the set, for `sigwait`.
-fn block_signals() -> libc::sigset_t {
-    // SAFETY: plain signal-mask calls on a local set.
-    unsafe {
-        let mut set: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut set);
-        libc::sigaddset(&mut set, libc::SIGINT);
-        libc::sigaddset(&mut set, libc::SIGTERM);
-        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
-        set
-    }
-}
-
 fn main() -> ublk_user::Result<()> {
     ublk_user::logging::init_stderr("loop-example", log::LevelFilter::Info);
     let mut args = std::env::args().skip(1);
@@ -108,19 +96,13 @@ fn main() -> ublk_user::Result<()> {
         .write(true)
         .custom_flags(libc::O_DIRECT)
         .open(&path)
-        .map_err(|e| ublk_user::Error::Io {
-            what: format!("opening {path}"),
-            source: e,
-        })?;
+        .map_err(common::io_err(format!("opening {path}")))?;
     let size = file
         .metadata()
-        .map_err(|e| ublk_user::Error::Io {
-            what: format!("stat {path}"),
-            source: e,
-        })?
+        .map_err(common::io_err(format!("stat {path}")))?
         .len()
         & !4095;
-    let set = block_signals();
+    let set = common::block_stop_signals();
     let opts = DeviceOptions {
         queues: 2,
         mode,
@@ -129,9 +111,7 @@ fn main() -> ublk_user::Result<()> {
     let mut dev = Device::create(Control::open()?, Arc::new(FileTarget { file, size }), opts)?;
     dev.start()?; // two queue threads, /dev/ublkbN is a block device now
     println!("{}", dev.bdev_path());
-    let mut sig = 0;
-    // SAFETY: waits for one of the blocked signals; both pointers are locals.
-    unsafe { libc::sigwait(&set, &mut sig) };
+    common::wait_for_stop(&set);
     let stats = dev.stop()?; // STOP_DEV, drain, flush the file, DEL_DEV
     let n: u64 = stats.iter().map(|s| s.requests).sum();
     eprintln!("loop-example: {n} requests over {} queues", stats.len());

@@ -19,6 +19,8 @@
 //! completes, so completions come back out of order. At exit the example
 //! prints how many did.
 
+mod common;
+
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -147,18 +149,6 @@ fn worker(
     }
 }
 
-fn block_signals() -> libc::sigset_t {
-    // SAFETY: plain signal-mask calls on a local set.
-    unsafe {
-        let mut set: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut set);
-        libc::sigaddset(&mut set, libc::SIGINT);
-        libc::sigaddset(&mut set, libc::SIGTERM);
-        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
-        set
-    }
-}
-
 fn main() -> ublk_user::Result<()> {
     ublk_user::logging::init_stderr("pool-example", log::LevelFilter::Info);
     let mut args = std::env::args().skip(1);
@@ -167,15 +157,18 @@ fn main() -> ublk_user::Result<()> {
         std::process::exit(2)
     });
     let workers: u64 = args.next().and_then(|s| s.parse().ok()).unwrap_or(4);
-    let io = |what: String| move |source| ublk_user::Error::Io { what, source };
     let store = OpenOptions::new()
         .read(true)
         .write(true)
         .open(&path)
-        .map_err(io(format!("opening {path}")))?;
-    let size = store.metadata().map_err(io(format!("stat {path}")))?.len() & !511;
+        .map_err(common::io_err(format!("opening {path}")))?;
+    let size = store
+        .metadata()
+        .map_err(common::io_err(format!("stat {path}")))?
+        .len()
+        & !511;
     let store = Arc::new(store);
-    let set = block_signals();
+    let set = common::block_stop_signals();
 
     let (tx, rx) = mpsc::channel();
     let rx = Arc::new(Mutex::new(rx));
@@ -209,15 +202,13 @@ fn main() -> ublk_user::Result<()> {
     let mut dev = Device::create(Control::open()?, backend, opts)?;
     dev.start()?;
     println!("{}", dev.bdev_path());
-    let mut sig = 0;
-    // SAFETY: waits for one of the blocked signals; both pointers are locals.
-    unsafe { libc::sigwait(&set, &mut sig) };
+    common::wait_for_stop(&set);
     dev.stop()?; // the workers answer what is in flight meanwhile
                  // the target (and with it the job sender) is gone: workers return
     for h in handles {
         let _ = h.join();
     }
-    store.sync_all().map_err(io("fsync".into()))?;
+    store.sync_all().map_err(common::io_err("fsync"))?;
     eprintln!(
         "pool-example: {} requests completed by {workers} workers, {} out of order, {} pool buffers",
         order.completed.load(Ordering::Relaxed),
