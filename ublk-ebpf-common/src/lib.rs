@@ -25,6 +25,13 @@ pub const UBLK_IO_F_BPF_REDIRECT: u32 = 1 << 20;
 /// the program fd travels in `ublksrv_ctrl_cmd.data[0]`.
 pub const UBLK_CMD_REG_BPF_PROG: u32 = 0x1a;
 pub const UBLK_CMD_UNREG_BPF_PROG: u32 = 0x1b;
+/// `REG_BPF_PROG`'s `data[0]`: bits 32-47 are the first buffer table entry
+/// the driver may use for redirected requests without `UBLK_F_AUTO_BUF_REG`
+/// (entry `base + tag`) ...
+pub const UBLK_BPF_BUF_BASE_SHIFT: u32 = 32;
+/// ... and with this bit the range is laid out by queue
+/// (`base + q_id * queue_depth + tag`), for rings that serve several queues.
+pub const UBLK_BPF_BUF_PER_DEVICE: u64 = 1 << 48;
 /// `UBLK_F_BPF_KERNEL_IO`: pin the backing files (`addr`/`len`: an array of fds).
 pub const UBLK_CMD_REG_BPF_FILES: u32 = 0x1c;
 pub const UBLK_CMD_UNREG_BPF_FILES: u32 = 0x1d;

@@ -310,10 +310,34 @@ impl Control {
         .map(|_| ())
     }
 
-    /// `UBLK_U_CMD_REG_BPF_PROG` (patched kernels): `data[0]` = program fd.
+    /// `UBLK_U_CMD_REG_BPF_PROG` (patched kernels): `data[0]` = program fd;
+    /// redirected requests of a device without `UBLK_F_AUTO_BUF_REG` take
+    /// entry `tag` of their queue ring's buffer table (one ring per queue).
     pub fn reg_bpf_prog(&mut self, dev_id: u32, prog_fd: i32) -> CtrlResult<()> {
+        self.reg_bpf_prog_at(dev_id, prog_fd, 0, false)
+    }
+
+    /// `UBLK_U_CMD_REG_BPF_PROG` with the buffer range the driver may use:
+    /// entries from `base` on (the ones below stay the server's), by tag,
+    /// or by queue and tag (`per_device`) for a ring that serves several
+    /// queues. The kernel refuses a range past entry 65534 (`ERANGE`) and
+    /// any range with `UBLK_F_AUTO_BUF_REG` (`EINVAL`).
+    pub fn reg_bpf_prog_at(
+        &mut self,
+        dev_id: u32,
+        prog_fd: i32,
+        base: u16,
+        per_device: bool,
+    ) -> CtrlResult<()> {
+        // the fd in bits 0-31 as the kernel reads it: a negative fd stays
+        // a bad fd (EBADF) instead of setting the range bits
+        let mut data =
+            u64::from(prog_fd as u32) | (u64::from(base) << sys::UBLK_BPF_BUF_BASE_SHIFT);
+        if per_device {
+            data |= sys::UBLK_BPF_BUF_PER_DEVICE;
+        }
         let c = CtrlCmd {
-            data: [prog_fd as u64],
+            data: [data],
             ..Self::dev_cmd(dev_id)
         };
         self.cmd("REG_BPF_PROG", sys::UBLK_U_CMD_REG_BPF_PROG, c)

@@ -6,9 +6,9 @@
 //! kernel header and every command number to a hand-computed `_IOR`/`_IOWR`.
 
 pub use ublk_ebpf_common::{
-    UBLK_BPF_MAX_FILES, UBLK_CMD_GET_BPF_STATS, UBLK_CMD_REG_BPF_FILES, UBLK_CMD_REG_BPF_PROG,
-    UBLK_CMD_UNREG_BPF_FILES, UBLK_CMD_UNREG_BPF_PROG, UBLK_F_BPF, UBLK_F_BPF_KERNEL_IO,
-    UBLK_IO_F_BPF_REDIRECT,
+    UBLK_BPF_BUF_BASE_SHIFT, UBLK_BPF_BUF_PER_DEVICE, UBLK_BPF_MAX_FILES, UBLK_CMD_GET_BPF_STATS,
+    UBLK_CMD_REG_BPF_FILES, UBLK_CMD_REG_BPF_PROG, UBLK_CMD_UNREG_BPF_FILES,
+    UBLK_CMD_UNREG_BPF_PROG, UBLK_F_BPF, UBLK_F_BPF_KERNEL_IO, UBLK_IO_F_BPF_REDIRECT,
 };
 
 // ---------------------------------------------------------------- ioctl encoding
