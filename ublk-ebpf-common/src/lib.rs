@@ -167,7 +167,42 @@ pub mod stat {
     pub const PASS_HELPER_ERR: u32 = 3;
     /// Bytes redirected.
     pub const REDIRECTED_BYTES: u32 = 4;
+    /// Redirected requests of I/O priority class RT, BE and IDLE (see
+    /// [`prio_stat`](super::prio_stat)); requests without a class (NONE)
+    /// are the rest of [`REDIRECTED`].
+    pub const REDIRECTED_RT: u32 = 5;
+    pub const REDIRECTED_BE: u32 = 6;
+    pub const REDIRECTED_IDLE: u32 = 7;
     pub const COUNT: u32 = 8;
+}
+
+/// `IOPRIO_CLASS_*` (include/uapi/linux/ioprio.h): the class is the top
+/// three bits of a 16-bit I/O priority.
+pub mod ioprio {
+    pub const CLASS_SHIFT: u32 = 13;
+    pub const CLASS_NONE: u16 = 0;
+    pub const CLASS_RT: u16 = 1;
+    pub const CLASS_BE: u16 = 2;
+    pub const CLASS_IDLE: u16 = 3;
+    /// `IOPRIO_PRIO_VALUE(class, level)`.
+    pub const fn value(class: u16, level: u16) -> u16 {
+        (class << CLASS_SHIFT) | level
+    }
+}
+
+/// The [`stat`] counter a redirected request of priority `prio`
+/// (`ctx->ioprio`) also bumps: one per class the kernel defines, `None`
+/// for NONE and for the unused classes 4-7. What shows that the
+/// submitter's priority reached the program, and through the backing I/O
+/// the next device.
+#[inline(always)]
+pub fn prio_stat(prio: u16) -> Option<u32> {
+    match prio >> ioprio::CLASS_SHIFT {
+        ioprio::CLASS_RT => Some(stat::REDIRECTED_RT),
+        ioprio::CLASS_BE => Some(stat::REDIRECTED_BE),
+        ioprio::CLASS_IDLE => Some(stat::REDIRECTED_IDLE),
+        _ => None,
+    }
 }
 
 /// `user_data` layout for every SQE on a queue ring, so each CQE is routed
@@ -237,6 +272,9 @@ pub struct Request {
     pub q_id: u16,
     pub tag: u16,
     pub op: u8,
+    /// The request's I/O priority (`ctx->ioprio`); the plan does not use it
+    /// (the kernel gives it to the backing I/O), the counters do.
+    pub ioprio: u16,
 }
 
 /// What the program does with a request; pure, so it is unit-tested on the
@@ -352,6 +390,7 @@ mod tests {
                 q_id: 3,
                 tag: 42,
                 op: o,
+                ioprio: 0,
             };
             match plan(&req, Some(&target())) {
                 Plan::Redirect {
@@ -388,6 +427,7 @@ mod tests {
             q_id: 0,
             tag: 1,
             op: op::WRITE,
+            ioprio: 0,
         };
         let Plan::Redirect { sqe, .. } = plan(&req, Some(&target())) else {
             panic!("a FUA write redirects");
@@ -410,6 +450,7 @@ mod tests {
             q_id: 0,
             tag: 1,
             op: op::READ,
+            ioprio: 0,
         };
         let t = QueueTarget {
             ring_fd: -1,
@@ -435,6 +476,7 @@ mod tests {
             q_id: 0,
             tag: 0,
             op: op::READ,
+            ioprio: 0,
         };
         assert!(matches!(plan(&req, None), Plan::Pass(stat::PASS_NO_TARGET)));
         let invalid = QueueTarget {
@@ -457,6 +499,35 @@ mod tests {
                 plan(&req, Some(&target())),
                 Plan::Pass(stat::PASS_OP)
             ));
+        }
+    }
+
+    #[test]
+    fn prio_stat_counts_each_defined_class() {
+        use ioprio::*;
+        assert_eq!(prio_stat(0), None, "no priority set");
+        assert_eq!(prio_stat(value(CLASS_NONE, 5)), None);
+        assert_eq!(prio_stat(value(CLASS_RT, 0)), Some(stat::REDIRECTED_RT));
+        assert_eq!(prio_stat(value(CLASS_RT, 7)), Some(stat::REDIRECTED_RT));
+        assert_eq!(prio_stat(value(CLASS_BE, 4)), Some(stat::REDIRECTED_BE));
+        assert_eq!(prio_stat(value(CLASS_IDLE, 0)), Some(stat::REDIRECTED_IDLE));
+        for class in 4..8 {
+            assert_eq!(prio_stat(value(class, 0)), None, "class {class}");
+        }
+        // the class counters fit in the map and do not alias the others
+        let all = [
+            stat::REDIRECTED,
+            stat::PASS_OP,
+            stat::PASS_NO_TARGET,
+            stat::PASS_HELPER_ERR,
+            stat::REDIRECTED_BYTES,
+            stat::REDIRECTED_RT,
+            stat::REDIRECTED_BE,
+            stat::REDIRECTED_IDLE,
+        ];
+        for (k, a) in all.iter().enumerate() {
+            assert!(*a < stat::COUNT);
+            assert!(!all[..k].contains(a), "counter {a} used twice");
         }
     }
 }

@@ -24,8 +24,8 @@ use aya_ebpf::{
 };
 use aya_log_ebpf::debug;
 use ublk_ebpf_common::{
-    plan, stat, IoUringSqe, Plan, QueueTarget, Request, UblkBpfCtx, BPF_FUNC_UBLK_QUEUE_SQE,
-    MAX_QUEUES, UBLK_BPF_PASS, UBLK_BPF_REDIRECT,
+    plan, prio_stat, stat, IoUringSqe, Plan, QueueTarget, Request, UblkBpfCtx,
+    BPF_FUNC_UBLK_QUEUE_SQE, MAX_QUEUES, UBLK_BPF_PASS, UBLK_BPF_REDIRECT,
 };
 
 /// Per-queue backing target, filled by the loader before the program is
@@ -92,6 +92,7 @@ fn read_request(ctx: *const UblkBpfCtx) -> Request {
             q_id: core::ptr::read_volatile(core::ptr::addr_of!((*ctx).q_id)),
             tag: core::ptr::read_volatile(core::ptr::addr_of!((*ctx).tag)),
             op: core::ptr::read_volatile(core::ptr::addr_of!((*ctx).op)),
+            ioprio: core::ptr::read_volatile(core::ptr::addr_of!((*ctx).ioprio)),
         }
     }
 }
@@ -123,6 +124,9 @@ fn serve(ctx: *mut UblkBpfCtx) -> i32 {
             if ret == 0 {
                 count(stat::REDIRECTED, 1);
                 count(stat::REDIRECTED_BYTES, bytes);
+                if let Some(class) = prio_stat(req.ioprio) {
+                    count(class, 1);
+                }
                 if log_enabled() {
                     debug!(
                         &ctx,

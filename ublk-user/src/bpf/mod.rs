@@ -107,17 +107,13 @@ impl Stats {
     pub fn passed(&self) -> u64 {
         self.get(stat::PASS_OP) + self.get(stat::PASS_NO_TARGET) + self.get(stat::PASS_HELPER_ERR)
     }
-    /// JSON object fields (no braces): `"bpf_redirected":N,...`, for
-    /// `ublk-user list --json`.
-    pub fn json_fields(&self) -> String {
-        format!(
-            "\"bpf_redirected\":{},\"bpf_redirected_bytes\":{},\"bpf_passed\":{},\"bpf_pass_op\":{},\"bpf_pass_no_target\":{},\"bpf_pass_helper_err\":{}",
-            self.redirected(),
-            self.redirected_bytes(),
-            self.passed(),
-            self.get(stat::PASS_OP),
-            self.get(stat::PASS_NO_TARGET),
-            self.get(stat::PASS_HELPER_ERR)
+    /// Redirected requests by I/O priority class: (RT, BE, IDLE); those
+    /// without a class are `redirected()` minus the three.
+    pub fn redirected_by_class(&self) -> (u64, u64, u64) {
+        (
+            self.get(stat::REDIRECTED_RT),
+            self.get(stat::REDIRECTED_BE),
+            self.get(stat::REDIRECTED_IDLE),
         )
     }
 }

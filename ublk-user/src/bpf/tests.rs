@@ -265,17 +265,17 @@ fn c_parsers() {
 // ------------------------------------------------------------- object ----
 
 #[test]
-fn stats_json_fields() {
+fn stats_accessors() {
     let mut s = Stats::default();
     s.0[stat::REDIRECTED as usize] = 5;
     s.0[stat::REDIRECTED_BYTES as usize] = 20480;
     s.0[stat::PASS_OP as usize] = 2;
     s.0[stat::PASS_HELPER_ERR as usize] = 1;
+    s.0[stat::REDIRECTED_BE as usize] = 3;
+    s.0[stat::REDIRECTED_IDLE as usize] = 1;
     assert_eq!(s.passed(), 3);
-    assert_eq!(
-        s.json_fields(),
-        "\"bpf_redirected\":5,\"bpf_redirected_bytes\":20480,\"bpf_passed\":3,\"bpf_pass_op\":2,\"bpf_pass_no_target\":0,\"bpf_pass_helper_err\":1"
-    );
+    assert_eq!(s.redirected(), 5);
+    assert_eq!(s.redirected_by_class(), (0, 3, 1));
 }
 
 #[test]
