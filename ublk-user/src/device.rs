@@ -582,7 +582,7 @@ impl Device {
         if self.hook_attached {
             if let Some(h) = self.hook.as_mut() {
                 if let Err(e) = h.detach(&mut self.ctrl, self.info.dev_id) {
-                    log::warn!("BPF detach: {e}");
+                    log::warn!("BPF detach: {}", e.chain());
                 }
             }
             self.hook_attached = false;
@@ -611,7 +611,7 @@ impl Device {
         for t in self.threads.drain(..) {
             match t.join() {
                 Ok(Ok(_)) => {}
-                Ok(Err(e)) => log::error!("queue error: {e}"),
+                Ok(Err(e)) => log::error!("queue error: {}", e.chain()),
                 Err(_) => log::error!("a queue thread panicked"),
             }
         }

@@ -52,8 +52,10 @@ pub enum Error {
     /// [`Device::start`]: crate::Device::start
     #[error("{0}")]
     State(String),
-    /// A system call outside the control commands failed.
-    #[error("{what}: {source}")]
+    /// A system call outside the control commands failed. Its message is
+    /// `what`; the system error is the `source()` (`{:#}` in anyhow prints
+    /// both), as the API guidelines ask: one of the two, not both.
+    #[error("{what}")]
     Io {
         /// What was being done.
         what: String,
@@ -62,7 +64,7 @@ pub enum Error {
         source: io::Error,
     },
     /// A queue could not set up its ring, mappings or buffers.
-    #[error("queue {q_id}: {source}")]
+    #[error("queue {q_id}")]
     Queue {
         /// The queue.
         q_id: u16,
@@ -92,6 +94,20 @@ impl Error {
             Error::Io { source, .. } | Error::Queue { source, .. } => source.raw_os_error(),
             _ => None,
         }
+    }
+
+    /// The message followed by every cause, `what: cause: ...` (as
+    /// anyhow's `{:#}` prints it): for a log line, where `Display` alone
+    /// would drop the system error.
+    pub fn chain(&self) -> String {
+        let mut s = self.to_string();
+        let mut cause = std::error::Error::source(self);
+        while let Some(c) = cause {
+            s.push_str(": ");
+            s.push_str(&c.to_string());
+            cause = c.source();
+        }
+        s
     }
 
     pub(crate) fn io(what: impl Into<String>, source: io::Error) -> Self {
@@ -129,7 +145,7 @@ impl<T, E: std::error::Error + Send + Sync + 'static> ResultExt<T> for std::resu
         self.map_err(|e| {
             let what = what();
             Error::Bpf {
-                what: format!("{what}: {e}"),
+                what,
                 source: Some(Box::new(e)),
             }
         })
@@ -144,10 +160,16 @@ mod tests {
     fn errno_of_each_kind() {
         let e = Error::io("x", io::Error::from_raw_os_error(libc::ENOSPC));
         assert_eq!(e.errno(), Some(libc::ENOSPC));
-        assert_eq!(
-            e.to_string(),
-            format!("x: {}", io::Error::from_raw_os_error(libc::ENOSPC))
-        );
+        // the cause once: in source(), not also in the message
+        let cause = io::Error::from_raw_os_error(libc::ENOSPC).to_string();
+        assert_eq!(e.to_string(), "x");
+        assert_eq!(e.chain(), format!("x: {cause}"));
+        let q = Error::Queue {
+            q_id: 1,
+            source: io::Error::from_raw_os_error(libc::ENOMEM),
+        };
+        assert!(!q.to_string().contains("(os error"), "{q}");
+        assert_eq!(q.chain().matches("(os error").count(), 1, "{}", q.chain());
         let c = Error::from(CtrlError {
             cmd: "ADD_DEV",
             err: io::Error::from_raw_os_error(libc::EEXIST),
@@ -161,7 +183,8 @@ mod tests {
     fn bpf_ctx_keeps_the_source() {
         let r: std::result::Result<(), io::Error> = Err(io::Error::from_raw_os_error(libc::EPERM));
         let e = r.bpf_ctx(|| "loading".into()).unwrap_err();
-        assert!(e.to_string().starts_with("BPF: loading: "));
+        assert_eq!(e.to_string(), "BPF: loading");
         assert!(std::error::Error::source(&e).is_some());
+        assert_eq!(e.chain().matches("(os error").count(), 1, "{}", e.chain());
     }
 }

@@ -387,7 +387,7 @@ pub fn probe(log: bool) -> std::result::Result<(), String> {
         },
     )
     .map(drop)
-    .map_err(|e| format!("{e:#}"))
+    .map_err(|e| e.chain())
 }
 
 /// Loads the embedded program (in the serving process, after any fork: the

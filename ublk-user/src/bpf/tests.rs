@@ -393,12 +393,12 @@ fn host_load_reaches_verifier() {
         };
         match BpfProgram::load(bytes, opts) {
             Ok(p) => panic!("loaded as kprobe?! (prog id {})", p.prog_id()),
-            Err(e) if kprobe_unavailable(&format!("{e:#}")) => {
+            Err(e) if kprobe_unavailable(&e.chain()) => {
                 eprintln!("NOTE: this kernel cannot load kprobe programs; kprobe check skipped");
                 break;
             }
             Err(e) => {
-                let msg = format!("{e:#}");
+                let msg = e.chain();
                 let tail: Vec<&str> = msg.lines().rev().take(6).collect();
                 eprintln!(
                     "kprobe load (log={log}): ...\n{}",
@@ -436,7 +436,10 @@ fn host_load_reaches_verifier() {
             assert_eq!(p.stats().unwrap(), Stats::default());
             assert_eq!(stats_by_map_id(p.stats_map_id()).unwrap(), Stats::default());
         }
-        Err(e) => eprintln!("type 33 load (expected to fail on an unpatched kernel): {e:#}"),
+        Err(e) => eprintln!(
+            "type 33 load (expected to fail on an unpatched kernel): {}",
+            e.chain()
+        ),
     }
 }
 
@@ -465,11 +468,11 @@ fn host_load_full_program_with_substitute_helper() {
             }
         });
         let p = match p {
-            Err(e) if kprobe_unavailable(&format!("{e:#}")) => {
+            Err(e) if kprobe_unavailable(&e.chain()) => {
                 eprintln!("NOTE: this kernel cannot load kprobe programs; skipped");
                 return;
             }
-            r => r.unwrap_or_else(|e| panic!("log={log}: {e:#}")),
+            r => r.unwrap_or_else(|e| panic!("log={log}: {}", e.chain())),
         };
         eprintln!(
             "log={log}: prog id {}: {}",
