@@ -23,9 +23,7 @@
 CMP=$(tool cmp)
 N=${N:-200}
 trap 'ublk-user del --all > /dev/null 2>&1' EXIT
-want=""
-has_feature bpf && want="bpf"
-has_feature bpf_kernel_io && want="$want bpf-kernel"
+want=$(bpf_modes)
 [ -n "$want" ] || skip "kernel lacks UBLK_F_BPF and UBLK_F_BPF_KERNEL_IO"
 
 # queue_attrs DEV: "write_cache fua" of a ublk block device
@@ -40,10 +38,8 @@ dd if=/dev/urandom of="$T/src" bs=4096 count="$N" 2> /dev/null
 
 k=0
 for mode in copy $want; do
-  top=$(ublk-user add loop --file "$bot" --mode "$mode" --no-fallback 2> "$T/add.err") \
-    || { cat "$T/add.err"; die "add loop --file $bot --mode $mode --no-fallback"; }
+  top=$(add_in_mode "$bot" "$mode") || exit 1
   tid=$(devid "$top")
-  [ "$(field_of "$tid" mode)" = "$mode" ] || { ublk-user list --json; die "top device not in $mode mode"; }
   [ "$(queue_attrs "$top")" = "write back 1" ] || die "top $top: write_cache/fua '$(queue_attrs "$top")'"
   # each mode writes its own region: 2 * N blocks from block k * 2N
   base=$((k * 2 * N))

@@ -25,9 +25,7 @@ CMP=$(tool cmp)
 IONICE=$(tool ionice)
 N=${N:-128}
 trap 'ublk-user del --all > /dev/null 2>&1' EXIT
-want=""
-has_feature bpf && want="bpf"
-has_feature bpf_kernel_io && want="$want bpf-kernel"
+want=$(bpf_modes)
 [ -n "$want" ] || skip "kernel lacks UBLK_F_BPF and UBLK_F_BPF_KERNEL_IO"
 botmode=${want##* }
 
@@ -39,9 +37,8 @@ dd if=/dev/urandom of="$T/src" bs=4096 count="$N" 2> /dev/null
 
 k=0
 for mode in copy $want; do
-  top=$(add_dev "$bot" "$mode") || exit 1
+  top=$(add_in_mode "$bot" "$mode") || exit 1
   tid=$(devid "$top")
-  [ "$(field_of "$tid" mode)" = "$mode" ] || { ublk-user list --json; die "top device not in $mode mode"; }
   base=$((k * N))
   k=$((k + 1))
 

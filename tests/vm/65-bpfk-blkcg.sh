@@ -43,13 +43,11 @@ bot=$(add_dev "$T/bot.img" copy) || exit 1
 bid=$(devid "$bot")
 dd if=/dev/urandom of="$T/src" bs=4096 count="$N" 2> /dev/null
 want=$((N * 4096))
-modes="copy bpf-kernel"
-has_feature bpf && modes="copy bpf bpf-kernel"
+tops="copy $(bpf_modes)"
 k=0
-for mode in $modes; do
-  top=$(add_dev "$bot" "$mode") || exit 1
+for mode in $tops; do
+  top=$(add_in_mode "$bot" "$mode") || exit 1
   tid=$(devid "$top")
-  [ "$(field_of "$tid" mode)" = "$mode" ] || { ublk-user list --json; die "top device not in $mode mode"; }
   base=$((k * N))
   k=$((k + 1))
   set -- $(charged "$bot")
@@ -77,4 +75,4 @@ for mode in $modes; do
 done
 ublk-user del --id "$bid" || die "del $bot"
 rm -f "$T/bot.img" "$T/src" "$T/back"
-log "PASS: $modes"
+log "PASS: $tops"

@@ -31,6 +31,12 @@ modes() {
   has_feature bpf_kernel_io && m="$m bpf-kernel"
   echo "$m"
 }
+# bpf_modes: the BPF data paths of `modes` (bpf, bpf-kernel), space separated.
+bpf_modes() {
+  _b=""
+  for _m in $(modes); do case $_m in bpf*) _b="$_b $_m" ;; esac; done
+  echo "${_b# }"
+}
 # add_dev FILE MODE [ARGS...]: create a loop device, print its path; die on failure.
 add_dev() {
   _f=$1; _m=$2; shift 2
@@ -42,6 +48,12 @@ add_dev() {
   # the printed node must be a block device at once (not missing, and not a
   # regular file some earlier opener created in its place)
   [ -b "$_d" ] || { ls -l "$_d" >&2; die "add printed $_d, which is not a block device (yet)"; }
+  echo "$_d"
+}
+# add_in_mode FILE MODE: add_dev, then check that list --json reports MODE.
+add_in_mode() {
+  _d=$(add_dev "$1" "$2") || exit 1
+  [ "$(field_of "$(devid "$_d")" mode)" = "$2" ] || { ublk-user list --json >&2; die "$_d not in $2 mode"; }
   echo "$_d"
 }
 # wait_gone ID SECS: /dev/ublkbID and /dev/ublkcID disappear within SECS.
