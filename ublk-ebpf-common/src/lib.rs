@@ -131,6 +131,19 @@ pub struct IoUringSqe {
 
 pub const IORING_OP_READ: u8 = 22;
 pub const IORING_OP_WRITE: u8 = 23;
+/// With `UBLK_F_BPF_KERNEL_IO`, for a FLUSH: the driver syncs every file of
+/// the device's table.
+pub const IORING_OP_FSYNC: u8 = 3;
+/// With `UBLK_F_BPF_KERNEL_IO`, for a DISCARD or WRITE_ZEROES: `off` the
+/// backing offset, `addr` the length (the request's), `len` the mode.
+pub const IORING_OP_FALLOCATE: u8 = 17;
+/// `ublksrv_io_desc.op_flags`: a WRITE_ZEROES that must not unmap (deallocate).
+pub const UBLK_IO_F_NOUNMAP: u32 = 1 << 15;
+/// `FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE`: a DISCARD, or a
+/// WRITE_ZEROES that may unmap.
+pub const FALLOC_PUNCH: u32 = 0x01 | 0x02;
+/// `FALLOC_FL_KEEP_SIZE | FALLOC_FL_ZERO_RANGE`: a WRITE_ZEROES with NOUNMAP.
+pub const FALLOC_ZERO: u32 = 0x01 | 0x10;
 
 /// Per-queue map value (`UBLK_QUEUES`, an array indexed by queue id) that the
 /// loader fills before registering the program.
@@ -295,27 +308,46 @@ pub enum Plan {
 
 /// Decides how to serve `req` given its queue's map entry (`None` when the
 /// lookup failed).
+///
+/// READ and WRITE are redirected in both modes. In the kernel mode (the
+/// target names a table index and no ring) FLUSH becomes an FSYNC and
+/// DISCARD / WRITE_ZEROES a FALLOCATE over the request's range, which the
+/// driver serves in its worker, as the loop driver does; in the ring mode
+/// they go to the server.
 #[inline(always)]
 pub fn plan(req: &Request, target: Option<&QueueTarget>) -> Plan {
-    let opcode = match req.op {
-        op::READ => IORING_OP_READ,
-        op::WRITE => IORING_OP_WRITE,
-        _ => return Plan::Pass(stat::PASS_OP),
-    };
     let t = match target {
         Some(t) if t.valid != 0 => t,
         _ => return Plan::Pass(stat::PASS_NO_TARGET),
     };
-    let len = req.nr_sectors.wrapping_shl(9);
     let fixed = t.flags & TARGET_FIXED_FILE != 0;
+    let kernel = fixed && t.ring_fd == -1;
+    let len = req.nr_sectors.wrapping_shl(9);
+    let off = t
+        .backing_offset
+        .wrapping_add(req.start_sector.wrapping_shl(9));
+    // (opcode, off, addr, len, bytes counted)
+    let (opcode, off, addr, len, bytes) = match req.op {
+        op::READ => (IORING_OP_READ, off, 0, len, len as u64),
+        op::WRITE => (IORING_OP_WRITE, off, 0, len, len as u64),
+        op::FLUSH if kernel => (IORING_OP_FSYNC, 0, 0, 0, 0),
+        op::DISCARD if kernel => (IORING_OP_FALLOCATE, off, len as u64, FALLOC_PUNCH, 0),
+        op::WRITE_ZEROES if kernel => {
+            let mode = if req.op_flags & UBLK_IO_F_NOUNMAP != 0 {
+                FALLOC_ZERO
+            } else {
+                FALLOC_PUNCH
+            };
+            (IORING_OP_FALLOCATE, off, len as u64, mode, 0)
+        }
+        _ => return Plan::Pass(stat::PASS_OP),
+    };
     let fua = req.op == op::WRITE && req.op_flags & UBLK_IO_F_FUA != 0;
     let sqe = IoUringSqe {
         opcode,
         fd: t.backing_fd,
-        off: t
-            .backing_offset
-            .wrapping_add(req.start_sector.wrapping_shl(9)),
-        addr: 0,
+        off,
+        addr,
         len,
         user_data: user_data::encode(user_data::KIND_BPF, req.op, req.tag, req.q_id as u32),
         // Spelled out (not `..Default::default()`) so the BPF build stores
@@ -334,7 +366,7 @@ pub fn plan(req: &Request, target: Option<&QueueTarget>) -> Plan {
     Plan::Redirect {
         sqe,
         ring_fd: t.ring_fd,
-        bytes: len as u64,
+        bytes,
     }
 }
 
@@ -500,6 +532,66 @@ mod tests {
                 Plan::Pass(stat::PASS_OP)
             ));
         }
+    }
+
+    #[test]
+    fn plan_kernel_mode_flush_discard_write_zeroes() {
+        let t = QueueTarget {
+            ring_fd: -1,
+            backing_fd: 2,
+            flags: TARGET_FIXED_FILE,
+            ..target()
+        };
+        let req = |op, op_flags| Request {
+            start_sector: 16,
+            nr_sectors: 8,
+            op_flags,
+            q_id: 0,
+            tag: 5,
+            op,
+            ioprio: 0,
+        };
+        let sqe_of = |r: Request| match plan(&r, Some(&t)) {
+            Plan::Redirect {
+                sqe,
+                ring_fd,
+                bytes,
+            } => {
+                assert_eq!(ring_fd, -1);
+                assert_eq!(bytes, 0, "no data moves");
+                assert_eq!(sqe.flags, IOSQE_FIXED_FILE);
+                assert_eq!(sqe.fd, 2);
+                assert_eq!(sqe.rw_flags, 0);
+                sqe
+            }
+            Plan::Pass(why) => panic!("op {} passed ({why})", r.op),
+        };
+        let f = sqe_of(req(op::FLUSH, 0));
+        assert_eq!(f.opcode, IORING_OP_FSYNC);
+        assert_eq!((f.off, f.addr, f.len), (0, 0, 0));
+        let d = sqe_of(req(op::DISCARD, 0));
+        assert_eq!(d.opcode, IORING_OP_FALLOCATE);
+        assert_eq!(
+            (d.off, d.addr, d.len),
+            (4096 + 16 * 512, 4096, FALLOC_PUNCH)
+        );
+        let z = sqe_of(req(op::WRITE_ZEROES, 0));
+        assert_eq!((z.opcode, z.len), (IORING_OP_FALLOCATE, FALLOC_PUNCH));
+        let z = sqe_of(req(op::WRITE_ZEROES, UBLK_IO_F_NOUNMAP));
+        assert_eq!((z.off, z.addr, z.len), (4096 + 16 * 512, 4096, FALLOC_ZERO));
+        // WRITE_SAME and unknown ops still go to the server
+        for o in [op::WRITE_SAME, 200] {
+            assert!(matches!(
+                plan(&req(o, 0), Some(&t)),
+                Plan::Pass(stat::PASS_OP)
+            ));
+        }
+        // a ring-mode target with a fixed file is not the kernel mode
+        let ring = QueueTarget { ring_fd: 7, ..t };
+        assert!(matches!(
+            plan(&req(op::FLUSH, 0), Some(&ring)),
+            Plan::Pass(stat::PASS_OP)
+        ));
     }
 
     #[test]
