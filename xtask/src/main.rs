@@ -6,6 +6,7 @@ mod bench;
 mod build;
 mod distro;
 mod kernel;
+mod powercut;
 mod selftests;
 mod setup;
 mod test;

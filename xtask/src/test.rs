@@ -249,7 +249,9 @@ pub fn test(t: &TestOpts, opts: &VmOpts) -> Result<i32> {
     } else {
         opts.flavor
     };
-    let tests = discover(filter, patched)?;
+    let mut tests = discover(filter, patched)?;
+    // The power-cut step (xtask/src/powercut.rs): a boot of its own.
+    let powercut = filter.is_none_or(|f| matches_filter(crate::powercut::NAME, f));
     // Build what the VM tests need: kernels first (longest), then binaries.
     let mut flavors: Vec<Flavor> = Vec::new();
     for t in &tests {
@@ -370,6 +372,27 @@ pub fn test(t: &TestOpts, opts: &VmOpts) -> Result<i32> {
                 }
             }
         }
+        if powercut {
+            use crate::powercut::{self, NAME};
+            say(format!(
+                "test: {NAME}: fsynced and FUA data of a bpf-kernel device across a VM power cut"
+            ));
+            let o = powercut::run(opts, patched, timeout_scale(patched, soak));
+            let detail = match o.verdict {
+                "PASS" => o.secs.to_string(),
+                v => {
+                    say(format!("test: {NAME}: {v}: {}", o.why));
+                    format!("{}s: {}", o.secs, o.why)
+                }
+            };
+            results.push((NAME.into(), o.verdict.into(), detail));
+            tests.push(VmTest {
+                name: NAME.into(),
+                path: root.join("tests/vm/powercut-guest.sh"),
+                flavor: patched,
+                cost: Some(powercut::COST_SECS),
+            });
+        }
     } else {
         for t in &tests {
             results.push((
@@ -377,6 +400,10 @@ pub fn test(t: &TestOpts, opts: &VmOpts) -> Result<i32> {
                 "FAIL".into(),
                 "not run: build failed".into(),
             ));
+        }
+        if powercut {
+            let why = "not run: build failed".into();
+            results.push((crate::powercut::NAME.into(), "FAIL".into(), why));
         }
     }
 
@@ -661,8 +688,10 @@ mod tests {
                 kernels.push(t.flavor);
             }
         }
-        let total: u64 =
-            tests.iter().filter_map(|t| t.cost).sum::<u64>() + BOOT_COST * kernels.len() as u64;
+        // The powercut step's cost includes its own boot.
+        let total: u64 = tests.iter().filter_map(|t| t.cost).sum::<u64>()
+            + BOOT_COST * kernels.len() as u64
+            + crate::powercut::COST_SECS;
         assert!(
             total <= VM_BUDGET_SECS,
             "the CI VM tests declare {total}s, over the {VM_BUDGET_SECS}s budget: make a test \

@@ -73,9 +73,30 @@ pub enum Accel {
     Kvm,
 }
 
+/// What one boot adds to `VmOpts` (`run_script_with`): disks, and a line
+/// of the command's output that ends the run at once.
+#[derive(Clone, Debug, Default)]
+pub struct Extras {
+    /// Raw images attached as virtio-blk disks, in order (`/dev/vda`, ...).
+    pub drives: Vec<Drive>,
+    /// SIGKILL QEMU as soon as the command prints this line (a power cut:
+    /// the guest neither syncs nor shuts down); the result has
+    /// `killed_on_marker` set and status 137.
+    pub kill_on: Option<String>,
+}
+
+#[derive(Clone, Debug)]
+pub struct Drive {
+    pub path: PathBuf,
+    /// QEMU's `cache=` mode: `none`, `writethrough`, ...
+    pub cache: String,
+}
+
 pub struct VmResult {
     /// Exit status of the command in the guest.
     pub status: i32,
+    /// QEMU was killed when the command printed `Extras::kill_on`.
+    pub killed_on_marker: bool,
     /// The kernel's console log (serial).
     pub console: PathBuf,
     /// Per-run directory shared with the guest as /xtask.
@@ -274,7 +295,8 @@ fn choose_accel(opts: &VmOpts, kernel: &Path, initrd: &Path) -> Result<Accel> {
         boot_timeout: Duration::from_secs(20),
         ..opts.clone()
     };
-    let ok = matches!(boot(&probe, kernel, initrd, "exit 0", true), Ok(r) if r.status == 0);
+    let none = Extras::default();
+    let ok = matches!(boot(&probe, kernel, initrd, "exit 0", true, &none), Ok(r) if r.status == 0);
     let verdict = if ok { "kvm" } else { "tcg" };
     fs::write(&stamp, format!("{} {verdict}", boot_id.trim()))?;
     say(format!(
@@ -284,8 +306,14 @@ fn choose_accel(opts: &VmOpts, kernel: &Path, initrd: &Path) -> Result<Accel> {
     Ok(if ok { Accel::Kvm } else { Accel::Tcg })
 }
 
-/// Boot the VM and run `script` (sh) as root; stream its output to stdout.
+/// Boot the VM and run `script` (sh) as root; stream its output to stdout
+/// (and to `output.log` in the run directory).
 pub fn run_script(opts: &VmOpts, script: &str) -> Result<VmResult> {
+    run_script_with(opts, script, &Extras::default())
+}
+
+/// `run_script` with extra disks and a kill marker.
+pub fn run_script_with(opts: &VmOpts, script: &str, extras: &Extras) -> Result<VmResult> {
     // A kernel under development outside the cache (e.g. a tree being
     // edited before its patches are exported) boots as the patched flavor.
     let (image, extra) = match std::env::var_os("UBLK_EBPF_KERNEL_IMAGE") {
@@ -308,7 +336,7 @@ pub fn run_script(opts: &VmOpts, script: &str) -> Result<VmResult> {
         accel,
         ..opts.clone()
     };
-    boot(&opts, &image, &initrd, script, false)
+    boot(&opts, &image, &initrd, script, false, extras)
 }
 
 const QEMU: &str = "qemu-system-x86_64";
@@ -328,14 +356,16 @@ fn boot(
     initrd: &Path,
     script: &str,
     quiet: bool,
+    extras: &Extras,
 ) -> Result<VmResult> {
     let qemu = find_qemu(std::env::var_os("PATH").as_deref())?;
     let runs = cache_dir()?.join("runs");
-    boot_with(&qemu, &runs, opts, kernel, initrd, script, quiet)
+    boot_with(&qemu, &runs, opts, kernel, initrd, script, quiet, extras)
 }
 
 /// `boot` with the QEMU binary and the directory for the run directories
 /// given.
+#[allow(clippy::too_many_arguments)]
 fn boot_with(
     qemu: &Path,
     runs: &Path,
@@ -344,6 +374,7 @@ fn boot_with(
     initrd: &Path,
     script: &str,
     quiet: bool,
+    extras: &Extras,
 ) -> Result<VmResult> {
     fs::create_dir_all(runs)?;
     let dir = runs.join(format!("{}-{}", std::process::id(), unique()));
@@ -393,6 +424,11 @@ fn boot_with(
             "stdio,id=out,signal=off",
         ])
         .args(["-device", "virtconsole,chardev=out"])
+        .args(extras.drives.iter().flat_map(|d| {
+            let file = d.path.display().to_string().replace(',', ",,");
+            let spec = format!("file={file},format=raw,if=virtio,cache={}", d.cache);
+            ["-drive".to_string(), spec]
+        }))
         // e.g. `-icount shift=0,sleep=off` for a deterministic cost model
         // (../shared/reference/environment.md); split on whitespace
         .args(
@@ -406,9 +442,13 @@ fn boot_with(
     let mut child = c.spawn().context("cannot start qemu")?;
     let mut stdout = child.stdout.take().unwrap();
     let quiet_out = quiet;
+    let mut out_log = fs::File::create(dir.join("output.log"))?;
+    let kill_on = extras.kill_on.clone();
+    let (marker_tx, marker_rx) = std::sync::mpsc::channel::<()>();
     let pump = std::thread::spawn(move || {
         let mut buf = [0u8; 8192];
         let mut so = std::io::stdout();
+        let mut line: Vec<u8> = Vec::new();
         while let Ok(n) = stdout.read(&mut buf) {
             if n == 0 {
                 break;
@@ -416,6 +456,18 @@ fn boot_with(
             if !quiet_out {
                 let _ = so.write_all(&buf[..n]);
                 let _ = so.flush();
+            }
+            let _ = out_log.write_all(&buf[..n]);
+            let Some(marker) = &kill_on else { continue };
+            for &b in &buf[..n] {
+                if b != b'\n' {
+                    line.push(b);
+                    continue;
+                }
+                if String::from_utf8_lossy(&line).trim() == marker.as_str() {
+                    let _ = marker_tx.send(());
+                }
+                line.clear();
             }
         }
     });
@@ -428,6 +480,7 @@ fn boot_with(
 
     let start = Instant::now();
     let mut booted = false;
+    let mut killed_on_marker = false;
     let status: Option<ExitStatus> = loop {
         if let Some(st) = child.try_wait()? {
             break Some(st);
@@ -445,7 +498,18 @@ fn boot_with(
             let _ = child.wait();
             break None;
         }
-        std::thread::sleep(Duration::from_millis(50));
+        match marker_rx.recv_timeout(Duration::from_millis(50)) {
+            Ok(()) => {
+                // The power cut: SIGKILL, nothing in the guest runs on.
+                let _ = child.kill();
+                killed_on_marker = true;
+                break Some(child.wait()?);
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                std::thread::sleep(Duration::from_millis(50))
+            }
+        }
     };
     let _ = pump.join();
     let qemu_err = errpump.join().unwrap_or_default();
@@ -469,6 +533,14 @@ fn boot_with(
         }
         .into());
     };
+    if killed_on_marker {
+        return Ok(VmResult {
+            status: 137,
+            killed_on_marker,
+            console,
+            dir,
+        });
+    }
     if !st.success() && !quiet {
         // QEMU's own error, not a warning that came before it.
         let mut lines = qemu_err.lines().map(str::trim).filter(|l| !l.is_empty());
@@ -497,6 +569,7 @@ fn boot_with(
     };
     Ok(VmResult {
         status,
+        killed_on_marker,
         console,
         dir,
     })
@@ -648,7 +721,8 @@ mod tests {
         let runs = t.path().join("runs");
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
-            let r = boot_with(&qemu, &runs, &opts, &kpath, &initrd, "exit 0", false);
+            let none = Extras::default();
+            let r = boot_with(&qemu, &runs, &opts, &kpath, &initrd, "exit 0", false, &none);
             let _ = tx.send(r.map(|r| r.status));
         });
         let guard = Duration::from_secs(120);
