@@ -1,6 +1,6 @@
 #!/bin/sh
 # timeout: 180
-# cost: 10
+# cost: 45
 # --mode bpf-kernel counters: N synchronous 4 KiB O_DIRECT requests (dd
 # bs=4k oflag=direct / iflag=direct: one request each, no merging) give
 # exactly +N kernel_completed, +N kernel_redirected and +N bpf_redirected

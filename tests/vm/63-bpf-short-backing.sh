@@ -1,6 +1,6 @@
 #!/bin/sh
 # timeout: 400
-# cost: 60
+# cost: 50
 # A backing file shorter than the device, in both BPF modes, against the
 # loop driver as the control: the device is sized from the file, then the
 # file is shrunk under the running device. Every mode must follow the loop

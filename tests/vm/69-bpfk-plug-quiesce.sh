@@ -1,6 +1,6 @@
 #!/bin/sh
 # timeout: 240
-# cost: 40
+# cost: 20
 # --mode bpf-kernel over null_blk (/dev/nullb0, a block device with
 # FMODE_NOWAIT): batched submissions (io_uring, 16 SQEs per submit, so
 # blk-mq hands ublk whole plugs through ->queue_rqs()) while the backing
