@@ -45,6 +45,8 @@ const PACKAGES: &[(&str, &str, &[Need])] = &[
     ("dwarves", "/usr/bin/pahole", &[Kernel]),
     ("xz-utils", "/usr/bin/xz", &[Kernel, Vm]),
     ("e2fsprogs", "/sbin/mkfs.ext4", &[Vm]),
+    // test 66 puts backing files on xfs too (vm::GUEST_PROGRAMS)
+    ("xfsprogs", "/sbin/mkfs.xfs", &[Vm]),
     ("util-linux", "/usr/sbin/blkdiscard", &[Vm]),
     ("make", "/usr/bin/make", &[Kernel]),
     ("gcc", "/usr/bin/gcc", &[Kernel]),
@@ -354,6 +356,7 @@ mod tests {
                 "cpio",
                 "xz-utils",
                 "e2fsprogs",
+                "xfsprogs",
                 "util-linux",
                 "fdisk"
             ]

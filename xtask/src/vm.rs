@@ -22,6 +22,8 @@ const GUEST_PROGRAMS: &[&str] = &[
     "/sbin/mke2fs",
     "/sbin/e2fsck",
     "/sbin/fsck.ext4",
+    // test 66: backing files on xfs
+    "/sbin/mkfs.xfs",
     "/usr/sbin/blkdiscard",
     "/sbin/losetup",
     "/usr/bin/fallocate",
