@@ -6,13 +6,14 @@
 # exactly +N kernel_completed, +N kernel_redirected and +N bpf_redirected
 # and nothing at the server: +0 server_cqes, server_sqes, server_enters
 # (the queue threads never woke) and server_served. Where the backing I/O
-# ran: on a tmpfs file (no FMODE_NOWAIT) and on a --buffered file all N
-# run in the kernel worker (+N kernel_punted); on a block device that
-# supports IOCB_NOWAIT (a loop device) all N are issued at once (+0), even
-# though each is submitted inside dd's submit_bio (a block device's
-# O_DIRECT I/O waits for nothing). Then batched I/O (fio io_uring, 16 per
-# submit) on that block device: +0 punted, still +0 at the server. Every
-# run's data
+# ran: each of these requests is submitted inside dd's submit_bio, where
+# the driver never issues backing I/O, so all N run in the kernel worker
+# (+N kernel_punted), on a tmpfs file, on a --buffered file and on a block
+# device that supports IOCB_NOWAIT (a loop device). Then batched I/O on
+# that block device (fio io_uring, 16 per submit, 16 reaped per wait):
+# blk-mq flushes each plug from the submitting task, and the driver issues
+# most requests at once (kernel_punted below half of kernel_completed);
+# still +0 at the server. Every run's data
 # is checked (cmp against the source and the backing store; fio verify).
 # The counters are read from `ublk-user list --json` with jq.
 # Skips when the kernel lacks UBLK_F_BPF_KERNEL_IO.
@@ -55,7 +56,7 @@ for backing in tmpfs buffered blockdev; do
   punt=$N
   case $backing in
     buffered) extra=--buffered ;;
-    blockdev) lo=$($LOSETUP -f --show "$T/c.img") || die "losetup"; file=$lo; punt=0 ;;
+    blockdev) lo=$($LOSETUP -f --show "$T/c.img") || die "losetup"; file=$lo ;;
   esac
   d=$(ublk-user add loop --file "$file" --mode bpf-kernel --no-fallback --queues 2 $extra 2> "$T/add.err") \
     || { cat "$T/add.err"; die "add loop --mode bpf-kernel --no-fallback $extra ($backing)"; }
@@ -80,7 +81,7 @@ for backing in tmpfs buffered blockdev; do
   if [ "$backing" = blockdev ]; then
     snapshot before
     fio --name=batch --filename="$d" --rw=randwrite --bs=4k --direct=1 --ioengine=io_uring --iodepth=32 \
-      --iodepth_batch_submit=16 --iodepth_batch_complete_min=1 --offset=8m --size=16m --randrepeat=0 \
+      --iodepth_batch_submit=16 --iodepth_batch_complete_min=16 --offset=8m --size=16m --randrepeat=0 \
       --verify=crc32c --do_verify=1 --verify_fatal=1 --output="$T/b.out" > /dev/null 2>&1 \
       || { cat "$T/b.out"; die "$what: batched write+verify"; }
     snapshot after
@@ -88,7 +89,7 @@ for backing in tmpfs buffered blockdev; do
       server_cqes=0 server_sqes=0 server_enters=0 server_served=0
     c=$(delta kernel_completed); p=$(delta kernel_punted)
     [ "$c" -ge 8000 ] || die "$what: kernel_completed +$c for 16 MiB written and read in 4 KiB (8192 requests, a few may merge)"
-    [ "$p" = 0 ] || die "$what: $p of $c batched requests ran in the worker: the NOWAIT path was not taken"
+    [ "$p" -lt $((c / 2)) ] || die "$what: $p of $c batched requests ran in the worker: the NOWAIT path at plug flush was not taken"
   fi
   ublk-user del --all || die "del"
   [ -n "$lo" ] && { $LOSETUP -d "$lo" || die "losetup -d"; lo=""; }

@@ -2,7 +2,7 @@
 # timeout: 240
 # cost: 20
 # --mode bpf-kernel over null_blk (/dev/nullb0, a block device with
-# FMODE_NOWAIT): batched submissions (io_uring, 16 SQEs per submit, so
+# FMODE_NOWAIT): batched submissions (io_uring, 16 SQEs per submit and 16 reaped per wait, so
 # blk-mq hands ublk whole plugs through ->queue_rqs()) while the backing
 # queue is frozen and quiesced again and again (writing its nr_requests
 # does both). The driver issues such requests at once, with IOCB_NOWAIT,
@@ -39,7 +39,7 @@ orig=$(cat "$NR")
 qpid=$!
 k0=$(jnum kernel_completed); p0=$(jnum kernel_punted); n0=$(nullb_ios)
 fio --name=plug --filename="$d" --rw=randrw --bs=4k --direct=1 --ioengine=io_uring \
-  --iodepth=32 --iodepth_batch_submit=16 --iodepth_batch_complete_min=1 \
+  --iodepth=32 --iodepth_batch_submit=16 --iodepth_batch_complete_min=16 \
   --size=64m --io_size=48m --numjobs=2 --group_reporting --output-format=json \
   --output="$T/plug.json" > /dev/null 2>&1 || { cat "$T/plug.json"; die "fio with batched plugs failed"; }
 kill "$qpid"; wait "$qpid" 2> /dev/null; qpid=""
