@@ -1,4 +1,4 @@
-//! Embeds the BPF program object when the `bpf` feature is on (the default).
+//! Embeds the BPF program object when the (opt-in) `bpf` feature is on.
 //!
 //! * `$UBLK_EBPF_OBJ` set: that file is embedded (it must be a BPF ELF).
 //! * else: the program in `../ublk-ebpf` is built (`ublk-ebpf-build`: the
@@ -11,19 +11,28 @@
 //! feature and without the program. Without the feature nothing is built.
 
 use std::env;
-use std::fs;
-use std::path::{Path, PathBuf};
-use ublk_ebpf_build::{EbpfCrate, Error};
 
+#[cfg(not(feature = "bpf"))]
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
     println!("cargo:rerun-if-env-changed=UBLK_EBPF_OBJ");
-    if env::var_os("CARGO_FEATURE_BPF").is_none() {
-        if env::var_os("UBLK_EBPF_OBJ").is_some() {
-            println!("cargo:warning=UBLK_EBPF_OBJ is ignored: the `bpf` feature is off");
-        }
-        return;
+    if env::var_os("UBLK_EBPF_OBJ").is_some() {
+        println!("cargo:warning=UBLK_EBPF_OBJ is ignored: the `bpf` feature is off");
     }
+}
+
+#[cfg(feature = "bpf")]
+use std::{
+    fs,
+    path::{Path, PathBuf},
+};
+#[cfg(feature = "bpf")]
+use ublk_ebpf_build::{EbpfCrate, Error};
+
+#[cfg(feature = "bpf")]
+fn main() {
+    println!("cargo:rerun-if-changed=build.rs");
+    println!("cargo:rerun-if-env-changed=UBLK_EBPF_OBJ");
     let out_dir = PathBuf::from(env::var_os("OUT_DIR").expect("OUT_DIR"));
     let manifest = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR"));
     match object(&manifest, &out_dir) {
@@ -39,6 +48,7 @@ fn main() {
 }
 
 /// The object's bytes, or the lines of the error to print.
+#[cfg(feature = "bpf")]
 fn object(manifest: &Path, out_dir: &Path) -> Result<Vec<u8>, Vec<String>> {
     if let Some(p) = env::var_os("UBLK_EBPF_OBJ") {
         let p = PathBuf::from(p);
@@ -69,9 +79,10 @@ fn object(manifest: &Path, out_dir: &Path) -> Result<Vec<u8>, Vec<String>> {
 }
 
 /// The error, then the three ways out.
+#[cfg(feature = "bpf")]
 fn explain(e: Error) -> Vec<String> {
     let mut lines = vec![format!(
-        "ublk-user embeds its BPF program (cargo feature `bpf`, on by default) \
+        "ublk-user embeds its BPF program (cargo feature `bpf`) \
          and could not build it: {e}"
     )];
     if let Error::Failed { errors, .. } = &e {
@@ -86,7 +97,7 @@ fn explain(e: Error) -> Vec<String> {
             ublk_ebpf_build::BPF_LINKER_VERSION
         ),
         "  * UBLK_EBPF_OBJ=/path/to/ublk-ebpf.o: embed an object built elsewhere".into(),
-        "  * --no-default-features: a ublk-user without BPF support (no --mode bpf or bpf-kernel)"
+        "  * without the `bpf` feature (ublk-user-cli: --no-default-features): no BPF data paths"
             .into(),
     ]);
     lines

@@ -10,14 +10,13 @@
 //! [`ublk_user::target::LoopTarget`] does the same with more care
 //! (block devices, logical block size probing, write-zeroes).
 
-mod common;
-
 use std::fs::{File, OpenOptions};
 use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::sync::Arc;
-use ublk_user::target::{Request, Submit, Target};
+use ublk_user::logging::{self, LevelFilter};
 use ublk_user::{ctrl::Control, sys, DataMode, Device, DeviceOptions, IoCtx};
+use ublk_user::{Op, Request, StopSignals, Submit, Target};
 
 struct FileTarget {
     file: File,
@@ -52,19 +51,19 @@ impl Target for FileTarget {
     fn queue_io(&self, ctx: &mut IoCtx<'_>, req: &Request) -> Submit {
         let off = req.offset();
         let r = match req.op {
-            sys::UBLK_IO_OP_READ => ctx.read(req, 0, off),
-            sys::UBLK_IO_OP_WRITE => {
-                let fua = req.flags & sys::UBLK_IO_F_FUA != 0;
+            Op::Read => ctx.read(req, 0, off),
+            Op::Write => {
+                let fua = req.flags.fua();
                 ctx.write(req, 0, off, if fua { libc::RWF_DSYNC } else { 0 })
             }
-            sys::UBLK_IO_OP_FLUSH => ctx.fsync(0, true),
-            sys::UBLK_IO_OP_DISCARD => ctx.fallocate(
+            Op::Flush => ctx.fsync(0, true),
+            Op::Discard => ctx.fallocate(
                 0,
                 off,
                 req.bytes() as u64,
                 libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE,
             ),
-            _ => return Submit::Done(-libc::EOPNOTSUPP),
+            _ => return Submit::unsupported(),
         };
         match r {
             Ok(()) => Submit::Queued,
@@ -77,7 +76,9 @@ impl Target for FileTarget {
 }
 
 fn main() -> ublk_user::Result<()> {
-    ublk_user::logging::init_stderr("loop-example", log::LevelFilter::Info);
+    logging::init_stderr("loop-example", LevelFilter::Info);
+    // first: every thread started from here on has SIGINT/SIGTERM blocked
+    let stop = StopSignals::block()?;
     let mut args = std::env::args().skip(1);
     let path = args.next().unwrap_or_else(|| {
         eprintln!("usage: loop FILE [copy|zc]");
@@ -95,14 +96,8 @@ fn main() -> ublk_user::Result<()> {
         .read(true)
         .write(true)
         .custom_flags(libc::O_DIRECT)
-        .open(&path)
-        .map_err(common::io_err(format!("opening {path}")))?;
-    let size = file
-        .metadata()
-        .map_err(common::io_err(format!("stat {path}")))?
-        .len()
-        & !4095;
-    let set = common::block_stop_signals();
+        .open(&path)?;
+    let size = file.metadata()?.len() & !4095;
     let opts = DeviceOptions {
         queues: 2,
         mode,
@@ -111,7 +106,7 @@ fn main() -> ublk_user::Result<()> {
     let mut dev = Device::create(Control::open()?, Arc::new(FileTarget { file, size }), opts)?;
     dev.start()?; // two queue threads, /dev/ublkbN is a block device now
     println!("{}", dev.bdev_path());
-    common::wait_for_stop(&set);
+    stop.wait()?;
     let stats = dev.stop()?; // STOP_DEV, drain, flush the file, DEL_DEV
     let n: u64 = stats.iter().map(|s| s.requests).sum();
     eprintln!("loop-example: {n} requests over {} queues", stats.len());

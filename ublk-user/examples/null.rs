@@ -7,13 +7,15 @@
 //!
 //! Shows [`Device::take_queues`], [`QueueSetup::open`] on the serving
 //! thread, [`Queue::run_once`] and the non-blocking
-//! [`Device::request_stop`] a single-threaded backend needs. Writes are
-//! dropped; reads return whatever the copy buffer holds (nothing fills it).
+//! [`Device::request_stop`] a single-threaded backend needs; a stop
+//! signal ([`StopSignals`]) wakes the queue's wait through
+//! [`Queue::wake_on`]. Writes are dropped; reads return whatever the copy buffer holds (nothing fills it).
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::os::fd::AsFd;
 use std::sync::Arc;
-use ublk_user::target::{Request, Submit, Target};
-use ublk_user::{ctrl::Control, sys, Device, DeviceOptions, IoCtx};
+use ublk_user::logging::{self, LevelFilter};
+use ublk_user::{ctrl::Control, Device, DeviceOptions, IoCtx};
+use ublk_user::{Op, Request, StopSignals, Submit, Target};
 
 struct Null {
     size: u64,
@@ -28,40 +30,20 @@ impl Target for Null {
     }
     fn queue_io(&self, _ctx: &mut IoCtx<'_>, req: &Request) -> Submit {
         match req.op {
-            sys::UBLK_IO_OP_READ | sys::UBLK_IO_OP_WRITE => Submit::Done(req.bytes() as i32),
-            sys::UBLK_IO_OP_FLUSH => Submit::Done(0),
-            _ => Submit::Done(-libc::EOPNOTSUPP),
-        }
-    }
-}
-
-static STOP: AtomicBool = AtomicBool::new(false);
-
-extern "C" fn on_signal(_: libc::c_int) {
-    STOP.store(true, Ordering::Relaxed);
-}
-
-/// SIGINT/SIGTERM set STOP and interrupt the queue's wait (no SA_RESTART).
-fn install_handlers() {
-    for sig in [libc::SIGINT, libc::SIGTERM] {
-        // SAFETY: a zeroed sigaction with a handler that only stores to an
-        // atomic is async-signal-safe; the struct outlives the call.
-        unsafe {
-            let mut sa: libc::sigaction = std::mem::zeroed();
-            sa.sa_sigaction = on_signal as extern "C" fn(libc::c_int) as usize;
-            libc::sigemptyset(&mut sa.sa_mask);
-            libc::sigaction(sig, &sa, std::ptr::null_mut());
+            Op::Read | Op::Write => Submit::Done(req.bytes() as i32),
+            Op::Flush => Submit::Done(0),
+            _ => Submit::unsupported(),
         }
     }
 }
 
 fn main() -> ublk_user::Result<()> {
-    ublk_user::logging::init_stderr("null-example", log::LevelFilter::Info);
+    logging::init_stderr("null-example", LevelFilter::Info);
     let mib: u64 = std::env::args()
         .nth(1)
         .and_then(|s| s.parse().ok())
         .unwrap_or(256);
-    install_handlers();
+    let stop = StopSignals::block()?;
     let opts = DeviceOptions {
         queues: 1,
         depth: 64,
@@ -74,9 +56,11 @@ fn main() -> ublk_user::Result<()> {
     let mut queue = setups.remove(0).open()?;
     dev.start()?;
     println!("{}", dev.bdev_path());
+    // The queue's wait also ends when a stop signal is pending.
+    queue.wake_on(stop.as_fd())?;
     let mut stopping = false;
     loop {
-        if STOP.load(Ordering::Relaxed) && !stopping {
+        if !stopping && stop.take()?.is_some() {
             // STOP_DEV runs in the background; keep serving until the queue
             // has answered everything and the driver aborted every tag.
             dev.request_stop()?;

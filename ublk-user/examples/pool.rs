@@ -19,16 +19,15 @@
 //! completes, so completions come back out of order. At exit the example
 //! prints how many did.
 
-mod common;
-
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use ublk_user::target::{Request, Submit, Target};
-use ublk_user::{ctrl::Control, sys, Completion, DataMode, Device, DeviceOptions, IoCtx};
+use ublk_user::logging::{self, LevelFilter};
+use ublk_user::{ctrl::Control, Completion, DataMode, Device, DeviceOptions, IoCtx};
+use ublk_user::{Op, Request, StopSignals, Submit, Target};
 
 /// Largest request, and so the size of a pool buffer.
 const MAX_IO: u32 = 1 << 20;
@@ -36,7 +35,6 @@ const MAX_IO: u32 = 1 << 20;
 /// What a worker gets: the request and the right to complete it.
 struct Job {
     done: Completion,
-    offset: u64,
     /// Arrival order, to count out-of-order completions.
     seq: u64,
 }
@@ -73,12 +71,13 @@ impl Target for Backend {
         self.size
     }
     fn queue_io(&self, ctx: &mut IoCtx<'_>, req: &Request) -> Submit {
-        let Some(done) = ctx.defer() else {
-            return Submit::Done(-libc::EIO);
+        let done = match ctx.defer() {
+            Ok(done) => done,
+            Err(errno) => return Submit::Done(errno),
         };
+        debug_assert_eq!(done.offset(), req.offset());
         let job = Job {
             done,
-            offset: req.offset(),
             seq: self.arrived.fetch_add(1, Ordering::Relaxed),
         };
         // A send error means the workers are gone: dropping the job's
@@ -96,29 +95,34 @@ struct Order {
 }
 
 fn serve(store: &File, pool: &Pool, job: Job) {
-    let Job { done, offset, .. } = job;
-    let len = done.bytes() as usize;
+    let Job { done, .. } = job;
+    let (offset, len) = (done.offset(), done.bytes() as usize);
     let res = match done.op() {
-        sys::UBLK_IO_OP_READ => {
+        Op::Read => {
             let mut buf = pool.take();
             let r = store
                 .read_exact_at(&mut buf[..len], offset)
                 .and_then(|_| done.write_data(0, &buf[..len]));
             pool.give(buf);
-            r.map(|_| len as i32)
+            r.map(|_| len)
         }
-        sys::UBLK_IO_OP_WRITE => {
+        Op::Write => {
             let mut buf = pool.take();
             let r = done
                 .read_data(0, &mut buf[..len])
-                .and_then(|_| store.write_all_at(&buf[..len], offset));
+                .and_then(|_| store.write_all_at(&buf[..len], offset))
+                // FUA: on stable storage before the write is acknowledged
+                .and_then(|_| match done.flags().fua() {
+                    true => store.sync_data(),
+                    false => Ok(()),
+                });
             pool.give(buf);
-            r.map(|_| len as i32)
+            r.map(|_| len)
         }
-        sys::UBLK_IO_OP_FLUSH => store.sync_data().map(|_| 0),
+        Op::Flush => store.sync_data().map(|_| 0),
         _ => Err(std::io::Error::from_raw_os_error(libc::EOPNOTSUPP)),
     };
-    done.complete(res.unwrap_or_else(|e| -e.raw_os_error().unwrap_or(libc::EIO)));
+    done.complete_io(res);
 }
 
 fn worker(
@@ -150,25 +154,18 @@ fn worker(
 }
 
 fn main() -> ublk_user::Result<()> {
-    ublk_user::logging::init_stderr("pool-example", log::LevelFilter::Info);
+    logging::init_stderr("pool-example", LevelFilter::Info);
+    // first: the workers and queue threads started below inherit the mask
+    let stop = StopSignals::block()?;
     let mut args = std::env::args().skip(1);
     let path = args.next().unwrap_or_else(|| {
         eprintln!("usage: pool FILE [WORKERS]");
         std::process::exit(2)
     });
     let workers: u64 = args.next().and_then(|s| s.parse().ok()).unwrap_or(4);
-    let store = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(&path)
-        .map_err(common::io_err(format!("opening {path}")))?;
-    let size = store
-        .metadata()
-        .map_err(common::io_err(format!("stat {path}")))?
-        .len()
-        & !511;
+    let store = OpenOptions::new().read(true).write(true).open(&path)?;
+    let size = store.metadata()?.len() & !511;
     let store = Arc::new(store);
-    let set = common::block_stop_signals();
 
     let (tx, rx) = mpsc::channel();
     let rx = Arc::new(Mutex::new(rx));
@@ -202,13 +199,15 @@ fn main() -> ublk_user::Result<()> {
     let mut dev = Device::create(Control::open()?, backend, opts)?;
     dev.start()?;
     println!("{}", dev.bdev_path());
-    common::wait_for_stop(&set);
-    dev.stop()?; // the workers answer what is in flight meanwhile
-                 // the target (and with it the job sender) is gone: workers return
+    stop.wait()?;
+    // The workers answer what is in flight meanwhile. stop() drops the
+    // device's Arc of the target, the last one (we kept no clone), and with
+    // it the job sender: the workers' recv() fails and they return.
+    dev.stop()?;
     for h in handles {
         let _ = h.join();
     }
-    store.sync_all().map_err(common::io_err("fsync"))?;
+    store.sync_all()?;
     eprintln!(
         "pool-example: {} requests completed by {workers} workers, {} out of order, {} pool buffers",
         order.completed.load(Ordering::Relaxed),

@@ -63,6 +63,11 @@ pub enum Error {
         #[source]
         source: io::Error,
     },
+    /// A system call failed ([`From<io::Error>`], for a backend's own
+    /// code; the library's calls say what they were doing with
+    /// [`Error::Io`]).
+    #[error(transparent)]
+    Os(#[from] io::Error),
     /// A queue could not set up its ring, mappings or buffers.
     #[error("queue {q_id}")]
     Queue {
@@ -91,7 +96,9 @@ impl Error {
     pub fn errno(&self) -> Option<i32> {
         match self {
             Error::Ctrl(c) => c.errno(),
-            Error::Io { source, .. } | Error::Queue { source, .. } => source.raw_os_error(),
+            Error::Io { source, .. } | Error::Queue { source, .. } | Error::Os(source) => {
+                source.raw_os_error()
+            }
             _ => None,
         }
     }
@@ -177,6 +184,13 @@ mod tests {
         assert_eq!(c.errno(), Some(libc::EEXIST));
         assert!(c.to_string().starts_with("ADD_DEV failed"));
         assert_eq!(Error::Exists(3).errno(), None);
+        // `?` on an io::Result in a backend's own code
+        fn open_missing() -> Result<std::fs::File> {
+            Ok(std::fs::File::open("/nonexistent/ublk-user-test")?)
+        }
+        let e = open_missing().unwrap_err();
+        assert!(matches!(e, Error::Os(_)), "{e:?}");
+        assert_eq!(e.errno(), Some(libc::ENOENT));
     }
 
     #[test]

@@ -11,15 +11,20 @@
 //!   zero-copy fixed buffers) → [`target`] serves it on the same ring →
 //!   COMMIT_AND_FETCH; BPF-redirected requests are committed from the
 //!   backing CQE (`io::redirect`);
-//! * the `ublk-user` command is the binary (`src/main.rs`, `src/cli/`), not
-//!   part of this library.
+//! * the `ublk-user` command is another crate (`ublk-user-cli`), so a
+//!   library user compiles none of its dependencies.
 //!
 //! Backends that are not a file: a target can complete a request later,
 //! from any thread ([`IoCtx::defer`] → [`Completion`]); with
 //! [`DataMode::UserCopy`] it moves the data between `/dev/ublkcN` and its
-//! own buffers; [`Device::take_queues`] lets it run the queue loops on its
+//! own buffers, and with [`DataMode::Copy`] a target that serves from memory
+//! has the request's data as a slice ([`IoCtx::data`]); [`Device::take_queues`] lets it run the queue loops on its
 //! own threads ([`Queue::run_once`]) so that the library starts none.
 //! Errors are [`Error`]; diagnostics go to the [`log`] crate.
+//! [`StopSignals`] stops a server on SIGINT/SIGTERM without `unsafe`.
+//!
+//! Which requests a target receives, and what keeps the queue threads and
+//! a target's workers alive: see [`Target`].
 //!
 //! Runnable examples, each run under fio verify by the VM test
 //! `15-examples`: `examples/null.rs` (one queue on the caller's thread),
@@ -31,34 +36,49 @@
 //!
 //! ```no_run
 //! use std::sync::Arc;
-//! use ublk_user::{ctrl::Control, device::{Device, DeviceOptions}, io::IoCtx, mode::DataMode};
-//! use ublk_user::target::{Request, Submit, Target};
+//! use ublk_user::{ctrl::Control, DataMode, Device, DeviceOptions, IoCtx};
+//! use ublk_user::{Op, Request, StopSignals, Submit, Target};
 //!
-//! /// Answers every request at once: reads return the copy buffer as is.
+//! /// Reads return zeroes, writes are dropped.
 //! struct Zero;
 //! impl Target for Zero {
 //!     fn name(&self) -> &'static str { "zero" }
 //!     fn size(&self) -> u64 { 1 << 30 }
-//!     fn queue_io(&self, _ctx: &mut IoCtx<'_>, req: &Request) -> Submit {
+//!     fn queue_io(&self, ctx: &mut IoCtx<'_>, req: &Request) -> Submit {
 //!         match req.op {
-//!             ublk_user::sys::UBLK_IO_OP_READ | ublk_user::sys::UBLK_IO_OP_WRITE => Submit::Done(req.bytes() as i32),
-//!             _ => Submit::Done(0),
+//!             Op::Read => match ctx.data(req) {
+//!                 Some(buf) => {
+//!                     buf.fill(0);
+//!                     Submit::Done(req.bytes() as i32)
+//!                 }
+//!                 None => Submit::unsupported(), // not DataMode::Copy
+//!             },
+//!             Op::Write => Submit::Done(req.bytes() as i32),
+//!             Op::Flush => Submit::Done(0),
+//!             _ => Submit::unsupported(),
 //!         }
 //!     }
 //! }
 //!
 //! fn main() -> ublk_user::Result<()> {
+//!     let stop = StopSignals::block()?; // before any thread starts
 //!     let opts = DeviceOptions { mode: DataMode::Copy, ..Default::default() };
 //!     let mut dev = Device::create(Control::open()?, Arc::new(Zero), opts)?;
 //!     dev.start()?; // /dev/ublkbN is live now
 //!     println!("{}", dev.bdev_path());
-//!     std::thread::sleep(std::time::Duration::from_secs(10));
+//!     stop.wait()?; // SIGINT or SIGTERM
 //!     dev.stop()?; // STOP_DEV, join queues, flush, DEL_DEV
 //!     Ok(())
 //! }
 //! ```
 
 #![warn(missing_docs)]
+
+/// The crate README's example is compiled (not run) as a doc test, so that
+/// what a new user copies from it builds.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
 
 #[cfg(feature = "bpf")]
 pub mod bpf;
@@ -68,6 +88,7 @@ pub mod error;
 pub mod io;
 pub mod logging;
 pub mod mode;
+pub mod stop;
 #[allow(missing_docs)] // mirrors include/uapi/linux/ublk_cmd.h item by item
 pub mod sys;
 pub mod target;
@@ -76,3 +97,5 @@ pub use device::{BpfHook, Device, DeviceOptions, QueueHookInfo};
 pub use error::{Error, Result};
 pub use io::{Completion, IoCtx, Queue, QueueSetup};
 pub use mode::DataMode;
+pub use stop::StopSignals;
+pub use target::{IoFlags, Op, Request, Submit, Target};

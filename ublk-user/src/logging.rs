@@ -3,7 +3,11 @@
 //! `ublk-user: <message>` (plus the level for warnings and errors). The
 //! library itself only emits records; it never installs a logger.
 
-use log::{Level, LevelFilter, Log, Metadata, Record};
+use log::{Level, Log, Metadata, Record};
+
+/// The level filter [`init_stderr`] takes (the `log` crate's, re-exported
+/// so that a program needs no `log` dependency for one call).
+pub use log::LevelFilter;
 
 struct Stderr {
     prefix: &'static str,

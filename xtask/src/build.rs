@@ -27,7 +27,8 @@ pub fn build_ebpf() -> Result<PathBuf> {
 }
 
 /// The release binaries the VM uses: the server and the test fixture.
-pub const PACKAGES: &[&str] = &["ublk-user", "ublk-bpf-fixture"];
+/// (The library's package builds the examples; the CLI's the command.)
+pub const PACKAGES: &[&str] = &["ublk-user", "ublk-user-cli", "ublk-bpf-fixture"];
 
 pub fn build() -> Result<()> {
     build_ebpf()?;

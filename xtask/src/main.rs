@@ -4,6 +4,7 @@
 mod baseline;
 mod bench;
 mod build;
+mod consumer;
 mod distro;
 mod kernel;
 mod powercut;

@@ -205,7 +205,13 @@ pub fn test(t: &TestOpts, opts: &VmOpts) -> Result<i32> {
         step(
             "cargo doc",
             cmd("cargo")
-                .args(["doc", "--package", "ublk-user", "--no-deps"])
+                .args([
+                    "doc",
+                    "--package",
+                    "ublk-user",
+                    "--all-features",
+                    "--no-deps",
+                ])
                 .env("RUSTDOCFLAGS", "-D warnings"),
             &mut times,
         );
@@ -217,6 +223,8 @@ pub fn test(t: &TestOpts, opts: &VmOpts) -> Result<i32> {
                 "clippy",
                 "--package",
                 "ublk-user",
+                "--package",
+                "ublk-user-cli",
                 "--package",
                 "ublk-bpf-fixture",
                 "--no-default-features",
@@ -233,11 +241,32 @@ pub fn test(t: &TestOpts, opts: &VmOpts) -> Result<i32> {
                 "test",
                 "--package",
                 "ublk-user",
+                "--package",
+                "ublk-user-cli",
                 "--no-default-features",
-                "--lib",
             ]),
             &mut times,
         );
+        // What a library user gets: README's example builds as a crate of
+        // its own, without the CLI's or BPF's dependencies (consumer.rs);
+        // and every publishable crate packages and builds from its package
+        // (the CLI's BPF feature takes the object built above).
+        step(
+            "cargo publish dry-run",
+            cmd("cargo")
+                .args(["publish", "--workspace", "--dry-run", "--allow-dirty"])
+                .args(["--exclude", "xtask", "--exclude", "ublk-bpf-fixture"])
+                .env("UBLK_EBPF_OBJ", crate::build::ebpf_crate().object()),
+            &mut times,
+        );
+        let t0 = Instant::now();
+        if let Err(e) = crate::consumer::check() {
+            say(format!("test: library consumer: FAILED: {e:#}"));
+            failed_steps.push("library consumer".into());
+        } else {
+            say("test: library consumer: ok");
+        }
+        times.push(("library consumer".into(), t0.elapsed()));
         let t0 = Instant::now();
         checkpatch(&mut failed_steps)?;
         times.push(("checkpatch".into(), t0.elapsed()));

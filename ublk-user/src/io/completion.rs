@@ -19,7 +19,7 @@
 //! [`Completion::read_data`] (a WRITE's data) and [`Completion::write_data`]
 //! (a READ's answer), from whatever thread holds it.
 
-use crate::sys;
+use crate::target::{result_of, IoFlags, Op};
 use std::fs::File;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -92,7 +92,9 @@ pub struct Completion {
     inbox: Arc<Inbox>,
     tag: u16,
     gen: u32,
-    op: u8,
+    op: Op,
+    flags: IoFlags,
+    offset: u64,
     bytes: u32,
     done: bool,
 }
@@ -103,18 +105,30 @@ impl std::fmt::Debug for Completion {
             .field("q_id", &self.inbox.q_id)
             .field("tag", &self.tag)
             .field("op", &self.op)
+            .field("flags", &self.flags)
+            .field("offset", &self.offset)
             .field("bytes", &self.bytes)
             .finish()
     }
 }
 
 impl Completion {
-    pub(crate) fn new(inbox: Arc<Inbox>, tag: u16, gen: u32, op: u8, bytes: u32) -> Self {
+    pub(crate) fn new(
+        inbox: Arc<Inbox>,
+        tag: u16,
+        gen: u32,
+        op: Op,
+        flags: IoFlags,
+        offset: u64,
+        bytes: u32,
+    ) -> Self {
         Self {
             inbox,
             tag,
             gen,
             op,
+            flags,
+            offset,
             bytes,
             done: false,
         }
@@ -128,17 +142,36 @@ impl Completion {
     pub fn tag(&self) -> u16 {
         self.tag
     }
-    /// `UBLK_IO_OP_*` of the request.
-    pub fn op(&self) -> u8 {
+    /// The request's operation.
+    pub fn op(&self) -> Op {
         self.op
     }
-    /// Bytes of data the request carries (READ/WRITE).
+    /// The request's flags: a WRITE with [`IoFlags::fua`] must be durable
+    /// before it is completed.
+    pub fn flags(&self) -> IoFlags {
+        self.flags
+    }
+    /// Byte offset on the device.
+    pub fn offset(&self) -> u64 {
+        self.offset
+    }
+    /// Length in bytes (the data of a READ/WRITE, the range of a
+    /// DISCARD/WRITE_ZEROES).
     pub fn bytes(&self) -> u32 {
         self.bytes
     }
 
-    /// Complete the request: bytes done for READ/WRITE (the whole request;
-    /// anything else is an error), 0 for other ops, or a negative errno.
+    /// Complete the request with the outcome of serving it: `Ok(bytes
+    /// done)` for READ/WRITE (the whole request; anything less is an
+    /// error), `Ok(0)` for other operations, or the error (its errno, `EIO`
+    /// if it has none, is what the submitter sees).
+    pub fn complete_io(self, result: io::Result<usize>) {
+        self.complete(result_of(result))
+    }
+
+    /// Complete the request with a raw result, as the driver takes it:
+    /// bytes done for READ/WRITE, 0 for other operations, or a negative
+    /// errno.
     pub fn complete(mut self, result: i32) {
         self.done = true;
         self.inbox.post(Finished {
@@ -148,7 +181,7 @@ impl Completion {
         });
     }
 
-    fn user_copy(&self, off: u32, len: usize, want_op: u8) -> io::Result<(&File, u64)> {
+    fn user_copy(&self, off: u32, len: usize, want_op: Op) -> io::Result<(&File, u64)> {
         let cdev = self.inbox.cdev.as_deref().ok_or_else(|| {
             io::Error::new(
                 io::ErrorKind::Unsupported,
@@ -161,7 +194,7 @@ impl Completion {
         if u64::from(off) + len as u64 > u64::from(self.bytes) {
             return Err(io::Error::from_raw_os_error(libc::ERANGE));
         }
-        let pos = sys::user_copy_pos(self.inbox.q_id, self.tag, off)
+        let pos = crate::sys::user_copy_pos(self.inbox.q_id, self.tag, off)
             .ok_or_else(|| io::Error::from_raw_os_error(libc::ERANGE))?;
         Ok((cdev, pos))
     }
@@ -169,14 +202,14 @@ impl Completion {
     /// A WRITE request's data from byte `off`, into `buf` (user copy mode):
     /// reads all of `buf` or fails.
     pub fn read_data(&self, off: u32, buf: &mut [u8]) -> io::Result<()> {
-        let (cdev, pos) = self.user_copy(off, buf.len(), sys::UBLK_IO_OP_WRITE)?;
+        let (cdev, pos) = self.user_copy(off, buf.len(), Op::Write)?;
         cdev.read_exact_at(buf, pos)
     }
 
     /// A READ request's answer at byte `off`, from `buf` (user copy mode):
     /// writes all of `buf` or fails.
     pub fn write_data(&self, off: u32, buf: &[u8]) -> io::Result<()> {
-        let (cdev, pos) = self.user_copy(off, buf.len(), sys::UBLK_IO_OP_READ)?;
+        let (cdev, pos) = self.user_copy(off, buf.len(), Op::Read)?;
         cdev.write_all_at(buf, pos)
     }
 }
@@ -198,11 +231,23 @@ impl Drop for Completion {
 mod tests {
     use super::*;
 
+    fn rw(inbox: &Arc<Inbox>, tag: u16, gen: u32, op: Op, bytes: u32) -> Completion {
+        Completion::new(
+            inbox.clone(),
+            tag,
+            gen,
+            op,
+            IoFlags::default(),
+            u64::from(tag) << 20,
+            bytes,
+        )
+    }
+
     #[test]
     fn completions_arrive_from_other_threads_and_drops_fail() {
         let inbox = Arc::new(Inbox::new(3, None).unwrap());
-        let a = Completion::new(inbox.clone(), 1, 7, sys::UBLK_IO_OP_READ, 4096);
-        let b = Completion::new(inbox.clone(), 2, 8, sys::UBLK_IO_OP_WRITE, 512);
+        let a = rw(&inbox, 1, 7, Op::Read, 4096);
+        let b = rw(&inbox, 2, 8, Op::Write, 512);
         assert_eq!(a.q_id(), 3);
         let t = std::thread::spawn(move || {
             a.complete(4096);
@@ -237,9 +282,26 @@ mod tests {
     }
 
     #[test]
+    fn typed_completion_carries_the_request_and_maps_io_results() {
+        let inbox = Arc::new(Inbox::new(0, None).unwrap());
+        let fua = IoFlags::from_raw(crate::sys::UBLK_IO_F_FUA);
+        let w = Completion::new(inbox.clone(), 4, 1, Op::Write, fua, 1 << 30, 8192);
+        assert_eq!((w.op(), w.offset(), w.bytes()), (Op::Write, 1 << 30, 8192));
+        assert!(w.flags().fua());
+        w.complete_io(Ok(8192));
+        rw(&inbox, 5, 2, Op::Read, 512)
+            .complete_io(Err(io::Error::from_raw_os_error(libc::ENOSPC)));
+        rw(&inbox, 6, 3, Op::Read, 512).complete_io(Err(io::Error::other("backend gone")));
+        let mut out = Vec::new();
+        inbox.drain(&mut out);
+        let results: Vec<_> = out.iter().map(|f| (f.tag, f.result)).collect();
+        assert_eq!(results, [(4, 8192), (5, -libc::ENOSPC), (6, -libc::EIO)]);
+    }
+
+    #[test]
     fn data_access_needs_user_copy_and_checks_bounds() {
         let inbox = Arc::new(Inbox::new(0, None).unwrap());
-        let c = Completion::new(inbox, 0, 0, sys::UBLK_IO_OP_WRITE, 4096);
+        let c = rw(&inbox, 0, 0, Op::Write, 4096);
         let mut b = [0u8; 16];
         assert_eq!(
             c.read_data(0, &mut b).unwrap_err().kind(),
@@ -248,7 +310,7 @@ mod tests {
         // with a "cdev" (any file): direction and range are checked first
         let f = Arc::new(File::open("/dev/zero").unwrap());
         let inbox = Arc::new(Inbox::new(0, Some(f)).unwrap());
-        let w = Completion::new(inbox.clone(), 0, 0, sys::UBLK_IO_OP_WRITE, 4096);
+        let w = rw(&inbox, 0, 0, Op::Write, 4096);
         assert_eq!(
             w.write_data(0, &b).unwrap_err().raw_os_error(),
             Some(libc::EINVAL)

@@ -10,7 +10,7 @@
 use super::completion::{Completion, Inbox};
 use super::{push_sqe, EXTRA_REG_BUF, EXTRA_TARGET};
 use crate::mode::{zc, IoBuf};
-use crate::target::{Request, MAX_SQES_PER_REQUEST};
+use crate::target::{IoFlags, Op, Request, MAX_SQES_PER_REQUEST};
 use io_uring::{opcode, squeue, types, IoUring};
 use std::sync::Arc;
 use ublk_ebpf_common::user_data::{self as ud, KIND_TARGET};
@@ -24,6 +24,8 @@ pub struct IoCtx<'a> {
     pub(super) q_id: u16,
     pub(super) gen: u32,
     pub(super) bytes: u32,
+    pub(super) flags: IoFlags,
+    pub(super) offset: u64,
     /// zc fallback: chain everything after a REGISTER_IO_BUF.
     pub(super) link: bool,
     pub(super) reg_pushed: bool,
@@ -152,20 +154,55 @@ impl IoCtx<'_> {
         unsafe { self.push_raw(s) }
     }
 
-    /// Take the request away: it is completed when the returned
-    /// [`Completion`] is (from any thread), not when `queue_io` returns.
-    /// Return [`Submit::Deferred`](crate::target::Submit::Deferred) then.
-    /// `None` if SQEs were already pushed for it (one or the other).
-    pub fn defer(&mut self) -> Option<Completion> {
+    /// The request's data in the library's copy buffer
+    /// ([`DataMode::Copy`](crate::DataMode::Copy)): a WRITE's data to
+    /// store, or the place to put a READ's answer before returning
+    /// `Submit::Done(bytes)`. For a target that serves from memory without
+    /// `unsafe`.
+    ///
+    /// `None` in the other data modes (zero copy has no server-side
+    /// buffer, user copy uses [`Completion::read_data`] and
+    /// [`Completion::write_data`]), for requests without data, and once an
+    /// SQE was pushed for the request or it was deferred (the kernel or
+    /// another thread may be using the buffer then).
+    pub fn data(&mut self, req: &Request) -> Option<&mut [u8]> {
         if self.pushed > 0 || self.reg_pushed || self.deferred {
             return None;
         }
+        match self.own(req).ok()? {
+            // SAFETY: the copy buffer of this tag is the library's, `len`
+            // bytes long and live as long as the queue; while the request is
+            // in `queue_io` with nothing pushed or deferred, nobody else
+            // touches it (the driver filled a WRITE's data before delivering
+            // the request and reads a READ's answer only at COMMIT). The
+            // slice borrows `self`, so it ends before `queue_io` returns and
+            // before any builder can push an SQE for the buffer.
+            IoBuf::Addr { ptr, len } => {
+                Some(unsafe { std::slice::from_raw_parts_mut(ptr, len as usize) })
+            }
+            _ => None,
+        }
+    }
+
+    /// Take the request away: it is completed when the returned
+    /// [`Completion`] is (from any thread), not when `queue_io` returns.
+    /// Return [`Submit::Deferred`](crate::target::Submit::Deferred) then.
+    ///
+    /// A request is either deferred or served with SQEs: after a builder
+    /// pushed one, or after a first `defer`, this fails with `-EBUSY`
+    /// (complete the request with it: `Submit::Done(e)`).
+    pub fn defer(&mut self) -> Result<Completion, i32> {
+        if self.pushed > 0 || self.reg_pushed || self.deferred {
+            return Err(-libc::EBUSY);
+        }
         self.deferred = true;
-        Some(Completion::new(
+        Ok(Completion::new(
             self.inbox.clone(),
             self.tag,
             self.gen,
-            self.op,
+            Op::from_raw(self.op),
+            self.flags,
+            self.offset,
             self.bytes,
         ))
     }

@@ -40,7 +40,7 @@ use io_uring::{cqueue, opcode, squeue, types, IoUring};
 use redirect::Redirect;
 use std::fs::File;
 use std::io;
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
 use std::sync::mpsc::Sender;
 use std::sync::Arc;
 use ublk_ebpf_common::user_data::{
@@ -55,6 +55,8 @@ const EXTRA_REG_BUF: u32 = 1;
 const EXTRA_UNREG_BUF: u32 = 2;
 /// `KIND_INTERNAL`: the multishot poll on the inbox's eventfd.
 const EXTRA_INBOX: u32 = 1;
+/// `KIND_INTERNAL`: [`Queue::wake_on`]'s one-shot poll.
+const EXTRA_WAKE: u32 = 2;
 
 /// What a queue needs.
 #[derive(Clone, Debug)]
@@ -321,6 +323,19 @@ impl Queue {
         push_sqe(&mut self.ring, &e).map_err(|e| -e)
     }
 
+    /// Make the next [`Queue::run_once`] that waits return (also) when `fd`
+    /// is readable, once: for a thread that serves this queue and must see
+    /// other events, e.g. [`StopSignals`](crate::StopSignals) (a
+    /// `signalfd`) to stop the device. Arm it again after it fired if you
+    /// still want it. The kernel takes its own reference to the file when
+    /// the poll is submitted (at the next turn).
+    pub fn wake_on(&mut self, fd: BorrowedFd<'_>) -> io::Result<()> {
+        let e = opcode::PollAdd::new(types::Fd(fd.as_raw_fd()), libc::POLLIN as u32)
+            .build()
+            .user_data(ud::encode(KIND_INTERNAL, 0, 0, EXTRA_WAKE));
+        push_sqe(&mut self.ring, &e).map_err(|e| io::Error::from_raw_os_error(-e))
+    }
+
     /// This queue's io_uring fd.
     pub fn ring_fd(&self) -> RawFd {
         self.ring.as_raw_fd()
@@ -427,6 +442,8 @@ impl Queue {
             q_id: self.cfg.q_id,
             gen,
             bytes: req.bytes(),
+            flags: req.flags,
+            offset: req.offset(),
             link,
             reg_pushed: false,
             pushed: 0,
@@ -692,6 +709,10 @@ fn errno_str(res: i32) -> String {
 /// Queue thread body (library-run queues): open, serve.
 pub(crate) fn queue_thread(setup: QueueSetup) -> crate::Result<QueueStats> {
     let q_id = setup.q_id();
+    // SIGINT/SIGTERM are for the thread that stops the device (crate::stop)
+    if let Err(e) = crate::stop::block_in_this_thread() {
+        log::warn!("queue {q_id}: cannot block the stop signals: {e}");
+    }
     let mut q = setup.open()?;
     q.run()
         .map_err(|source| crate::Error::Queue { q_id, source })

@@ -1,7 +1,7 @@
 //! The loop target: a regular file or a block device, served with io_uring
 //! on the queue's own ring (registered file index 1).
 
-use super::{Request, Submit, Target};
+use super::{Op, Request, Submit, Target};
 use crate::io::IoCtx;
 use crate::sys::{self, Params};
 use crate::{Error, Result};
@@ -179,28 +179,22 @@ impl Target for LoopTarget {
         let off = req.offset();
         let keep = libc::FALLOC_FL_KEEP_SIZE;
         let queued = match req.op {
-            sys::UBLK_IO_OP_READ => ctx.read(req, 0, off),
-            sys::UBLK_IO_OP_WRITE => {
+            Op::Read => ctx.read(req, 0, off),
+            Op::Write => {
                 // FUA: durable before it is acknowledged, as loop does
-                let rw_flags = if req.flags & sys::UBLK_IO_F_FUA != 0 {
-                    libc::RWF_DSYNC
-                } else {
-                    0
-                };
+                let rw_flags = if req.flags.fua() { libc::RWF_DSYNC } else { 0 };
                 ctx.write(req, 0, off, rw_flags)
             }
-            sys::UBLK_IO_OP_FLUSH => ctx.fsync(0, true),
-            sys::UBLK_IO_OP_DISCARD => ctx.fallocate(
+            Op::Flush => ctx.fsync(0, true),
+            Op::Discard => ctx.fallocate(
                 0,
                 off,
                 req.bytes() as u64,
                 libc::FALLOC_FL_PUNCH_HOLE | keep,
             ),
-            sys::UBLK_IO_OP_WRITE_ZEROES => {
+            Op::WriteZeroes => {
                 // tmpfs has no ZERO_RANGE; a punched hole reads back as zeroes too.
-                let mode = if self.zero_range
-                    && (self.block_dev || req.flags & sys::UBLK_IO_F_NOUNMAP != 0)
-                {
+                let mode = if self.zero_range && (self.block_dev || req.flags.no_unmap()) {
                     libc::FALLOC_FL_ZERO_RANGE | keep
                 } else {
                     libc::FALLOC_FL_PUNCH_HOLE | keep

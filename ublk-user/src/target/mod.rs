@@ -6,65 +6,15 @@
 
 pub mod r#loop;
 pub mod null;
+mod request;
 
 pub use null::NullTarget;
 pub use r#loop::LoopTarget;
+pub use request::{errno_of, result_of, IoFlags, Op, Request};
 
 use crate::io::IoCtx;
-use crate::mode::IoBuf;
 use crate::sys::Params;
 use std::os::fd::RawFd;
-
-/// One request, as the target sees it.
-#[derive(Clone, Copy, Debug)]
-pub struct Request {
-    /// The queue.
-    pub q_id: u16,
-    /// The tag (unique among the queue's requests in flight).
-    pub tag: u16,
-    /// `UBLK_IO_OP_*`.
-    pub op: u8,
-    /// `UBLK_IO_F_*` bits.
-    pub flags: u32,
-    /// First sector (512 bytes) on the device.
-    pub start_sector: u64,
-    /// Length in sectors.
-    pub nr_sectors: u32,
-    /// Private, so that a `Request` (and the buffer pointer in it) can only
-    /// come from the library.
-    buf: IoBuf,
-}
-
-impl Request {
-    pub(crate) fn new(q_id: u16, tag: u16, iod: &crate::sys::IoDesc, buf: IoBuf) -> Self {
-        Self {
-            q_id,
-            tag,
-            op: iod.op(),
-            flags: iod.flags(),
-            start_sector: iod.start_sector,
-            nr_sectors: iod.nr_sectors,
-            buf,
-        }
-    }
-
-    /// Where the request's data is.
-    #[inline]
-    pub fn buf(&self) -> IoBuf {
-        self.buf
-    }
-
-    /// Byte offset on the device.
-    #[inline]
-    pub fn offset(&self) -> u64 {
-        self.start_sector << 9
-    }
-    /// Length in bytes.
-    #[inline]
-    pub fn bytes(&self) -> u32 {
-        self.nr_sectors << 9
-    }
-}
 
 /// What [`Target::queue_io`] did with a request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -82,7 +32,52 @@ pub enum Submit {
     Deferred,
 }
 
+impl Submit {
+    /// [`Submit::Done`] with the result of `r` (see [`result_of`]):
+    /// `Submit::from_io(file.read_at(..))` for a target that served the
+    /// request on the queue thread.
+    pub fn from_io(r: std::io::Result<usize>) -> Self {
+        Submit::Done(result_of(r))
+    }
+
+    /// [`Submit::Done`] with `-EOPNOTSUPP`: the target does not serve this
+    /// operation.
+    pub fn unsupported() -> Self {
+        Submit::Done(-libc::EOPNOTSUPP)
+    }
+}
+
 /// A backend. Shared by all queue threads.
+///
+/// # Which requests a target receives
+///
+/// The kernel sends only what the device's parameters
+/// ([`Target::params`]) advertise; the library's defaults are the first
+/// column:
+///
+/// | request | sent when | default |
+/// |---|---|---|
+/// | [`Op::Read`], [`Op::Write`] | always | yes |
+/// | [`Op::Flush`] | `basic.attrs` has `UBLK_ATTR_VOLATILE_CACHE` | yes: the default says the device caches writes, so a target that keeps data anywhere but stable storage must make it durable on FLUSH |
+/// | WRITE with [`IoFlags::fua`] | `basic.attrs` has `UBLK_ATTR_FUA` (else the block layer sends WRITE + FLUSH) | yes |
+/// | [`Op::Discard`] | `types` has `UBLK_PARAM_TYPE_DISCARD` and `discard.max_discard_sectors > 0` | no |
+/// | [`Op::WriteZeroes`] | the same with `discard.max_write_zeroes_sectors > 0` | no |
+/// | zone operations ([`Op::Other`]) | a zoned device (`UBLK_PARAM_TYPE_ZONED`) | no |
+///
+/// A READ or WRITE is at most `basic.max_sectors` long (the device's
+/// largest request, [`DeviceOptions::max_io_bytes`](crate::DeviceOptions)).
+/// A request the target does not serve completes with `-EOPNOTSUPP`
+/// ([`Submit::unsupported`]).
+///
+/// # Lifetime
+///
+/// The device holds the target in an `Arc` until
+/// [`Device::stop`](crate::Device::stop) returns; the queue threads hold clones while they
+/// run. Anything the target owns (a channel to worker threads, say) lives
+/// as long as the last clone: if workers wait for the target's sender to
+/// close before they exit, keep no clone of the `Arc` of your own past
+/// `Device::stop` (or tell them to stop some other way), or joining them
+/// waits forever.
 pub trait Target: Send + Sync + 'static {
     /// Short name for listings ("loop", "null").
     fn name(&self) -> &'static str;

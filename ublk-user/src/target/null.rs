@@ -1,7 +1,7 @@
 //! The null target: reads return (unspecified) data, writes are dropped,
 //! everything completes at once without any I/O.
 
-use super::{Request, Submit, Target};
+use super::{Op, Request, Submit, Target};
 use crate::io::IoCtx;
 use crate::sys::{self, Params};
 
@@ -41,11 +41,9 @@ impl Target for NullTarget {
     }
     fn queue_io(&self, _ctx: &mut IoCtx<'_>, req: &Request) -> Submit {
         match req.op {
-            sys::UBLK_IO_OP_READ | sys::UBLK_IO_OP_WRITE => Submit::Done(req.bytes() as i32),
-            sys::UBLK_IO_OP_FLUSH | sys::UBLK_IO_OP_DISCARD | sys::UBLK_IO_OP_WRITE_ZEROES => {
-                Submit::Done(0)
-            }
-            _ => Submit::Done(-libc::EOPNOTSUPP),
+            Op::Read | Op::Write => Submit::Done(req.bytes() as i32),
+            Op::Flush | Op::Discard | Op::WriteZeroes => Submit::Done(0),
+            _ => Submit::unsupported(),
         }
     }
 }
