@@ -161,6 +161,31 @@ pub struct QueueTarget {
     pub valid: u32,
     /// [`TARGET_FIXED_FILE`]: `backing_fd` is an index, not an fd.
     pub flags: u32,
+    /// Files the device is striped over (0 or 1: one file, the identity
+    /// mapping). With 2 or more, file `i` is fixed index `backing_fd + i`
+    /// (so [`TARGET_FIXED_FILE`] is required).
+    pub nr_files: u32,
+    /// With `nr_files` >= 2: log2 of the stripe chunk in bytes.
+    pub chunk_shift: u32,
+}
+
+/// The most files a stripe may have (the kernel's `UBLK_BPF_MAX_FILES`).
+pub const MAX_STRIPE_FILES: u32 = 16;
+
+/// Where byte `dev_off` of a device striped over `nr_files` files in chunks
+/// of `1 << chunk_shift` bytes lives: (file index, byte offset in that
+/// file). Chunk `c` of the device is chunk `c / nr_files` of file
+/// `c % nr_files` (RAID-0, as dm-stripe lays it out). `nr_files` must be
+/// non-zero.
+#[inline(always)]
+pub fn stripe_map(dev_off: u64, nr_files: u32, chunk_shift: u32) -> (u32, u64) {
+    let shift = chunk_shift & 63;
+    let chunk = dev_off >> shift;
+    let n = nr_files as u64;
+    let file = chunk % n;
+    let row = chunk / n;
+    let in_chunk = dev_off & ((1u64 << shift) - 1);
+    (file as u32, (row << shift) | in_chunk)
 }
 
 /// [`QueueTarget::flags`]: `backing_fd` is a fixed-file index (with
@@ -186,7 +211,10 @@ pub mod stat {
     pub const REDIRECTED_RT: u32 = 5;
     pub const REDIRECTED_BE: u32 = 6;
     pub const REDIRECTED_IDLE: u32 = 7;
-    pub const COUNT: u32 = 8;
+    /// PASS because the request spans two stripe chunks (one backing I/O
+    /// cannot serve it; the server splits it).
+    pub const PASS_SPAN: u32 = 8;
+    pub const COUNT: u32 = 9;
 }
 
 /// `IOPRIO_CLASS_*` (include/uapi/linux/ioprio.h): the class is the top
@@ -323,9 +351,25 @@ pub fn plan(req: &Request, target: Option<&QueueTarget>) -> Plan {
     let fixed = t.flags & TARGET_FIXED_FILE != 0;
     let kernel = fixed && t.ring_fd == -1;
     let len = req.nr_sectors.wrapping_shl(9);
-    let off = t
-        .backing_offset
-        .wrapping_add(req.start_sector.wrapping_shl(9));
+    let dev_off = req.start_sector.wrapping_shl(9);
+    // The file (an offset from `backing_fd`) and the byte offset in it.
+    let (file, off) = if t.nr_files > 1 {
+        if !fixed || t.nr_files > MAX_STRIPE_FILES {
+            return Plan::Pass(stat::PASS_NO_TARGET);
+        }
+        let (file, off) = stripe_map(dev_off, t.nr_files, t.chunk_shift);
+        // One backing I/O serves one chunk: a request that ends in another
+        // goes to the server (the device's chunk_sectors keeps READ and
+        // WRITE from doing so; a DISCARD may). A FLUSH has no range.
+        let shift = t.chunk_shift & 63;
+        if len != 0 && (dev_off + len as u64 - 1) >> shift != dev_off >> shift {
+            return Plan::Pass(stat::PASS_SPAN);
+        }
+        (file as i32, off)
+    } else {
+        (0, dev_off)
+    };
+    let off = t.backing_offset.wrapping_add(off);
     // (opcode, off, addr, len, bytes counted)
     let (opcode, off, addr, len, bytes) = match req.op {
         op::READ => (IORING_OP_READ, off, 0, len, len as u64),
@@ -345,7 +389,7 @@ pub fn plan(req: &Request, target: Option<&QueueTarget>) -> Plan {
     let fua = req.op == op::WRITE && req.op_flags & UBLK_IO_F_FUA != 0;
     let sqe = IoUringSqe {
         opcode,
-        fd: t.backing_fd,
+        fd: t.backing_fd.wrapping_add(file),
         off,
         addr,
         len,
@@ -372,6 +416,7 @@ pub fn plan(req: &Request, target: Option<&QueueTarget>) -> Plan {
 
 #[cfg(test)]
 mod tests {
+    extern crate std;
     use super::*;
     use core::mem::{offset_of, size_of};
 
@@ -390,7 +435,8 @@ mod tests {
         assert_eq!(offset_of!(IoUringSqe, len), 24);
         assert_eq!(offset_of!(IoUringSqe, user_data), 32);
         assert_eq!(offset_of!(IoUringSqe, buf_index), 40);
-        assert_eq!(size_of::<QueueTarget>(), 24);
+        assert_eq!(size_of::<QueueTarget>(), 32);
+        assert_eq!(offset_of!(QueueTarget, nr_files), 24);
     }
 
     #[test]
@@ -409,6 +455,20 @@ mod tests {
             backing_offset: 4096,
             valid: 1,
             flags: 0,
+            nr_files: 0,
+            chunk_shift: 0,
+        }
+    }
+
+    fn req(op: u8, start_sector: u64, nr_sectors: u32) -> Request {
+        Request {
+            start_sector,
+            nr_sectors,
+            op_flags: 0,
+            q_id: 0,
+            tag: 1,
+            op,
+            ioprio: 0,
         }
     }
 
@@ -592,6 +652,130 @@ mod tests {
             plan(&req(op::FLUSH, 0), Some(&ring)),
             Plan::Pass(stat::PASS_OP)
         ));
+    }
+
+    /// The reference striping: walk the device chunk by chunk, dealing
+    /// the chunks out to the files in turn (no division).
+    fn reference_layout(dev_size: u64, nr_files: u32, chunk: u64) -> std::vec::Vec<(u32, u64)> {
+        let mut next_row = std::vec![0u64; nr_files as usize];
+        let mut out = std::vec::Vec::new();
+        let mut file = 0u32;
+        let mut pos = 0;
+        while pos < dev_size {
+            let base = next_row[file as usize];
+            for b in 0..chunk {
+                out.push((file, base + b));
+            }
+            next_row[file as usize] += chunk;
+            file = (file + 1) % nr_files;
+            pos += chunk;
+        }
+        out
+    }
+
+    #[test]
+    fn stripe_map_matches_the_reference_for_every_byte() {
+        for nr_files in [2u32, 3, 4, 7, 16] {
+            for chunk_shift in [0u32, 3, 9, 12] {
+                let chunk = 1u64 << chunk_shift;
+                let dev_size = chunk * u64::from(nr_files) * 5;
+                let reference = reference_layout(dev_size, nr_files, chunk);
+                for (dev_off, want) in reference.iter().enumerate() {
+                    assert_eq!(
+                        stripe_map(dev_off as u64, nr_files, chunk_shift),
+                        *want,
+                        "{nr_files} files, chunk {chunk}, byte {dev_off}"
+                    );
+                }
+            }
+        }
+        // a large device: the last byte of 16 x 1 GiB in 1 MiB chunks
+        assert_eq!(stripe_map((16 << 30) - 1, 16, 20), (15, (1 << 30) - 1));
+    }
+
+    fn stripe(nr_files: u32, chunk_shift: u32, kernel: bool) -> QueueTarget {
+        QueueTarget {
+            ring_fd: if kernel { -1 } else { 7 },
+            backing_fd: if kernel { 0 } else { 1 },
+            backing_offset: 0,
+            valid: 1,
+            flags: TARGET_FIXED_FILE,
+            nr_files,
+            chunk_shift,
+        }
+    }
+
+    #[test]
+    fn plan_stripe_redirects_inside_a_chunk_and_passes_spans() {
+        for kernel in [false, true] {
+            let t = stripe(3, 12, kernel);
+            let base = t.backing_fd;
+            // 4 KiB chunks over 3 files: sector 8 = chunk 1 = file 1, row 0;
+            // sector 24 + 1 = chunk 3 = file 0, row 1, 512 bytes in.
+            for (sector, nr, file, off) in [
+                (8u64, 8u32, 1, 0u64),
+                (25, 2, 0, 4096 + 512),
+                (47, 1, 2, 4096 + 512 * 7),
+            ] {
+                for op in [op::READ, op::WRITE] {
+                    let Plan::Redirect { sqe, bytes, .. } = plan(&req(op, sector, nr), Some(&t))
+                    else {
+                        panic!("{op} at {sector} not redirected");
+                    };
+                    assert_eq!(
+                        (sqe.fd, sqe.off, sqe.len, bytes),
+                        (base + file, off, nr << 9, u64::from(nr) << 9)
+                    );
+                    assert_eq!(sqe.flags, IOSQE_FIXED_FILE);
+                }
+            }
+            // ends in the next chunk: the server's
+            assert!(matches!(
+                plan(&req(op::READ, 7, 2), Some(&t)),
+                Plan::Pass(stat::PASS_SPAN)
+            ));
+            assert!(matches!(
+                plan(&req(op::WRITE, 0, 9), Some(&t)),
+                Plan::Pass(stat::PASS_SPAN)
+            ));
+            // exactly one whole chunk is fine
+            assert!(matches!(
+                plan(&req(op::WRITE, 16, 8), Some(&t)),
+                Plan::Redirect { .. }
+            ));
+            // a stripe without fixed files, or too wide, is refused
+            let loose = QueueTarget { flags: 0, ..t };
+            assert!(matches!(
+                plan(&req(op::READ, 0, 1), Some(&loose)),
+                Plan::Pass(stat::PASS_NO_TARGET)
+            ));
+            let wide = QueueTarget {
+                nr_files: MAX_STRIPE_FILES + 1,
+                ..t
+            };
+            assert!(matches!(
+                plan(&req(op::READ, 0, 1), Some(&wide)),
+                Plan::Pass(stat::PASS_NO_TARGET)
+            ));
+        }
+        // kernel mode: a DISCARD inside a chunk goes to that file; one
+        // that spans chunks to the server; a FLUSH syncs the table
+        let t = stripe(2, 12, true);
+        let Plan::Redirect { sqe, .. } = plan(&req(op::DISCARD, 8, 8), Some(&t)) else {
+            panic!("discard in one chunk");
+        };
+        assert_eq!(
+            (sqe.opcode, sqe.fd, sqe.off, sqe.addr),
+            (IORING_OP_FALLOCATE, 1, 0, 4096)
+        );
+        assert!(matches!(
+            plan(&req(op::DISCARD, 0, 16), Some(&t)),
+            Plan::Pass(stat::PASS_SPAN)
+        ));
+        let Plan::Redirect { sqe, .. } = plan(&req(op::FLUSH, 0, 0), Some(&t)) else {
+            panic!("flush");
+        };
+        assert_eq!((sqe.opcode, sqe.fd), (IORING_OP_FSYNC, 0));
     }
 
     #[test]

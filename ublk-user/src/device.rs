@@ -22,7 +22,7 @@ use crate::io::counters::Counters;
 use crate::io::{queue_thread, QueueConfig, QueueEvent, QueueReady, QueueSetup, QueueStats};
 use crate::mode::DataMode;
 use crate::sys::{self, DevInfo, Params};
-use crate::target::Target;
+use crate::target::{BpfLayout, Target};
 use std::fs::{File, OpenOptions};
 use std::os::fd::RawFd;
 use std::os::unix::fs::FileTypeExt;
@@ -85,16 +85,15 @@ impl Default for DeviceOptions {
 }
 
 /// What the BPF loader learns about each queue before START_DEV.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct QueueHookInfo {
     /// The queue.
     pub q_id: u16,
     /// The queue's io_uring fd (server's file table).
     pub ring_fd: RawFd,
-    /// The backing file's fd (server's file table), if the target has one.
-    pub backing_fd: Option<RawFd>,
-    /// Byte offset of the device's data in the backing file.
-    pub backing_offset: u64,
+    /// The target's files and mapping ([`Target::bpf_layout`]), if it has
+    /// them.
+    pub layout: Option<BpfLayout>,
 }
 
 /// Hook for the BPF loader (`crate::bpf`): called per queue once its ring
@@ -518,23 +517,20 @@ impl Device {
         }
         ready.sort_by_key(|r| r.q_id);
         if let Some(hook) = self.hook.as_mut() {
-            let (backing_fd, backing_offset) = match self.target.bpf_backing() {
-                Some((fd, off)) => (Some(fd), off),
-                None => (None, 0),
-            };
+            let layout = self.target.bpf_layout();
             let dev_id = self.info.dev_id;
-            let res = ready
-                .iter()
-                .try_for_each(|r| {
-                    hook.queue(
-                        dev_id,
-                        &QueueHookInfo {
-                            q_id: r.q_id,
-                            ring_fd: r.ring_fd,
-                            backing_fd,
-                            backing_offset,
-                        },
-                    )
+            let res = check_layout(layout.as_ref(), &self.target.files())
+                .and_then(|_| {
+                    ready.iter().try_for_each(|r| {
+                        hook.queue(
+                            dev_id,
+                            &QueueHookInfo {
+                                q_id: r.q_id,
+                                ring_fd: r.ring_fd,
+                                layout: layout.clone(),
+                            },
+                        )
+                    })
                 })
                 .and_then(|_| hook.attach(&mut self.ctrl, dev_id));
             if let Err(e) = res {
@@ -630,6 +626,21 @@ impl Device {
         flush.map_err(|e| Error::io("flushing the backing file", e))?;
         del?;
         Ok(stats)
+    }
+}
+
+/// A layout over several files must name the target's first fixed files,
+/// in order (the ring mode's program uses their indices).
+fn check_layout(layout: Option<&BpfLayout>, files: &[RawFd]) -> Result<()> {
+    match layout {
+        Some(l) if l.files.is_empty() || l.files.len() > 16 => Err(Error::InvalidOption(format!(
+            "a BPF layout has 1 to 16 files, not {}",
+            l.files.len()
+        ))),
+        Some(l) if l.files.len() > 1 && !files.starts_with(&l.files) => Err(Error::InvalidOption(
+            "a BPF layout over several files must list the target's files() first, in order".into(),
+        )),
+        _ => Ok(()),
     }
 }
 

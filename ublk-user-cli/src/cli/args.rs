@@ -89,6 +89,8 @@ pub enum TargetKind {
     Loop,
     // No storage: writes are dropped, reads return unspecified data (--size).
     Null,
+    // Striped over 2 to 16 files or block devices (-f F1 -f F2 ..., --chunk).
+    Stripe,
 }
 
 /// `add`: the target is a positional word (`add loop`) or `-t` / `--type`
@@ -97,20 +99,25 @@ pub enum TargetKind {
 #[derive(Args, Debug)]
 #[command(group(ArgGroup::new("target_kind").required(true).args(["target", "kind"])))]
 pub struct AddArgs {
-    /// The target: loop (a file or block device, --file) or null (no
-    /// storage, --size); or -t TARGET.
+    /// The target: loop (a file or block device, --file), stripe (2 to 16
+    /// of them, --file once per file, --chunk) or null (no storage,
+    /// --size); or -t TARGET.
     #[arg(value_enum, value_name = "TARGET")]
     pub target: Option<TargetKind>,
-    /// The target, ublksrv style: -t loop, -t null.
+    /// The target, ublksrv style: -t loop, -t stripe, -t null.
     #[arg(short = 't', long = "type", value_enum, value_name = "TARGET")]
     pub kind: Option<TargetKind>,
-    /// Loop: the backing file or block device.
+    /// Loop: the backing file or block device. Stripe: one of its files,
+    /// given once per file in stripe order.
     #[arg(
         short = 'f',
         long,
-        required_if_eq_any = [("target", "loop"), ("kind", "loop")]
+        required_if_eq_any = [("target", "loop"), ("kind", "loop"), ("target", "stripe"), ("kind", "stripe")]
     )]
-    pub file: Option<PathBuf>,
+    pub file: Vec<PathBuf>,
+    /// Stripe: the chunk, a power of two from 4K to 1M (default 64K).
+    #[arg(long, value_parser = parse_size)]
+    pub chunk: Option<u64>,
     /// Null: the size, e.g. 1G, 512M, 4096 (K/M/G/T are powers of 1024).
     #[arg(
         long,
@@ -129,7 +136,16 @@ pub enum AddTarget {
     Loop { file: PathBuf, common: CommonArgs },
     /// A device that drops writes and returns unspecified data.
     Null { size: u64, common: CommonArgs },
+    /// A device striped over several files.
+    Stripe {
+        files: Vec<PathBuf>,
+        chunk: u64,
+        common: CommonArgs,
+    },
 }
+
+/// The stripe chunk without --chunk.
+pub const DEFAULT_CHUNK: u64 = 64 << 10;
 
 impl AddArgs {
     /// The target and its options, with the aliases folded into the long
@@ -161,26 +177,53 @@ impl AddArgs {
         let Some(kind) = self.target.or(self.kind) else {
             return Err(usage(
                 ErrorKind::MissingRequiredArgument,
-                "add needs a target: loop or null (or -t loop, -t null)",
+                "add needs a target: loop, stripe or null (or -t loop, -t stripe, -t null)",
             ));
         };
-        match (kind, self.file, self.size) {
-            (TargetKind::Loop, Some(file), None) => Ok(AddTarget::Loop { file, common }),
-            (TargetKind::Null, None, Some(size)) => Ok(AddTarget::Null { size, common }),
+        if self.chunk.is_some() && kind != TargetKind::Stripe {
+            return Err(usage(
+                ErrorKind::ArgumentConflict,
+                "--chunk is for the stripe target",
+            ));
+        }
+        let mut files = self.file;
+        match (kind, files.len(), self.size) {
+            (TargetKind::Loop, 1, None) => Ok(AddTarget::Loop {
+                file: files.remove(0),
+                common,
+            }),
+            (TargetKind::Null, 0, Some(size)) => Ok(AddTarget::Null { size, common }),
+            (TargetKind::Stripe, 1.., None) => Ok(AddTarget::Stripe {
+                files,
+                chunk: self.chunk.unwrap_or(DEFAULT_CHUNK),
+                common,
+            }),
+            (TargetKind::Loop, 2.., None) => Err(usage(
+                ErrorKind::ArgumentConflict,
+                "the loop target takes one --file (several: the stripe target)",
+            )),
+            (TargetKind::Stripe, _, Some(_)) => Err(usage(
+                ErrorKind::ArgumentConflict,
+                "--size is for the null target (a stripe's size comes from its files)",
+            )),
+            (TargetKind::Stripe, 0, None) => Err(usage(
+                ErrorKind::MissingRequiredArgument,
+                "the stripe target needs --file once per file",
+            )),
             (TargetKind::Loop, _, Some(_)) => Err(usage(
                 ErrorKind::ArgumentConflict,
                 "--size is for the null target (a loop device has its file's size)",
             )),
-            (TargetKind::Null, Some(_), _) => Err(usage(
+            (TargetKind::Null, 1.., _) => Err(usage(
                 ErrorKind::ArgumentConflict,
                 "--file is for the loop target (null has no backing file)",
             )),
             // Not reached: required_if_eq_any on --file and --size.
-            (TargetKind::Loop, None, None) => Err(usage(
+            (TargetKind::Loop, 0, None) => Err(usage(
                 ErrorKind::MissingRequiredArgument,
                 "the loop target needs --file",
             )),
-            (TargetKind::Null, None, None) => Err(usage(
+            (TargetKind::Null, 0, None) => Err(usage(
                 ErrorKind::MissingRequiredArgument,
                 "the null target needs --size",
             )),
@@ -348,7 +391,9 @@ mod tests {
 
     fn common(t: &AddTarget) -> &CommonArgs {
         match t {
-            AddTarget::Loop { common, .. } | AddTarget::Null { common, .. } => common,
+            AddTarget::Loop { common, .. }
+            | AddTarget::Null { common, .. }
+            | AddTarget::Stripe { common, .. } => common,
         }
     }
 
@@ -401,6 +446,26 @@ mod tests {
                 assert!(common.buffered && common.recovery && common.reissue);
                 assert_eq!((common.queues, common.depth, common.id), (2, 64, Some(7)));
             }
+            t => panic!("{t:?}"),
+        }
+    }
+
+    #[test]
+    fn add_stripe() {
+        match add("add stripe -f /a -f /b -f /c --chunk 128K --mode bpf-kernel") {
+            AddTarget::Stripe {
+                files,
+                chunk,
+                common,
+            } => {
+                assert_eq!(files, [PathBuf::from("/a"), "/b".into(), "/c".into()]);
+                assert_eq!(chunk, 128 << 10);
+                assert_eq!(common.mode, ModeArg::BpfKernel);
+            }
+            t => panic!("{t:?}"),
+        }
+        match add("add -t stripe -f /a -f /b") {
+            AddTarget::Stripe { chunk, .. } => assert_eq!(chunk, DEFAULT_CHUNK),
             t => panic!("{t:?}"),
         }
     }
@@ -508,6 +573,12 @@ mod tests {
             "add -t loop",
             "add -f /tmp/a.img",
             "add disk -f /tmp/a.img",
+            "add stripe",
+            "add stripe --chunk 64K",
+            "add stripe -f /a -f /b --size 1G",
+            "add loop -f /a -f /b",
+            "add loop -f /a --chunk 64K",
+            "add null --size 1G --chunk 64K",
             "add -t disk -f /tmp/a.img",
             "add loop -t loop -f /tmp/a.img",
             "add loop -t null -f /tmp/a.img",

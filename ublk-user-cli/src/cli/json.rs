@@ -29,6 +29,12 @@ pub struct DeviceJson {
     pub bdev: String,
     pub flags: u64,
     pub features: Vec<String>,
+    /// Stripe: its files in order (the key is absent for other targets).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub files: Vec<String>,
+    /// Stripe: the chunk in bytes (absent for other targets).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub chunk: u64,
     #[serde(flatten)]
     pub server: Option<ServerCounters>,
     #[serde(flatten)]
@@ -77,6 +83,11 @@ pub struct BpfCounters {
     pub bpf_redirected_rt: u64,
     pub bpf_redirected_be: u64,
     pub bpf_redirected_idle: u64,
+    pub bpf_pass_span: u64,
+}
+
+fn is_zero(v: &u64) -> bool {
+    *v == 0
 }
 
 impl DeviceJson {
@@ -97,6 +108,8 @@ impl DeviceJson {
             bdev: format!("/dev/ublkb{}", info.dev_id),
             flags: info.flags,
             features: sys::feature_names(info.flags),
+            files: m.files,
+            chunk: m.chunk,
             server: None,
             kernel: None,
             bpf: None,
@@ -129,6 +142,7 @@ impl From<&ublk_user::bpf::Stats> for BpfCounters {
             bpf_pass_op: s.get(stat::PASS_OP),
             bpf_pass_no_target: s.get(stat::PASS_NO_TARGET),
             bpf_pass_helper_err: s.get(stat::PASS_HELPER_ERR),
+            bpf_pass_span: s.get(stat::PASS_SPAN),
             bpf_redirected_rt: rt,
             bpf_redirected_be: be,
             bpf_redirected_idle: idle,
@@ -187,6 +201,7 @@ mod tests {
             mode: "bpf".into(),
             bdev: "/dev/ublkb4".into(),
             bpf_stats_map_id: 9,
+            ..Default::default()
         }
     }
 
@@ -219,6 +234,7 @@ mod tests {
                 bpf_redirected_rt: 27,
                 bpf_redirected_be: 28,
                 bpf_redirected_idle: 29,
+                bpf_pass_span: 30,
             }),
             ..DeviceJson::new(&info(), Some(&meta()))
         }
@@ -233,7 +249,7 @@ mod tests {
         let bare = DeviceJson::new(&info(), Some(&meta()));
         let head = r#"{"id":4,"state":"live","target":"loop","backing":"/tmp/a \"b\".img","size":1048576,"queues":2,"depth":64,"mode_requested":"bpf-kernel","mode":"bpf","pid":321,"bdev":"/dev/ublkb4","flags":1048576,"features":["bpf"]"#;
         assert_eq!(to_string(&[bare]), format!("[{head}}}]"));
-        let counters = r#","server_served":1,"server_redirected":2,"server_errors":3,"server_cqes":4,"server_sqes":5,"server_enters":6,"server_fua":7,"kernel_redirected":11,"kernel_redirect_fallback":12,"kernel_completed":13,"kernel_punted":14,"kernel_errors":15,"kernel_zero_filled":16,"bpf_redirected":21,"bpf_redirected_bytes":22,"bpf_passed":23,"bpf_pass_op":24,"bpf_pass_no_target":25,"bpf_pass_helper_err":26,"bpf_redirected_rt":27,"bpf_redirected_be":28,"bpf_redirected_idle":29"#;
+        let counters = r#","server_served":1,"server_redirected":2,"server_errors":3,"server_cqes":4,"server_sqes":5,"server_enters":6,"server_fua":7,"kernel_redirected":11,"kernel_redirect_fallback":12,"kernel_completed":13,"kernel_punted":14,"kernel_errors":15,"kernel_zero_filled":16,"bpf_redirected":21,"bpf_redirected_bytes":22,"bpf_passed":23,"bpf_pass_op":24,"bpf_pass_no_target":25,"bpf_pass_helper_err":26,"bpf_redirected_rt":27,"bpf_redirected_be":28,"bpf_redirected_idle":29,"bpf_pass_span":30"#;
         assert_eq!(to_string(&[full()]), format!("[{head}{counters}}}]"));
         assert_eq!(to_string(&[]), "[]");
     }
@@ -302,7 +318,7 @@ mod tests {
             let want = match prefix {
                 "server_" => 7,
                 "kernel_" => 6,
-                _ => 9,
+                _ => 10,
             };
             assert_eq!(extra.len(), want, "{s}");
             assert!(extra.iter().all(|k| k.starts_with(prefix)), "{s}");
@@ -326,18 +342,20 @@ mod tests {
         s.0[stat::PASS_HELPER_ERR as usize] = 1;
         s.0[stat::REDIRECTED_RT as usize] = 2;
         s.0[stat::REDIRECTED_IDLE as usize] = 3;
+        s.0[stat::PASS_SPAN as usize] = 6;
         assert_eq!(
             BpfCounters::from(&s),
             BpfCounters {
                 bpf_redirected: 5,
                 bpf_redirected_bytes: 20480,
-                bpf_passed: 7,
+                bpf_passed: 13,
                 bpf_pass_op: 2,
                 bpf_pass_no_target: 4,
                 bpf_pass_helper_err: 1,
                 bpf_redirected_rt: 2,
                 bpf_redirected_be: 0,
                 bpf_redirected_idle: 3,
+                bpf_pass_span: 6,
             }
         );
     }

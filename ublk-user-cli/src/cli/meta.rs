@@ -31,6 +31,25 @@ pub struct Meta {
     /// BPF stats map id (0: no BPF program).
     #[serde(default)]
     pub bpf_stats_map_id: u32,
+    /// Backing files opened without O_DIRECT (`--buffered`). This and the
+    /// stripe's keys are only written when set, so a loop or null record
+    /// reads as it always did.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub buffered: bool,
+    /// Stripe: the files, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub files: Vec<String>,
+    /// Stripe: the chunk in bytes.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub chunk: u64,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+fn is_zero(v: &u64) -> bool {
+    *v == 0
 }
 
 /// The server's live request counters ([`ublk_user::io::counters`]).
@@ -86,7 +105,25 @@ mod tests {
             mode: "copy".into(),
             bdev: "/dev/ublkb3".into(),
             bpf_stats_map_id: 42,
+            ..Default::default()
         }
+    }
+
+    #[test]
+    fn stripe_and_buffered_round_trip() {
+        let m = Meta {
+            target: "stripe".into(),
+            buffered: true,
+            files: vec!["/a,1".into(), "/b".into()],
+            chunk: 65536,
+            ..sample()
+        };
+        let j = m.to_json();
+        assert!(
+            j.ends_with(r#""buffered":true,"files":["/a,1","/b"],"chunk":65536}"#),
+            "{j}"
+        );
+        assert_eq!(Meta::from_json(&j), Some(m));
     }
 
     #[test]

@@ -26,7 +26,7 @@ use ublk_user::device::{BpfHook, Device, DeviceOptions};
 use ublk_user::io::counters;
 use ublk_user::mode::DataMode;
 use ublk_user::sys;
-use ublk_user::target::{LoopTarget, NullTarget, Target};
+use ublk_user::target::{LoopTarget, NullTarget, StripeTarget, Target};
 
 /// Run the CLI; returns the process exit code. Errors are printed as one line.
 pub fn main_with(cli: Cli) -> i32 {
@@ -143,6 +143,7 @@ fn add(t: AddTarget) -> Result<()> {
     // Before any io_uring exists in this process: see the function's doc.
     #[cfg(feature = "bpf")]
     ublk_user::bpf::prime_feature_probe();
+    let mut rec = Record::default();
     let (target, common): (Arc<dyn Target>, CommonArgs) = match t {
         AddTarget::Loop { file, common } => {
             require_root()?;
@@ -152,8 +153,20 @@ fn add(t: AddTarget) -> Result<()> {
             require_root()?;
             (Arc::new(NullTarget::new(size)?), common)
         }
+        AddTarget::Stripe {
+            files,
+            chunk,
+            common,
+        } => {
+            require_root()?;
+            let t = StripeTarget::open(&files, chunk, common.buffered)?;
+            rec.files = files.iter().map(|f| f.display().to_string()).collect();
+            rec.chunk = chunk;
+            (Arc::new(t), common)
+        }
     };
-    start_server(target, common, None)
+    rec.buffered = common.buffered;
+    start_server(target, common, None, rec)
 }
 
 /// A new server for device `id` (added with --recovery), from what `add`
@@ -170,7 +183,14 @@ fn recover(id: u32, foreground: bool) -> Result<()> {
     })?;
     let info = Control::open()?.get_dev_info(id)?;
     let target: Arc<dyn Target> = match m.target.as_str() {
-        "loop" => Arc::new(LoopTarget::open(std::path::Path::new(&m.backing), false)?),
+        "loop" => Arc::new(LoopTarget::open(
+            std::path::Path::new(&m.backing),
+            m.buffered,
+        )?),
+        "stripe" => {
+            let files: Vec<std::path::PathBuf> = m.files.iter().map(Into::into).collect();
+            Arc::new(StripeTarget::open(&files, m.chunk, m.buffered)?)
+        }
         "null" => Arc::new(NullTarget::new(m.size)?),
         t => bail!("device {id}: unknown target {t:?}"),
     };
@@ -185,12 +205,31 @@ fn recover(id: u32, foreground: bool) -> Result<()> {
         recovery: true,
         ..Default::default()
     };
-    start_server(target, common, Some(id))
+    let rec = Record {
+        buffered: m.buffered,
+        files: m.files,
+        chunk: m.chunk,
+    };
+    start_server(target, common, Some(id), rec)
+}
+
+/// What `recover` needs beyond the target's own listing: the options that
+/// opened its files.
+#[derive(Clone, Debug, Default)]
+struct Record {
+    buffered: bool,
+    files: Vec<String>,
+    chunk: u64,
 }
 
 /// Choose the data mode, then serve (in the background unless
 /// `--foreground`): a new device, or with `recover` device `recover`.
-fn start_server(target: Arc<dyn Target>, common: CommonArgs, recover: Option<u32>) -> Result<()> {
+fn start_server(
+    target: Arc<dyn Target>,
+    common: CommonArgs,
+    recover: Option<u32>,
+    rec: Record,
+) -> Result<()> {
     let mut ctl = Control::open()?;
     let features = ctl.get_features()?;
     drop(ctl);
@@ -218,6 +257,7 @@ fn start_server(target: Arc<dyn Target>, common: CommonArgs, recover: Option<u32
         },
         bpf,
         recover,
+        rec,
     };
     if common.foreground {
         return serve(target, opts, info, None);
@@ -231,6 +271,7 @@ struct ServeInfo {
     bpf: Option<BpfFactory>,
     /// Take over this existing device (user recovery) instead of adding one.
     recover: Option<u32>,
+    rec: Record,
 }
 
 /// Fork; the child serves and reports "OK <bdev>" or "ERR <message>" through
@@ -375,6 +416,9 @@ fn serve(
         mode: info.mode.into(),
         bdev: dev.bdev_path(),
         bpf_stats_map_id,
+        buffered: info.rec.buffered,
+        files: info.rec.files.clone(),
+        chunk: info.rec.chunk,
     };
     if let Err(e) = m.write() {
         eprintln!("ublk-user: cannot write {}: {e}", meta::path(id).display());

@@ -56,6 +56,7 @@ use ublk_ebpf_common::{names, stat, QueueTarget, BPF_PROG_TYPE_UBLK, MAX_QUEUES}
 
 use crate::ctrl::Control;
 use crate::device::{BpfHook, QueueHookInfo};
+use crate::target::BpfLayout;
 
 pub use sys::LoadError;
 
@@ -105,7 +106,10 @@ impl Stats {
     }
     /// Requests the program passed to the server, for any reason.
     pub fn passed(&self) -> u64 {
-        self.get(stat::PASS_OP) + self.get(stat::PASS_NO_TARGET) + self.get(stat::PASS_HELPER_ERR)
+        self.get(stat::PASS_OP)
+            + self.get(stat::PASS_NO_TARGET)
+            + self.get(stat::PASS_HELPER_ERR)
+            + self.get(stat::PASS_SPAN)
     }
     /// Redirected requests by I/O priority class: (RT, BE, IDLE); those
     /// without a class are `redirected()` minus the three.
@@ -122,7 +126,7 @@ impl Stats {
 #[repr(transparent)]
 #[derive(Clone, Copy)]
 struct QueueValue(QueueTarget);
-// SAFETY: `QueueTarget` is `repr(C)`, `Copy`, has no padding (4+4+8+4+4
+// SAFETY: `QueueTarget` is `repr(C)`, `Copy`, has no padding (4+4+8+4+4+4+4
 // bytes) and every bit pattern is valid.
 unsafe impl aya::Pod for QueueValue {}
 
@@ -346,7 +350,7 @@ impl BpfProgram {
             prog: self,
             queues: Vec::new(),
             kernel_io,
-            backing_fd: None,
+            table: None,
         })
     }
 }
@@ -444,47 +448,65 @@ struct Hook {
     prog: Arc<BpfProgram>,
     queues: Vec<u16>,
     kernel_io: bool,
-    /// The fd put in the device's file table (kernel I/O mode).
-    backing_fd: Option<i32>,
+    /// The fds put in the device's file table (kernel I/O mode).
+    table: Option<Vec<i32>>,
+}
+
+/// The map entry for one queue: the kernel mode names the device's file
+/// table by index (from 0); the ring mode the server's descriptor of a
+/// single file, or, for a stripe, the fixed files of the queue's ring
+/// (the target's files sit from index 1, after `/dev/ublkcN`).
+fn queue_target(ring_fd: i32, kernel_io: bool, l: &BpfLayout) -> QueueTarget {
+    let nr_files = l.files.len() as u32;
+    let (ring_fd, backing_fd, flags) = if kernel_io {
+        (-1, 0, ublk_ebpf_common::TARGET_FIXED_FILE)
+    } else if nr_files > 1 {
+        (ring_fd, 1, ublk_ebpf_common::TARGET_FIXED_FILE)
+    } else {
+        (ring_fd, l.files[0], 0)
+    };
+    QueueTarget {
+        ring_fd,
+        backing_fd,
+        backing_offset: l.offset,
+        valid: 1,
+        flags,
+        nr_files,
+        chunk_shift: l.chunk_shift,
+    }
 }
 
 impl BpfHook for Hook {
     fn queue(&mut self, _dev_id: u32, q: &QueueHookInfo) -> Result<()> {
-        let backing_fd = q
-            .backing_fd
-            .ok_or_else(|| bpf_err!("--mode bpf needs a target with a backing file (loop)"))?;
-        let t = if self.kernel_io {
-            match self.backing_fd {
-                Some(fd) if fd != backing_fd => {
-                    bpf_bail!("queues with different backing files ({fd}, {backing_fd})")
+        let layout = q.layout.as_ref().ok_or_else(|| {
+            bpf_err!("the BPF modes need a target with backing files (loop, stripe)")
+        })?;
+        if layout.files.is_empty()
+            || layout.files.len() > ublk_ebpf_common::MAX_STRIPE_FILES as usize
+        {
+            bpf_bail!("a BPF layout has 1 to 16 files, not {}", layout.files.len());
+        }
+        if self.kernel_io {
+            match &self.table {
+                Some(t) if *t != layout.files => {
+                    bpf_bail!(
+                        "queues with different backing files ({t:?}, {:?})",
+                        layout.files
+                    )
                 }
-                _ => self.backing_fd = Some(backing_fd),
+                _ => self.table = Some(layout.files.clone()),
             }
-            QueueTarget {
-                ring_fd: -1,
-                backing_fd: 0,
-                backing_offset: q.backing_offset,
-                valid: 1,
-                flags: ublk_ebpf_common::TARGET_FIXED_FILE,
-            }
-        } else {
-            QueueTarget {
-                ring_fd: q.ring_fd,
-                backing_fd,
-                backing_offset: q.backing_offset,
-                valid: 1,
-                flags: 0,
-            }
-        };
-        self.prog.set_queue(q.q_id, t)?;
+        }
+        self.prog
+            .set_queue(q.q_id, queue_target(q.ring_fd, self.kernel_io, layout))?;
         self.queues.push(q.q_id);
         Ok(())
     }
 
     fn attach(&mut self, ctrl: &mut Control, dev_id: u32) -> Result<()> {
-        if let Some(fd) = self.backing_fd.filter(|_| self.kernel_io) {
-            ctrl.reg_bpf_files(dev_id, &[fd])
-                .bpf_context("REG_BPF_FILES (the backing file)")?;
+        if let Some(fds) = self.table.as_ref().filter(|_| self.kernel_io) {
+            ctrl.reg_bpf_files(dev_id, fds)
+                .bpf_context("REG_BPF_FILES (the backing files)")?;
         }
         ctrl.reg_bpf_prog(dev_id, self.prog.prog_fd().as_raw_fd())
             .bpf_ctx(|| format!("REG_BPF_PROG (prog id {})", self.prog.prog_id()))?;
@@ -493,7 +515,7 @@ impl BpfHook for Hook {
 
     fn detach(&mut self, ctrl: &mut Control, dev_id: u32) -> Result<()> {
         let res = ctrl.unreg_bpf_prog(dev_id, self.prog.prog_fd().as_raw_fd());
-        if self.kernel_io && self.backing_fd.is_some() {
+        if self.kernel_io && self.table.is_some() {
             // I/O in flight keeps its own file reference.
             let _ = ctrl.unreg_bpf_files(dev_id);
         }

@@ -430,6 +430,7 @@ fn host_load_reaches_verifier() {
                 backing_offset: 0,
                 valid: 0,
                 flags: 0,
+                ..Default::default()
             };
             p.set_queue(1, t).unwrap();
             assert_eq!(p.queue(1).unwrap().valid, 1);
@@ -486,6 +487,7 @@ fn host_load_full_program_with_substitute_helper() {
                 backing_offset: 4096,
                 valid: 0,
                 flags: 0,
+                ..Default::default()
             };
             p.set_queue(q, t).unwrap();
             let got = p.queue(q).unwrap();
@@ -628,4 +630,42 @@ fn vm_end_to_end_redirect() {
         "bytes redirected by the program"
     );
     assert_eq!(after.get(stat::PASS_HELPER_ERR), 0, "helper errors");
+}
+
+#[test]
+fn queue_targets_name_files_as_each_mode_needs() {
+    use super::queue_target;
+    use crate::target::BpfLayout;
+    use ublk_ebpf_common::TARGET_FIXED_FILE;
+    let one = BpfLayout {
+        files: vec![9],
+        offset: 4096,
+        chunk_shift: 0,
+    };
+    // ring mode, one file: the server's descriptor
+    let t = queue_target(5, false, &one);
+    assert_eq!((t.ring_fd, t.backing_fd, t.flags, t.nr_files), (5, 9, 0, 1));
+    assert_eq!((t.backing_offset, t.valid), (4096, 1));
+    // kernel mode: the table from index 0, no ring
+    let t = queue_target(5, true, &one);
+    assert_eq!(
+        (t.ring_fd, t.backing_fd, t.flags),
+        (-1, 0, TARGET_FIXED_FILE)
+    );
+    let stripe = BpfLayout {
+        files: vec![11, 12, 13],
+        offset: 0,
+        chunk_shift: 16,
+    };
+    // ring mode, a stripe: fixed files from 1 (after /dev/ublkcN)
+    let t = queue_target(5, false, &stripe);
+    assert_eq!(
+        (t.ring_fd, t.backing_fd, t.flags, t.nr_files, t.chunk_shift),
+        (5, 1, TARGET_FIXED_FILE, 3, 16)
+    );
+    let t = queue_target(5, true, &stripe);
+    assert_eq!(
+        (t.ring_fd, t.backing_fd, t.flags, t.nr_files),
+        (-1, 0, TARGET_FIXED_FILE, 3)
+    );
 }

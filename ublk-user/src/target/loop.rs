@@ -1,7 +1,7 @@
 //! The loop target: a regular file or a block device, served with io_uring
 //! on the queue's own ring (registered file index 1).
 
-use super::{Op, Request, Submit, Target};
+use super::{BpfLayout, Op, Request, Submit, Target};
 use crate::io::IoCtx;
 use crate::sys::{self, Params};
 use crate::{Error, Result};
@@ -104,6 +104,32 @@ impl LoopTarget {
     pub fn direct(&self) -> bool {
         self.direct
     }
+
+    /// The open file.
+    pub fn file(&self) -> &File {
+        &self.file
+    }
+
+    /// The path it was opened from.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// A block device (not a regular file).
+    pub fn is_block_device(&self) -> bool {
+        self.block_dev
+    }
+
+    /// log2 of the smallest I/O the file takes (its logical block size,
+    /// 4096 for an O_DIRECT file that refuses 512-byte I/O).
+    pub fn logical_block_shift(&self) -> u8 {
+        self.lbs_shift
+    }
+
+    /// `FALLOC_FL_ZERO_RANGE` works on it.
+    pub fn zero_range(&self) -> bool {
+        self.zero_range
+    }
 }
 
 /// Does a `bs`-byte O_DIRECT read at offset 0 work?
@@ -172,8 +198,12 @@ impl Target for LoopTarget {
     fn files(&self) -> Vec<RawFd> {
         vec![self.file.as_raw_fd()]
     }
-    fn bpf_backing(&self) -> Option<(RawFd, u64)> {
-        Some((self.file.as_raw_fd(), 0))
+    fn bpf_layout(&self) -> Option<BpfLayout> {
+        Some(BpfLayout {
+            files: vec![self.file.as_raw_fd()],
+            offset: 0,
+            chunk_shift: 0,
+        })
     }
     fn queue_io(&self, ctx: &mut IoCtx<'_>, req: &Request) -> Submit {
         let off = req.offset();

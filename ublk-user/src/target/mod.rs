@@ -7,10 +7,12 @@
 pub mod r#loop;
 pub mod null;
 mod request;
+pub mod stripe;
 
 pub use null::NullTarget;
 pub use r#loop::LoopTarget;
 pub use request::{errno_of, result_of, IoFlags, Op, Request};
+pub use stripe::StripeTarget;
 
 use crate::io::IoCtx;
 use crate::sys::Params;
@@ -95,9 +97,10 @@ pub trait Target: Send + Sync + 'static {
     fn files(&self) -> Vec<RawFd> {
         Vec::new()
     }
-    /// For BPF redirect: (backing fd in the server's file table, byte offset
-    /// of the device's data in it).
-    fn bpf_backing(&self) -> Option<(RawFd, u64)> {
+    /// For the BPF data paths: the files the program sends the device's
+    /// I/O to and how the device maps onto them; `None` if the target
+    /// cannot be served that way (the BPF modes then refuse it).
+    fn bpf_layout(&self) -> Option<BpfLayout> {
         None
     }
     /// Serve one request. At most [`MAX_SQES_PER_REQUEST`] SQEs.
@@ -109,5 +112,23 @@ pub trait Target: Send + Sync + 'static {
     }
 }
 
-/// The most SQEs a target may push for one request.
-pub const MAX_SQES_PER_REQUEST: usize = 4;
+/// The most SQEs a target may push for one request (a FLUSH of a stripe
+/// syncs each of its up to 16 files).
+pub const MAX_SQES_PER_REQUEST: usize = 16;
+
+/// How the BPF program maps the device onto a target's files
+/// ([`Target::bpf_layout`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BpfLayout {
+    /// The files (the server's descriptors), 1 to 16. With one, byte `o`
+    /// of the device is byte `offset + o` of it. With more, the device is
+    /// striped over them in chunks of `1 << chunk_shift` bytes (chunk `c`
+    /// is chunk `c / n` of file `c % n`), and they must be the first
+    /// entries of [`Target::files`], in the same order: the ring mode names
+    /// them by their fixed-file index.
+    pub files: Vec<RawFd>,
+    /// Byte offset of the device's data in each file.
+    pub offset: u64,
+    /// log2 of the stripe chunk in bytes (two or more files).
+    pub chunk_shift: u32,
+}
