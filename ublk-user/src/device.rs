@@ -702,6 +702,23 @@ mod tests {
     use super::*;
 
     #[test]
+    fn bpf_layouts_over_several_files_must_be_the_target_files() {
+        let l = |files: Vec<RawFd>| BpfLayout {
+            files,
+            offset: 0,
+            chunk_shift: 12,
+        };
+        assert!(check_layout(None, &[]).is_ok());
+        // one file: the ring mode uses the descriptor itself
+        assert!(check_layout(Some(&l(vec![7])), &[]).is_ok());
+        assert!(check_layout(Some(&l(vec![7, 8])), &[7, 8, 9]).is_ok());
+        assert!(check_layout(Some(&l(vec![8, 7])), &[7, 8]).is_err());
+        assert!(check_layout(Some(&l(vec![7, 8])), &[7]).is_err());
+        assert!(check_layout(Some(&l(vec![])), &[]).is_err());
+        assert!(check_layout(Some(&l((0..17).collect())), &(0..17).collect::<Vec<_>>()).is_err());
+    }
+
+    #[test]
     fn zc_needs_auto_buf_reg() {
         let opts = DeviceOptions {
             mode: DataMode::Zc,
