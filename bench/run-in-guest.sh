@@ -8,6 +8,8 @@
 #   tmpfs   a file in the guest's /tmp (the backing I/O is a memcpy in the guest)
 #   nullb   /dev/nullb0, null_blk memory_backed=0 (no data movement at all)
 #   virtio  a virtio-blk disk on a host file, served by a QEMU iothread
+#   stripe-tmpfs  two tmpfs files, striped in 64 KiB chunks by each contender
+#   stripe-nullb  /dev/nullb0 and /dev/nullb1 (null_blk.nr_devices=2), striped
 # Contenders:
 #   raw          fio on the store itself (O_DIRECT; upper bound)
 #   loop         kernel loop driver, losetup --direct-io=on
@@ -15,6 +17,10 @@
 #   kublk        the driver's selftest server: kublk add -t loop -q 1 -d 128
 #   kublk-zc     ... --auto_zc (UBLK_F_AUTO_BUF_REG)
 #   kublk-batch  ... --auto_zc -b (UBLK_F_AUTO_BUF_REG + UBLK_F_BATCH_IO)
+# On a stripe store (chunk 64 KiB everywhere):
+#   dm           dm-stripe (dmsetup), over loop devices (--direct-io=on) for files
+#   copy|zc|bpf|bpf-kernel   ublk-user add stripe -f A -f B --chunk 64K --mode M
+#   kublk|kublk-zc           kublk add -t stripe -q 1 -d 128 [--auto_zc] A B
 # A contender (or a store) that cannot be set up is recorded as n/a with the
 # reason; its runs are recorded as "na".
 # COND is "-" (always run) or "agree": run only when the earlier repetitions
@@ -134,6 +140,24 @@ store_up() { # STORE -> sets STORE_DEV, returns 1 (n/a recorded) when unavailabl
     STORE_DEV=$d
     sc=$(set_sched "$STORE_DEV")
     echo "virtio|ok|$d|virtio-blk $d ($(($(cat /sys/block/${d#/dev/}/size) / 2048)) MiB) on a host file, QEMU iothread, cache=none aio=threads, 1 queue, scheduler $sc" >> "$OUT/stores.txt" ;;
+  stripe-tmpfs)
+    half=$((SIZE_MB / 2))
+    for i in 0 1; do
+      rm -f "$IMG.$i"
+      if ! $DD if=/dev/zero of="$IMG.$i" bs=1M count="$half" 2>/dev/null; then
+        echo "stripe-tmpfs|na||cannot create $IMG.$i" >> "$OUT/stores.txt"; return 1
+      fi
+    done
+    STORE_DEV="$IMG.0 $IMG.1"
+    echo "stripe-tmpfs|ok|$IMG.0 $IMG.1|two tmpfs files of $half MiB, striped in 64 KiB chunks" >> "$OUT/stores.txt" ;;
+  stripe-nullb)
+    if [ ! -b /dev/nullb0 ] || [ ! -b /dev/nullb1 ]; then
+      echo "stripe-nullb|na||no /dev/nullb0 and /dev/nullb1 (CONFIG_BLK_DEV_NULL_BLK=y and null_blk.nr_devices=2 on the kernel command line)" >> "$OUT/stores.txt"; return 1
+    fi
+    mb=$(cat /sys/module/null_blk/parameters/memory_backed 2>/dev/null)
+    sc=$(set_sched /dev/nullb0); set_sched /dev/nullb1 > /dev/null
+    STORE_DEV="/dev/nullb0 /dev/nullb1"
+    echo "stripe-nullb|ok|/dev/nullb0 /dev/nullb1|two null_blk disks (memory_backed=$mb), striped in 64 KiB chunks, scheduler $sc" >> "$OUT/stores.txt" ;;
   *) echo "$1|na||unknown store" >> "$OUT/stores.txt"; return 1 ;;
   esac
   return 0
@@ -141,9 +165,11 @@ store_up() { # STORE -> sets STORE_DEV, returns 1 (n/a recorded) when unavailabl
 store_down() {
   ublk-user del --all > /dev/null 2>&1
   [ -n "$KUBLK" ] && [ -x "$KUBLK" ] && "$KUBLK" del -a > /dev/null 2>&1
-  [ -n "$LOOPDEV" ] && $LOSETUP -d "$LOOPDEV" 2>/dev/null
+  [ -n "$DMNAME" ] && dmsetup remove "$DMNAME" 2>/dev/null
+  DMNAME=
+  for l in $LOOPDEV; do $LOSETUP -d "$l" 2>/dev/null; done
   LOOPDEV=
-  rm -f "$IMG"
+  rm -f "$IMG" "$IMG.0" "$IMG.1"
 }
 
 # --- contenders ---------------------------------------------------------------
@@ -155,7 +181,67 @@ jfield() { # DEV NAME: a field of DEV's entry in `ublk-user list --json`.
 pin() { taskset -a -p "$((1 << SRV_CPU))" "$1" > /dev/null 2>&1; }
 set_sched() { echo none > "/sys/block/${1#/dev/}/queue/scheduler" 2>/dev/null; sed -n 's/.*\[\(.*\)\].*/\1/p' "/sys/block/${1#/dev/}/queue/scheduler" 2>/dev/null; }
 LOOPDEV=
+DMNAME=
+# stripe_setup CONTENDER: the contenders of a stripe store (STORE_DEV holds
+# the two members).
+stripe_setup() {
+  set -- "$1" $STORE_DEV
+  case $1 in
+  dm)
+    m0=$2; m1=$3
+    if [ ! -b "$m0" ]; then # files: dm needs block devices
+      m0=$($LOSETUP --direct-io=on --show -f "$2" 2> "$W/add.err") && LOOPDEV="$LOOPDEV $m0" &&
+        m1=$($LOSETUP --direct-io=on --show -f "$3" 2>> "$W/add.err") && LOOPDEV="$LOOPDEV $m1" || {
+        record dm na "" "" "" "losetup --direct-io=on failed: $(clean "$(head -c 200 "$W/add.err")")"; return; }
+      set_sched "$m0" > /dev/null; set_sched "$m1" > /dev/null
+    fi
+    sz=$(($(blockdev --getsz "$m0") / 128 * 128))
+    DMNAME=ubench-stripe
+    if ! dmsetup create "$DMNAME" --table "0 $((sz * 2)) striped 2 128 $m0 0 $m1 0" 2> "$W/add.err"; then
+      record dm na "" "" "" "dmsetup create striped failed: $(clean "$(head -c 200 "$W/add.err")")"; DMNAME=; return
+    fi
+    d=$(readlink -f "/dev/mapper/$DMNAME")
+    [ -b "$d" ] || d=/dev/$(basename "$(ls -d /sys/block/dm-* | tail -n 1)")
+    sc=$(set_sched "$d")
+    record dm ok "$d" "" dm "dm-stripe, 2 members ($m0 $m1), chunk 64 KiB${LOOPDEV:+ (loop devices, dio)}, scheduler $sc" ;;
+  copy | zc | bpf | bpf-kernel)
+    extra=
+    case $1 in bpf*) extra=--no-fallback ;; esac
+    if ! d=$(ublk-user add stripe -f "$2" -f "$3" --chunk 64K --mode "$1" $extra 2> "$W/add.err"); then
+      record "$1" na "" "" "" "ublk-user add stripe --mode $1 $extra failed: $(clean "$(head -c 300 "$W/add.err")")"; return
+    fi
+    pid=$(jfield "$d" pid)
+    mode=$(jfield "$d" mode)
+    sc=$(set_sched "$d")
+    if [ "$mode" != "$1" ]; then
+      record "$1" na "$d" "$pid" "$mode" "asked for --mode $1, the server runs mode ${mode:-?}: not measured"
+    else
+      pin "$pid"
+      record "$1" ok "$d" "$pid" "$mode" "ublk-user stripe, 2 members, chunk 64 KiB, 1 queue, depth 128, O_DIRECT backing, scheduler $sc, server on vCPU $SRV_CPU"
+    fi ;;
+  kublk | kublk-zc)
+    if [ -z "$KUBLK" ] || [ ! -x "$KUBLK" ]; then
+      record "$1" na "" "" "" "${BENCH_KUBLK_WHY:-no kublk binary}"; return
+    fi
+    extra=; [ "$1" = kublk-zc ] && extra=--auto_zc
+    if ! "$KUBLK" add -t stripe -q 1 -d 128 --chunk_size 65536 $extra "$2" "$3" > "$W/add.out" 2> "$W/add.err"; then
+      record "$1" na "" "" "" "kublk add -t stripe $extra failed: $(clean "$(cat "$W/add.out" "$W/add.err" | head -c 300)")"; return
+    fi
+    id=$(sed -n 's/.*dev id \([0-9]*\).*/\1/p' "$W/add.out" | head -n 1)
+    pid=$("$KUBLK" list -n "$id" 2>/dev/null | sed -n 's/.*daemon pid \([0-9]*\).*/\1/p' | head -n 1)
+    d=/dev/ublkb$id
+    i=0; while [ ! -b "$d" ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
+    if [ -z "$id" ] || [ ! -b "$d" ] || [ -z "$pid" ]; then
+      record "$1" na "" "" "" "kublk add -t stripe gave no device or pid: $(clean "$(head -c 200 "$W/add.out")")"; return
+    fi
+    sc=$(set_sched "$d")
+    pin "$pid"
+    record "$1" ok "$d" "$pid" stripe "kublk add -t stripe -q 1 -d 128 --chunk_size 65536 $extra, scheduler $sc, server on vCPU $SRV_CPU" ;;
+  *) record "$1" na "" "" "" "not a contender on a stripe store" ;;
+  esac
+}
 setup() { # CONTENDER
+  case $STORE in stripe-*) stripe_setup "$1"; return ;; esac
   case $1 in
   raw)
     sc=

@@ -35,6 +35,19 @@ use std::time::Duration;
 /// Contenders, in the order they are listed in tables and plots.
 pub const CONTENDERS: &[&str] = &[
     "loop",
+    "dm",
+    "copy",
+    "zc",
+    "bpf",
+    "bpf-kernel",
+    "kublk",
+    "kublk-zc",
+    "kublk-batch",
+    "raw",
+];
+/// The contenders on a single backing store (dm-stripe needs two).
+pub const SINGLE_CONTENDERS: &[&str] = &[
+    "loop",
     "copy",
     "zc",
     "bpf",
@@ -48,8 +61,21 @@ pub const CONTENDERS: &[&str] = &[
 pub const OURS: &[&str] = &["copy", "zc", "bpf", "bpf-kernel"];
 /// The driver's selftest server in its three configurations.
 pub const KUBLK: &[&str] = &["kublk", "kublk-zc", "kublk-batch"];
-/// Backing stores, each its own table.
-pub const STORES: &[&str] = &["tmpfs", "nullb", "virtio"];
+/// Backing stores, each its own table. The `stripe-*` stores are two
+/// backing stores striped in 64 KiB chunks: dm-stripe ("dm", over loop
+/// devices for files) is the kernel's reference there, and the ublk
+/// contenders serve a stripe target (ours `add stripe`, kublk `-t stripe`).
+pub const STORES: &[&str] = &["tmpfs", "nullb", "virtio", "stripe-tmpfs", "stripe-nullb"];
+
+/// The kernel's own answer on a store, which every contender is compared
+/// with: the loop driver, or dm-stripe on a stripe store.
+pub fn kernel_ref(store: &str) -> &'static str {
+    if store.starts_with("stripe-") {
+        "dm"
+    } else {
+        "loop"
+    }
+}
 const RWS: &[&str] = &["randread", "randwrite", "read", "write"];
 
 /// The contenders that have a ublk server process.
@@ -266,12 +292,12 @@ pub fn full_matrix() -> Vec<StorePlan> {
         StorePlan {
             store: "tmpfs",
             workloads: core.clone(),
-            contenders: CONTENDERS.to_vec(),
+            contenders: SINGLE_CONTENDERS.to_vec(),
         },
         StorePlan {
             store: "nullb",
             workloads: core,
-            contenders: CONTENDERS.to_vec(),
+            contenders: SINGLE_CONTENDERS.to_vec(),
         },
         StorePlan {
             store: "virtio",
@@ -281,6 +307,28 @@ pub fn full_matrix() -> Vec<StorePlan> {
             ],
             contenders: vec!["raw", "loop", "copy", "bpf-kernel", "kublk-batch"],
         },
+        StorePlan {
+            store: "stripe-tmpfs",
+            workloads: stripe_workloads(),
+            contenders: STRIPE_CONTENDERS.to_vec(),
+        },
+        StorePlan {
+            store: "stripe-nullb",
+            workloads: stripe_workloads(),
+            contenders: STRIPE_CONTENDERS.to_vec(),
+        },
+    ]
+}
+
+/// Who serves a stripe store (kublk's stripe target has no batch mode).
+pub const STRIPE_CONTENDERS: &[&str] =
+    &["dm", "copy", "zc", "bpf", "bpf-kernel", "kublk", "kublk-zc"];
+
+/// A stripe store's workloads: 4 KiB random read and write at iodepth 32.
+fn stripe_workloads() -> Vec<Workload> {
+    vec![
+        Workload::matrix("randread", 4 << 10, 32),
+        Workload::matrix("randwrite", 4 << 10, 32),
     ]
 }
 
@@ -299,7 +347,7 @@ fn quick_matrix() -> Vec<StorePlan> {
             Workload::matrix("randread", 4 << 10, 32),
             Workload::rfc(2 << 20),
         ],
-        contenders: CONTENDERS.to_vec(),
+        contenders: SINGLE_CONTENDERS.to_vec(),
     }]
 }
 
@@ -1558,14 +1606,18 @@ mod tests {
         let m = full_matrix();
         assert_eq!(m.iter().map(|s| s.store).collect::<Vec<_>>(), STORES);
         for s in &m[..2] {
-            assert_eq!(s.contenders, CONTENDERS, "{}: every contender", s.store);
+            assert_eq!(
+                s.contenders, SINGLE_CONTENDERS,
+                "{}: every contender",
+                s.store
+            );
             let ids: Vec<String> = s.workloads.iter().map(Workload::id).collect();
             assert!(ids.contains(&"rfc-randwrite-512k-qd16".to_string()));
             assert!(ids.contains(&"rfc-randwrite-2m-qd16".to_string()));
         }
         let runs = plan(&m, 2, true);
         let fixed = runs.iter().filter(|r| !r.conditional).count();
-        assert_eq!(fixed, 2 * (6 * 9 + 6 * 9 + 2 * 5));
+        assert_eq!(fixed, 2 * (6 * 9 + 6 * 9 + 2 * 5 + 2 * 2 * 7));
         assert_eq!(runs.len(), fixed * 3 / 2);
         let est = estimate_secs(&runs, Timing::Icount, 1.0, 0.5);
         assert!(

@@ -54,6 +54,10 @@ const PACKAGES: &[(&str, &str, &[Need])] = &[
     ("git", "/usr/bin/git", &[Kernel]),
     ("rsync", "/usr/bin/rsync", &[Kernel]),
     ("fdisk", "/sbin/sfdisk", &[Vm]),
+    // test 71 (qemu-nbd: nbd servers and clients in the guest) and the
+    // stripe bench (dmsetup: dm-stripe) (vm::GUEST_PROGRAMS)
+    ("qemu-utils", "/usr/bin/qemu-nbd", &[Vm]),
+    ("dmsetup", "/usr/sbin/dmsetup", &[Vm]),
     // checkpatch.pl's SPDX check (scripts/spdxcheck.py) needs these.
     (
         "python3-ply",
@@ -358,7 +362,9 @@ mod tests {
                 "e2fsprogs",
                 "xfsprogs",
                 "util-linux",
-                "fdisk"
+                "fdisk",
+                "qemu-utils",
+                "dmsetup"
             ]
         );
         assert!(!vm.toolchain && !vm.rust_src && !vm.bpf_linker);

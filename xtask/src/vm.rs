@@ -43,6 +43,10 @@ const GUEST_PROGRAMS: &[&str] = &[
     "/sbin/blockdev",
     "/usr/bin/lsblk",
     "/sbin/sfdisk",
+    // test 71: a stripe over nbd devices exported over TCP in the guest
+    "/usr/bin/qemu-nbd",
+    // the stripe bench's dm-stripe contender
+    "/usr/sbin/dmsetup",
 ];
 
 /// The guest has no udev, hence no rules for `udevadm settle` to wait for:
@@ -405,7 +409,8 @@ fn boot_with(
         .arg(initrd)
         .args([
             "-append",
-            "console=ttyS0 panic=-1 loglevel=5 printk.devkmsg=on nokaslr",
+            // two null_blk disks: the stripe bench's store stripe-nullb
+            "console=ttyS0 panic=-1 loglevel=5 printk.devkmsg=on nokaslr null_blk.nr_devices=2",
         ])
         .arg("-serial")
         .arg(format!("file:{}", console.display()))

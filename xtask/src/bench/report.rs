@@ -314,8 +314,9 @@ fn headline(res: &Results, info: &RunInfo) -> String {
             continue;
         }
         let _ = write!(s, "\n**{store}**\n\n| workload | kublk best |");
+        let kref = crate::bench::kernel_ref(store);
         for c in &ours {
-            let _ = write!(s, " {c} ×loop | {c} ×kublk | {c} srv CPU ×kublk |");
+            let _ = write!(s, " {c} ×{kref} | {c} ×kublk | {c} srv CPU ×kublk |");
         }
         s.push_str("\n|---|---|");
         for _ in &ours {
@@ -326,7 +327,7 @@ fn headline(res: &Results, info: &RunInfo) -> String {
         let (mut cwin, mut closs, mut csame) = (0, 0, 0);
         for &wi in &wls {
             let best = res.kublk_best(store, wi);
-            let lp = res.cell(store, wi, "loop");
+            let lp = res.cell(store, wi, kref);
             let _ = write!(
                 s,
                 "| {} | {} |",
@@ -483,12 +484,13 @@ fn store_section(res: &Results, store: &str) -> String {
     }
     // Throughput and CPU.
     s.push_str(
-        "\n### Throughput and CPU\n\n| workload | contender | IOPS [interval] | MiB/s | p50 µs | p99 µs | ×loop | ×kublk best | server CPU s/GiB | server CPU % | guest CPU s/GiB | n (spread) |\n\
+        "\n### Throughput and CPU\n\n| workload | contender | IOPS [interval] | MiB/s | p50 µs | p99 µs | ×kernel (loop; dm on stripe stores) | ×kublk best | server CPU s/GiB | server CPU % | guest CPU s/GiB | n (spread) |\n\
          |---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
     );
     for &wi in &wls {
         let w = &res.workloads[wi];
-        let lp = res.cell(store, wi, "loop");
+        let kref = crate::bench::kernel_ref(store);
+        let lp = res.cell(store, wi, kref);
         let best = res.kublk_best(store, wi);
         for &c in &names {
             let Some(x) = res.cell(store, wi, c) else {
@@ -512,7 +514,7 @@ fn store_section(res: &Results, store: &str) -> String {
                 num(x.bw.med),
                 opt(x.p50, num),
                 opt(x.p99, num),
-                if c == "loop" {
+                if c == kref {
                     "1".into()
                 } else {
                     cmp_text(Some(x.iops), lp.map(|l| l.iops))
@@ -769,11 +771,12 @@ pub fn console_summary(res: &Results, info: &RunInfo) -> String {
         let (wls, names) = res.store_cells(store);
         let _ = writeln!(s, "[{store}]");
         for &wi in &wls {
-            let lp = res.cell(store, wi, "loop");
+            let kref = crate::bench::kernel_ref(store);
+            let lp = res.cell(store, wi, kref);
             for &c in &names {
                 let line = match res.cell(store, wi, c) {
                     Some(x) => format!(
-                        "{} IOPS (n={}{}), ×loop {}, server CPU {} s/GiB, ctxsw/req {}",
+                        "{} IOPS (n={}{}), ×{kref} {}, server CPU {} s/GiB, ctxsw/req {}",
                         with_ci(&x.iops, iops),
                         x.iops.n,
                         if x.agree { "" } else { ", reps disagree" },

@@ -41,7 +41,7 @@ impl Metric {
 /// Line colour and dash pattern of a contender.
 fn style(c: &str) -> (&'static str, &'static str) {
     match c {
-        "loop" => ("#444444", "6,3"),
+        "loop" | "dm" => ("#444444", "6,3"),
         "copy" => ("#d62728", ""),
         "zc" => ("#1f77b4", ""),
         "bpf" => ("#2ca02c", ""),
