@@ -483,9 +483,11 @@ fn store_section(res: &Results, store: &str) -> String {
         }
     }
     // Throughput and CPU.
-    s.push_str(
-        "\n### Throughput and CPU\n\n| workload | contender | IOPS [interval] | MiB/s | p50 µs | p99 µs | ×kernel (loop; dm on stripe stores) | ×kublk best | server CPU s/GiB | server CPU % | guest CPU s/GiB | n (spread) |\n\
+    let _ = write!(
+        s,
+        "\n### Throughput and CPU\n\n| workload | contender | IOPS [interval] | MiB/s | p50 µs | p99 µs | ×{} | ×kublk best | server CPU s/GiB | server CPU % | guest CPU s/GiB | n (spread) |\n\
          |---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+        crate::bench::kernel_ref(store)
     );
     for &wi in &wls {
         let w = &res.workloads[wi];
@@ -750,12 +752,16 @@ pub fn markdown(
         s,
         "\n## Raw data\n\nEvery run: [{csv}]({csv}) (one line a run: timing, store, IOPS, MiB/s, \
          p50/p99 µs, bytes, window, server and guest CPU, device requests and bytes, context \
-         switches, ublk-user counters, and the derived per-GiB and % values). fio's JSON of each \
-         run stayed in `{}` on the machine that ran it (not committed).",
+         switches, ublk-user counters, and the derived per-GiB and % values). The run \
+         directory `{}` (fio's JSON of each run, the guest's counters, the plan) is committed as \
+         [{stem}.raw.tar.xz]({stem}.raw.tar.xz); `cargo xtask bench --from` on it, unpacked, \
+         regenerates this report, the CSV and the plots byte for byte (a host test checks it for \
+         the newest run).",
         info.raw_dir
-            .strip_prefix(crate::util::root())
-            .unwrap_or(&info.raw_dir)
-            .display()
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        stem = csv.trim_end_matches(".csv"),
     );
     s
 }
