@@ -1,6 +1,6 @@
 #!/bin/sh
 # timeout: 900
-# cost: 150
+# cost: 180
 # The stripe target (add stripe -f F1 -f F2 ... --chunk C): the device dealt
 # out over 2-4 files in chunks, chunk c on file c%n at (c/n)*C. In every
 # data mode (copy, zc, bpf, bpf-kernel; the BPF program maps each request

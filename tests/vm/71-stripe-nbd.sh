@@ -26,6 +26,7 @@ cleanup() {
 }
 trap cleanup EXIT
 ip link set lo up 2> /dev/null || /bb/ip link set lo up || die "cannot bring up lo"
+mkdir -p /var/lock # qemu-nbd -c puts its socket there
 
 for n in 0 1; do
   rm -f "$T/n$n.img"; truncate -s 32M "$T/n$n.img"
