@@ -18,7 +18,9 @@
 # * one file shrunk under the device (copy, bpf-kernel): a read of a chunk
 #   on it fails with EIO, the other file's chunks read back intact;
 # * bpf-kernel with user recovery: SIGKILL of the server under fio verify,
-#   recover, fio finishes verified and the stripe check passes;
+#   recover, fio finishes verified and the stripe check passes; and `del`
+#   under fio: del succeeds, fio ends with errors within 20 s (no hang), the
+#   nodes go away, a new stripe over the same files verifies;
 # * bad input: one file, 17 files, files of different sizes, a chunk that
 #   is not a power of two, the same file twice: exit 1, one line on
 #   stderr, no device left.
@@ -183,5 +185,27 @@ if has_feature bpf_kernel_io && has_feature user_recovery; then
     || { cat "$T/chk.out"; die "after recovery: the files do not hold the reference striping"; }
   ublk-user del --id "$id" || die "del"
   log "ok: bpf-kernel kill + recover: fio verified, $(cat "$T/chk.out")"
+fi
+if has_feature bpf_kernel_io; then
+  log "== bpf-kernel: del under fio"
+  args=$(mk_files 3 8)
+  d=$(add_stripe bpf-kernel 64K $args) || exit 1
+  id=$(devid "$d")
+  timeout -k 5 60 fio --name=del --filename="$d" --rw=randrw --bsrange=4k-256k --direct=1 --ioengine=libaio \
+    --iodepth=32 --time_based --runtime=40 --output="$T/del.out" > /dev/null 2>&1 &
+  fpid=$!
+  sleep 2
+  t0=$(now)
+  ublk-user del --id "$id" 2> "$T/del.err" || { cat "$T/del.err"; die "del under fio failed"; }
+  wait "$fpid"; frc=$?
+  tf=$(($(now) - t0))
+  { [ "$frc" = 124 ] || [ "$frc" = 137 ]; } && die "fio hung after del"
+  [ "$frc" != 0 ] || { cat "$T/del.out"; die "fio succeeded on a deleted device"; }
+  [ "$tf" -le 20 ] || die "fio took ${tf}s to end after del"
+  wait_gone "$id" 10 || die "device nodes still there after del"
+  d=$(add_stripe bpf-kernel 64K $args) || exit 1
+  fio_verify "$d" after --rw=randwrite --bsrange=4k-1m --size=24M
+  ublk-user del --all || die "del"
+  log "ok: bpf-kernel del under fio: fio rc=$frc after ${tf}s, a new stripe verifies"
 fi
 rm -f "$T"/s*.img "$T"/c2.*

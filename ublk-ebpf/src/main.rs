@@ -1,15 +1,21 @@
 //! The ublk BPF program (`BPF_PROG_TYPE_UBLK`, loaded by `ublk-user`'s
 //! `bpf` module).
 //!
-//! For every READ/WRITE request of a queue that has an entry in
-//! `UBLK_QUEUES`, it builds an io_uring READ/WRITE SQE against the backing
-//! file and queues it on the server's ring with `bpf_ublk_queue_sqe`
-//! (helper 212). The kernel then runs the backing I/O directly on the
-//! request's pages (zero copy) and the server only commits the CQE. Anything
-//! else (FLUSH, DISCARD, WRITE_ZEROES, no map entry, helper error) is passed
-//! to the server's normal copy path.
+//! For every request of a queue that has an entry in `UBLK_QUEUES`, it maps
+//! the request onto the target's files and queues the backing I/O with
+//! `bpf_ublk_queue_sqe` (helper 212): on the server's ring (`--mode bpf`)
+//! or, with `UBLK_F_BPF_KERNEL_IO`, to the driver, which issues and
+//! completes it (also FLUSH, DISCARD and WRITE_ZEROES there). The kernel
+//! runs the backing I/O directly on the request's pages (zero copy).
+//! Anything it does not take (a request spanning two stripe chunks, an op
+//! the mode leaves to the server, no map entry, a helper error) is passed
+//! to the server.
 //!
-//! The decision itself is `ublk_ebpf_common::plan`, a pure function tested on
+//! One entry point serves every target: the map entry carries the layout
+//! (one file at an offset, as loop; or a stripe of 2-16 files with its
+//! chunk), so loop and stripe are the same verified program and the loader
+//! has one program to load, attach and fall back from. The decision itself
+//! is `ublk_ebpf_common::plan` (and `stripe_map`), pure functions tested on
 //! the host; this file only reads the context, touches maps and calls the
 //! helper.
 #![no_std]
