@@ -1615,11 +1615,11 @@ pub fn bench(o: &BenchOpts, vm_opts: &VmOpts, no_build: bool) -> Result<i32> {
 mod tests {
     use super::*;
 
-    /// The newest committed run (`bench/results/*.raw.tar.xz`, the raw run
+    /// Every committed run (`bench/results/*.raw.tar.xz`, the raw run
     /// directory as `cargo xtask bench` left it) renders byte for byte into
     /// the report, CSV and plots committed beside it.
     #[test]
-    fn committed_raw_run_regenerates_its_report() {
+    fn committed_raw_runs_regenerate_their_reports() {
         let results = crate::util::root().join("bench/results");
         let mut raws: Vec<PathBuf> = fs::read_dir(&results)
             .unwrap()
@@ -1627,45 +1627,48 @@ mod tests {
             .filter(|p| p.to_string_lossy().ends_with(".raw.tar.xz"))
             .collect();
         raws.sort();
-        let Some(raw) = raws.pop() else {
-            panic!("no bench/results/*.raw.tar.xz: every published run commits its raw data");
-        };
-        let tmp = std::env::temp_dir().join(format!("xtask-regen-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&tmp);
-        fs::create_dir_all(tmp.join("out")).unwrap();
-        let st = std::process::Command::new("tar")
-            .arg("-C")
-            .arg(&tmp)
-            .arg("-xJf")
-            .arg(&raw)
-            .status()
-            .unwrap();
-        assert!(st.success(), "tar -xJf {}", raw.display());
-        let dir = fs::read_dir(&tmp)
-            .unwrap()
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .find(|p| p.file_name().is_some_and(|n| n != "out"))
-            .expect("the tarball holds one run directory");
-        render(&dir, Some(&tmp.join("out")), false).unwrap();
-        let mut n = 0;
-        for e in fs::read_dir(tmp.join("out")).unwrap() {
-            let p = e.unwrap().path();
-            let name = p.file_name().unwrap();
-            if name.to_string_lossy().ends_with(".raw.tar.xz") {
-                continue; // rendering saves the raw run too
+        assert!(
+            !raws.is_empty(),
+            "no bench/results/*.raw.tar.xz: every published run commits its raw data"
+        );
+        for (i, raw) in raws.iter().enumerate() {
+            let tmp = std::env::temp_dir().join(format!("xtask-regen-{}-{i}", std::process::id()));
+            let _ = fs::remove_dir_all(&tmp);
+            fs::create_dir_all(tmp.join("out")).unwrap();
+            let st = std::process::Command::new("tar")
+                .arg("-C")
+                .arg(&tmp)
+                .arg("-xJf")
+                .arg(raw)
+                .status()
+                .unwrap();
+            assert!(st.success(), "tar -xJf {}", raw.display());
+            let dir = fs::read_dir(&tmp)
+                .unwrap()
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .find(|p| p.file_name().is_some_and(|n| n != "out"))
+                .expect("the tarball holds one run directory");
+            render(&dir, Some(&tmp.join("out")), false).unwrap();
+            let mut n = 0;
+            for e in fs::read_dir(tmp.join("out")).unwrap() {
+                let p = e.unwrap().path();
+                let name = p.file_name().unwrap();
+                if name.to_string_lossy().ends_with(".raw.tar.xz") {
+                    continue; // rendering saves the raw run too
+                }
+                let committed = fs::read(results.join(name))
+                    .unwrap_or_else(|e| panic!("{} is not committed: {e}", name.to_string_lossy()));
+                assert!(
+                    fs::read(&p).unwrap() == committed,
+                    "{} does not regenerate from {}",
+                    name.to_string_lossy(),
+                    raw.display()
+                );
+                n += 1;
             }
-            let committed = fs::read(results.join(name))
-                .unwrap_or_else(|e| panic!("{} is not committed: {e}", name.to_string_lossy()));
-            assert!(
-                fs::read(&p).unwrap() == committed,
-                "{} does not regenerate from {}",
-                name.to_string_lossy(),
-                raw.display()
-            );
-            n += 1;
+            assert!(n >= 2, "{}: the report and the CSV at least", raw.display());
+            fs::remove_dir_all(&tmp).unwrap();
         }
-        assert!(n >= 2, "the report and the CSV at least");
-        fs::remove_dir_all(&tmp).unwrap();
     }
 
     fn sp(store: &'static str, w: Vec<Workload>, c: &[&'static str]) -> StorePlan {

@@ -295,8 +295,16 @@ fn headline(res: &Results, info: &RunInfo) -> String {
     if !ok {
         return s;
     }
-    s.push_str(
-        "IOPS of each of our modes divided by the kernel loop driver's and by kublk's best \
+    let stripes = res.cells.iter().any(|(st, ..)| st.starts_with("stripe-"));
+    let singles = res.cells.iter().any(|(st, ..)| !st.starts_with("stripe-"));
+    let reference = match (singles, stripes) {
+        (true, true) => "the kernel's own answer (the loop driver; dm-stripe on a stripe store)",
+        (false, true) => "dm-stripe's",
+        _ => "the kernel loop driver's",
+    };
+    let _ = write!(
+        s,
+        "IOPS of each of our modes divided by {reference} and by kublk's best \
          configuration in that cell (highest median IOPS of kublk, kublk-zc, kublk-batch); \
          server CPU per GiB against kublk's best (below 1× is better). `~`: the intervals \
          overlap, no difference outside the noise.\n",
