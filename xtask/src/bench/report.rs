@@ -302,12 +302,12 @@ fn headline(res: &Results, info: &RunInfo) -> String {
         (false, true) => "dm-stripe's",
         _ => "the kernel loop driver's",
     };
-    let _ = write!(
+    let _ = writeln!(
         s,
         "IOPS of each of our modes divided by {reference} and by kublk's best \
          configuration in that cell (highest median IOPS of kublk, kublk-zc, kublk-batch); \
          server CPU per GiB against kublk's best (below 1× is better). `~`: the intervals \
-         overlap, no difference outside the noise.\n",
+         overlap, no difference outside the noise.",
     );
     type Tally = (String, usize, usize, usize, usize, usize, usize);
     let mut tally: Vec<Tally> = Vec::new();
@@ -491,10 +491,10 @@ fn store_section(res: &Results, store: &str) -> String {
         }
     }
     // Throughput and CPU.
-    let _ = write!(
+    let _ = writeln!(
         s,
         "\n### Throughput and CPU\n\n| workload | contender | IOPS [interval] | MiB/s | p50 µs | p99 µs | ×{} | ×kublk best | server CPU s/GiB | server CPU % | guest CPU s/GiB | n (spread) |\n\
-         |---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+         |---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
         crate::bench::kernel_ref(store)
     );
     for &wi in &wls {
