@@ -168,8 +168,8 @@ fn abi_matches_doc_values() {
     assert_eq!((UBLK_BPF_PASS, UBLK_BPF_REDIRECT), (0, 1));
     assert_eq!(size_of::<UblkBpfCtx>(), 24);
     assert_eq!(size_of::<IoUringSqe>(), 64);
-    assert_eq!(size_of::<QueueTarget>(), 24);
-    assert_eq!(size_of::<QueueValue>(), 24);
+    assert_eq!(size_of::<QueueTarget>(), 32);
+    assert_eq!(size_of::<QueueValue>(), 32);
 }
 
 #[test]
@@ -313,7 +313,7 @@ fn check_object(bytes: &[u8]) {
         (m.map_type(), m.key_size(), m.value_size(), m.max_entries())
     };
     // BPF_MAP_TYPE_ARRAY = 2, PERCPU_ARRAY = 6, RINGBUF = 27.
-    assert_eq!(def(names::QUEUES_MAP), (2, 4, 24, MAX_QUEUES));
+    assert_eq!(def(names::QUEUES_MAP), (2, 4, 32, MAX_QUEUES));
     assert_eq!(def(names::STATS_MAP), (6, 4, 8, stat::COUNT));
     assert_eq!(def("AYA_LOGS").0, 27);
     assert!(
