@@ -10,7 +10,11 @@
 # on a plug of its own: the backing requests must not join the plug being
 # flushed (where they would be issued under the ublk queue's dispatch
 # protection) nor be lost; what the frozen queue refuses (-EAGAIN for
-# REQ_NOWAIT) goes to the worker. Checked: fio finishes with no error,
+# REQ_NOWAIT) goes to the worker, and a preemption while the driver swaps
+# its plug in must not find current->plug NULL with the outer plug's
+# timestamp still marked for invalidation (PF_BLOCK_TS: an oops in
+# finish_task_switch() that killed fio on the debug kernel, whose KASAN
+# and TCG make that window wide). Checked: fio finishes with no error,
 # both paths ran (0 < kernel_punted < kernel_completed), the backing
 # device saw every I/O (its
 # /sys/block/nullb0/stat grows by at least the count fio did), and on the
@@ -39,10 +43,16 @@ orig=$(cat "$NR")
 ) 2> /dev/null &
 qpid=$!
 k0=$(jnum kernel_completed); p0=$(jnum kernel_punted); n0=$(nullb_ios)
+klog=$(dmesg | wc -l)
 fio --name=plug --filename="$d" --rw=randrw --bs=4k --direct=1 --ioengine=io_uring \
   --iodepth=32 --iodepth_batch_submit=16 --iodepth_batch_complete_min=16 \
   --size=64m --io_size=48m --numjobs=2 --group_reporting --output-format=json \
-  --output="$T/plug.json" > /dev/null 2>&1 || { cat "$T/plug.json"; die "fio with batched plugs failed"; }
+  --output="$T/plug.json" > /dev/null 2>&1 || {
+  cat "$T/plug.json"
+  # a fio job killed in the kernel shows up as "pid disappeared": say why
+  dmesg | tail -n +"$((klog + 1))" | grep -E -m 20 -A 12 'Oops|BUG:|WARNING:|KASAN|possible circular|Out of memory|Killed process'
+  die "fio with batched plugs failed"
+}
 kill "$qpid"; wait "$qpid" 2> /dev/null; qpid=""
 echo "$orig" > "$NR"
 ios=$(jq '.jobs[0].read.total_ios + .jobs[0].write.total_ios' "$T/plug.json")

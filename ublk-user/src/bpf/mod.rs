@@ -1,7 +1,7 @@
 //! Loader for the ublk BPF program (`ublk-ebpf/`, `BPF_PROG_TYPE_UBLK`).
 //!
 //! aya 0.14 has no program type for ublk and rejects unknown section names,
-//! so loading is a hybrid (see `/work/shared/reference/environment.md`):
+//! so loading is a hybrid:
 //!
 //! 1. the program sits in a `socket/` section, which aya parses;
 //! 2. [`aya::EbpfLoader`] creates the maps (`UBLK_QUEUES`, `UBLK_STATS`,
