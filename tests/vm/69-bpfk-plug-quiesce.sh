@@ -1,7 +1,6 @@
 #!/bin/sh
 # timeout: 240
 # cost: 20
-# ci: no (on the debug kernel fio aborts and the test does not end: under investigation, see issue 22; run it with --filter 69-)
 # --mode bpf-kernel over null_blk (/dev/nullb0, a block device with
 # FMODE_NOWAIT): batched submissions (io_uring, 16 SQEs per submit and 16 reaped per wait, so
 # blk-mq hands ublk whole plugs through ->queue_rqs()) while the backing
