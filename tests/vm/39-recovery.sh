@@ -20,21 +20,12 @@ for mode in $(modes); do
   truncate -s 64M "$T/r.img"
   d=$(add_dev "$T/r.img" "$mode" --recovery --reissue) || exit 1
   id=$(devid "$d")
-  pid=$(field_of "$id" pid)
   # rate-limited so that the write phase lasts >= 6 s however fast the mode
   fio --name=rec --filename="$d" --rw=randwrite --bs=4k --size=24m --rate_iops=1000 --direct=1 --ioengine=libaio \
     --iodepth=16 --verify=crc32c --do_verify=1 --verify_fatal=1 --output="$T/rec.out" > /dev/null 2>&1 &
   fpid=$!
-  sleep 2
-  kill -0 "$fpid" 2> /dev/null || { cat "$T/rec.out"; die "$mode: fio ended before the kill"; }
-  kill -9 "$pid"
   # the device stays, quiesced; fio is still there, waiting
-  i=0
-  while [ "$(field_of "$id" state)" != quiesced ]; do
-    i=$((i + 1)); [ "$i" -gt 100 ] && { ublk-user list --json; die "$mode: device not quiesced after the kill"; }
-    sleep 0.1
-  done
-  kill -0 "$fpid" 2> /dev/null || { cat "$T/rec.out"; die "$mode: fio ended while the server was gone"; }
+  kill_under_fio "$id" "$fpid" "$T/rec.out"
   before=$(field_of "$id" kernel_completed)
   ublk-user recover --id "$id" > "$T/recover.out" 2>&1 || { cat "$T/recover.out"; die "$mode: recover"; }
   grep -qi "falling back" "$T/recover.out" && { cat "$T/recover.out"; die "$mode: the recovered server fell back"; }

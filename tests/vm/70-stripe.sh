@@ -163,19 +163,11 @@ if has_feature bpf_kernel_io && has_feature user_recovery; then
   args=$(mk_files 3 8)
   d=$(add_stripe bpf-kernel 64K $args --recovery --reissue) || exit 1
   id=$(devid "$d")
-  pid=$(field_of "$id" pid)
   fio --name=rec --filename="$d" --rw=randwrite --bs=4k --size=24m --rate_iops=1000 --direct=1 \
     --ioengine=libaio --iodepth=16 --verify=crc32c --do_verify=1 --verify_fatal=1 \
     --output="$T/rec.out" > /dev/null 2>&1 &
   fpid=$!
-  sleep 2
-  kill -0 "$fpid" 2> /dev/null || { cat "$T/rec.out"; die "fio ended before the kill"; }
-  kill -9 "$pid"
-  i=0
-  while [ "$(field_of "$id" state)" != quiesced ]; do
-    i=$((i + 1)); [ "$i" -gt 100 ] && { ublk-user list --json; die "not quiesced after the kill"; }
-    sleep 0.1
-  done
+  kill_under_fio "$id" "$fpid" "$T/rec.out"
   ublk-user recover --id "$id" > "$T/recover.out" 2>&1 || { cat "$T/recover.out"; die "recover"; }
   [ "$(field_of "$id" mode)" = bpf-kernel ] || { ublk-user list --json; die "recovered in another mode"; }
   [ "$(field_of "$id" chunk)" = 65536 ] || { ublk-user list --json; die "recovered without its chunk"; }

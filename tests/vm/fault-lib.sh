@@ -56,6 +56,21 @@ add_in_mode() {
   [ "$(field_of "$(devid "$_d")" mode)" = "$2" ] || { ublk-user list --json >&2; die "$_d not in $2 mode"; }
   echo "$_d"
 }
+# kill_under_fio ID FPID OUT: two seconds into fio (pid FPID, output OUT),
+# SIGKILL device ID's server; the device (added with recovery) must become
+# quiesced with fio still waiting on it. The caller then recovers.
+kill_under_fio() {
+  _pid=$(field_of "$1" pid)
+  sleep 2
+  kill -0 "$2" 2> /dev/null || { cat "$3"; die "fio ended before the kill"; }
+  kill -9 "$_pid"
+  _i=0
+  while [ "$(field_of "$1" state)" != quiesced ]; do
+    _i=$((_i + 1)); [ "$_i" -gt 100 ] && { ublk-user list --json; die "device $1 not quiesced after the kill"; }
+    sleep 0.1
+  done
+  kill -0 "$2" 2> /dev/null || { cat "$3"; die "fio ended while the server was gone"; }
+}
 # wait_gone ID SECS: /dev/ublkbID and /dev/ublkcID disappear within SECS.
 wait_gone() {
   _i=0

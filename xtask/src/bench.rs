@@ -45,18 +45,11 @@ pub const CONTENDERS: &[&str] = &[
     "kublk-batch",
     "raw",
 ];
-/// The contenders on a single backing store (dm-stripe needs two).
-pub const SINGLE_CONTENDERS: &[&str] = &[
-    "loop",
-    "copy",
-    "zc",
-    "bpf",
-    "bpf-kernel",
-    "kublk",
-    "kublk-zc",
-    "kublk-batch",
-    "raw",
-];
+/// The contenders on a single backing store: all but dm-stripe, which
+/// needs two.
+pub fn single_contenders() -> Vec<&'static str> {
+    CONTENDERS.iter().copied().filter(|c| *c != "dm").collect()
+}
 /// ublk-user's data paths (counters in `ublk-user list --json`).
 pub const OURS: &[&str] = &["copy", "zc", "bpf", "bpf-kernel"];
 /// The driver's selftest server in its three configurations.
@@ -292,12 +285,12 @@ pub fn full_matrix() -> Vec<StorePlan> {
         StorePlan {
             store: "tmpfs",
             workloads: core.clone(),
-            contenders: SINGLE_CONTENDERS.to_vec(),
+            contenders: single_contenders(),
         },
         StorePlan {
             store: "nullb",
             workloads: core,
-            contenders: SINGLE_CONTENDERS.to_vec(),
+            contenders: single_contenders(),
         },
         StorePlan {
             store: "virtio",
@@ -347,7 +340,7 @@ fn quick_matrix() -> Vec<StorePlan> {
             Workload::matrix("randread", 4 << 10, 32),
             Workload::rfc(2 << 20),
         ],
-        contenders: SINGLE_CONTENDERS.to_vec(),
+        contenders: single_contenders(),
     }]
 }
 
@@ -1685,7 +1678,8 @@ mod tests {
         assert_eq!(m.iter().map(|s| s.store).collect::<Vec<_>>(), STORES);
         for s in &m[..2] {
             assert_eq!(
-                s.contenders, SINGLE_CONTENDERS,
+                s.contenders,
+                single_contenders(),
                 "{}: every contender",
                 s.store
             );

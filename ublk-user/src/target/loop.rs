@@ -165,6 +165,27 @@ fn probe_zero_range(fd: RawFd, len: u64) -> bool {
     }
 }
 
+/// The parameters of a device whose data lives in files or block devices
+/// with logical blocks of `1 << lbs_shift` bytes (loop, stripe): that block
+/// size, DISCARD and WRITE_ZEROES (punch or zero a range), and, for files
+/// opened with O_DIRECT (`direct`), their memory alignment.
+pub(super) fn file_params(p: &mut Params, lbs_shift: u8, direct: bool) {
+    p.basic.logical_bs_shift = lbs_shift;
+    p.basic.physical_bs_shift = p.basic.physical_bs_shift.max(lbs_shift);
+    p.basic.io_min_shift = lbs_shift;
+    p.types |= sys::UBLK_PARAM_TYPE_DISCARD | sys::UBLK_PARAM_TYPE_DMA_ALIGN;
+    p.discard = sys::ParamDiscard {
+        discard_granularity: 4096,
+        max_discard_sectors: u32::MAX >> 9,
+        max_write_zeroes_sectors: u32::MAX >> 9,
+        max_discard_segments: 1,
+        ..Default::default()
+    };
+    // Zero copy hands the client's pages straight to the backing file's
+    // O_DIRECT I/O: make the block layer enforce its memory alignment.
+    p.dma.alignment = if direct { (1u32 << lbs_shift) - 1 } else { 3 };
+}
+
 impl Target for LoopTarget {
     fn name(&self) -> &'static str {
         "loop"
@@ -176,24 +197,7 @@ impl Target for LoopTarget {
         Some(self.path.display().to_string())
     }
     fn params(&self, p: &mut Params) {
-        p.basic.logical_bs_shift = self.lbs_shift;
-        p.basic.physical_bs_shift = p.basic.physical_bs_shift.max(self.lbs_shift);
-        p.basic.io_min_shift = self.lbs_shift;
-        p.types |= sys::UBLK_PARAM_TYPE_DISCARD | sys::UBLK_PARAM_TYPE_DMA_ALIGN;
-        p.discard = sys::ParamDiscard {
-            discard_granularity: 4096,
-            max_discard_sectors: u32::MAX >> 9,
-            max_write_zeroes_sectors: u32::MAX >> 9,
-            max_discard_segments: 1,
-            ..Default::default()
-        };
-        // Zero copy hands the client's pages straight to the backing file's
-        // O_DIRECT I/O: make the block layer enforce its memory alignment.
-        p.dma.alignment = if self.direct {
-            (1u32 << self.lbs_shift) - 1
-        } else {
-            3
-        };
+        file_params(p, self.lbs_shift, self.direct);
     }
     fn files(&self) -> Vec<RawFd> {
         vec![self.file.as_raw_fd()]

@@ -13,9 +13,10 @@
 //! one file that a device range covers are contiguous in that file), and
 //! the BPF program passes them to it. FLUSH syncs every file.
 
+use super::r#loop::file_params;
 use super::{BpfLayout, LoopTarget, Op, Request, Submit, Target};
 use crate::io::IoCtx;
-use crate::sys::{self, Params};
+use crate::sys::Params;
 use crate::{Error, Result};
 use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::fs::MetadataExt;
@@ -165,25 +166,10 @@ impl Target for StripeTarget {
             .map(LoopTarget::logical_block_shift)
             .max()
             .unwrap_or(9);
-        p.basic.logical_bs_shift = lbs;
-        p.basic.physical_bs_shift = p.basic.physical_bs_shift.max(lbs);
-        p.basic.io_min_shift = lbs;
+        file_params(p, lbs, self.members.iter().all(LoopTarget::direct));
         p.basic.io_opt_shift = self.chunk_shift as u8;
         // READ and WRITE never cross a chunk: one file, one backing I/O
         p.basic.chunk_sectors = (self.chunk() >> 9) as u32;
-        p.types |= sys::UBLK_PARAM_TYPE_DISCARD | sys::UBLK_PARAM_TYPE_DMA_ALIGN;
-        p.discard = sys::ParamDiscard {
-            discard_granularity: 4096,
-            max_discard_sectors: u32::MAX >> 9,
-            max_write_zeroes_sectors: u32::MAX >> 9,
-            max_discard_segments: 1,
-            ..Default::default()
-        };
-        p.dma.alignment = if self.members.iter().all(LoopTarget::direct) {
-            (1u32 << lbs) - 1
-        } else {
-            3
-        };
     }
     fn files(&self) -> Vec<RawFd> {
         self.members.iter().map(|m| m.file().as_raw_fd()).collect()
