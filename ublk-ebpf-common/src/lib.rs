@@ -188,10 +188,41 @@ pub fn stripe_map(dev_off: u64, nr_files: u32, chunk_shift: u32) -> (u32, u64) {
     (file as u32, (row << shift) | in_chunk)
 }
 
+/// Where `len` bytes at byte `dev_off` of a device mapped cluster by
+/// cluster (clusters of `1 << cluster_shift` bytes, `lookup` giving the
+/// host offset of a mapped one) live in the image: the host byte offset,
+/// or the [`stat`] counter of why the server must serve them (they span
+/// two clusters, or the cluster is not mapped).
+#[inline(always)]
+pub fn map_cluster(
+    dev_off: u64,
+    len: u32,
+    cluster_shift: u32,
+    lookup: impl Fn(u64) -> Option<u64>,
+) -> Result<u64, u32> {
+    let shift = cluster_shift & 63;
+    let vc = dev_off >> shift;
+    if len == 0 || (dev_off + len as u64 - 1) >> shift != vc {
+        return Err(stat::PASS_SPAN);
+    }
+    match lookup(vc) {
+        Some(host) => Ok(host + (dev_off & ((1u64 << shift) - 1))),
+        None => Err(stat::PASS_UNMAPPED),
+    }
+}
+
 /// [`QueueTarget::flags`]: `backing_fd` is a fixed-file index (with
 /// `UBLK_F_BPF_KERNEL_IO`, into the device's file table); `ring_fd` is -1
 /// when the kernel completes the I/O itself.
 pub const TARGET_FIXED_FILE: u32 = 1 << 0;
+/// [`QueueTarget::flags`]: the device maps onto one file (`backing_fd`)
+/// cluster by cluster, through the program's cluster map
+/// (`UBLK_CLUSTERS`: virtual cluster index -> host byte offset of the
+/// cluster), as a qcow2 image does; `chunk_shift` is log2 of the cluster
+/// size. Only READ and WRITE inside one mapped cluster are redirected;
+/// everything else (an unmapped cluster, FLUSH, DISCARD, WRITE_ZEROES, in
+/// both modes) goes to the server, which owns the metadata.
+pub const TARGET_CLUSTER_MAP: u32 = 1 << 1;
 
 /// Indices of the program's per-CPU counters (`UBLK_STATS`).
 pub mod stat {
@@ -214,7 +245,10 @@ pub mod stat {
     /// PASS because the request spans two stripe chunks (one backing I/O
     /// cannot serve it; the server splits it).
     pub const PASS_SPAN: u32 = 8;
-    pub const COUNT: u32 = 9;
+    /// PASS because the request's cluster has no entry in the cluster map
+    /// (unallocated, compressed, zero, or shared: the server serves it).
+    pub const PASS_UNMAPPED: u32 = 9;
+    pub const COUNT: u32 = 10;
 }
 
 /// `IOPRIO_CLASS_*` (include/uapi/linux/ioprio.h): the class is the top
@@ -297,6 +331,9 @@ pub mod names {
     pub const STATS_MAP: &str = "UBLK_STATS";
     /// `.rodata` `u8`: non-zero enables the program's aya-log records.
     pub const LOG_GLOBAL: &str = "UBLK_BPF_LOG";
+    /// `HashMap<u64, u64>`: virtual cluster index -> host byte offset, for
+    /// a target with [`crate::TARGET_CLUSTER_MAP`].
+    pub const CLUSTERS_MAP: &str = "UBLK_CLUSTERS";
 }
 
 /// Entries in `UBLK_QUEUES` (the highest queue id the program serves + 1).
@@ -344,6 +381,18 @@ pub enum Plan {
 /// they go to the server.
 #[inline(always)]
 pub fn plan(req: &Request, target: Option<&QueueTarget>) -> Plan {
+    plan_mapped(req, target, |_| None)
+}
+
+/// [`plan`], with `cluster` looking up a virtual cluster index in the
+/// cluster map (for a target with [`TARGET_CLUSTER_MAP`]; never called
+/// otherwise).
+#[inline(always)]
+pub fn plan_mapped(
+    req: &Request,
+    target: Option<&QueueTarget>,
+    cluster: impl Fn(u64) -> Option<u64>,
+) -> Plan {
     let t = match target {
         Some(t) if t.valid != 0 => t,
         _ => return Plan::Pass(stat::PASS_NO_TARGET),
@@ -353,7 +402,15 @@ pub fn plan(req: &Request, target: Option<&QueueTarget>) -> Plan {
     let len = req.nr_sectors.wrapping_shl(9);
     let dev_off = req.start_sector.wrapping_shl(9);
     // The file (an offset from `backing_fd`) and the byte offset in it.
-    let (file, off) = if t.nr_files > 1 {
+    let (file, off) = if t.flags & TARGET_CLUSTER_MAP != 0 {
+        if req.op != op::READ && req.op != op::WRITE {
+            return Plan::Pass(stat::PASS_OP);
+        }
+        match map_cluster(dev_off, len, t.chunk_shift, cluster) {
+            Ok(off) => (0, off),
+            Err(why) => return Plan::Pass(why),
+        }
+    } else if t.nr_files > 1 {
         if !fixed || t.nr_files > MAX_STRIPE_FILES {
             return Plan::Pass(stat::PASS_NO_TARGET);
         }
@@ -800,10 +857,102 @@ mod tests {
             stat::REDIRECTED_RT,
             stat::REDIRECTED_BE,
             stat::REDIRECTED_IDLE,
+            stat::PASS_SPAN,
+            stat::PASS_UNMAPPED,
         ];
         for (k, a) in all.iter().enumerate() {
             assert!(*a < stat::COUNT);
             assert!(!all[..k].contains(a), "counter {a} used twice");
         }
+    }
+
+    fn qcow_target(kernel: bool) -> QueueTarget {
+        QueueTarget {
+            ring_fd: if kernel { -1 } else { 7 },
+            backing_fd: if kernel { 0 } else { 9 },
+            backing_offset: 0,
+            valid: 1,
+            flags: TARGET_CLUSTER_MAP | if kernel { TARGET_FIXED_FILE } else { 0 },
+            nr_files: 1,
+            chunk_shift: 16,
+        }
+    }
+
+    /// Virtual cluster 3 is at host 0x50000, cluster 4 at 0x20000.
+    fn lookup(vc: u64) -> Option<u64> {
+        match vc {
+            3 => Some(0x5_0000),
+            4 => Some(0x2_0000),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn cluster_map_redirects_inside_one_mapped_cluster() {
+        for kernel in [false, true] {
+            let t = qcow_target(kernel);
+            for (op, opcode) in [(op::READ, IORING_OP_READ), (op::WRITE, IORING_OP_WRITE)] {
+                // 4K at 12K into virtual cluster 3
+                let r = req(op, (3 << 16 | 0x3000) >> 9, 8);
+                match plan_mapped(&r, Some(&t), lookup) {
+                    Plan::Redirect { sqe, bytes, .. } => {
+                        assert_eq!(sqe.opcode, opcode);
+                        assert_eq!(sqe.off, 0x5_3000, "host offset + in-cluster offset");
+                        assert_eq!(sqe.fd, t.backing_fd);
+                        assert_eq!(sqe.len, 4096);
+                        assert_eq!(bytes, 4096);
+                    }
+                    _ => panic!("not redirected"),
+                }
+            }
+            // the last byte of cluster 4: its own host cluster, not 3's
+            let r = req(op::READ, ((5 << 16) - 512) >> 9, 1);
+            match plan_mapped(&r, Some(&t), lookup) {
+                Plan::Redirect { sqe, .. } => assert_eq!(sqe.off, 0x2_0000 + 0xfe00),
+                _ => panic!("not redirected"),
+            }
+        }
+    }
+
+    #[test]
+    fn cluster_map_passes_unmapped_spanning_and_other_ops() {
+        for kernel in [false, true] {
+            let t = qcow_target(kernel);
+            let pass = |r: Request| match plan_mapped(&r, Some(&t), lookup) {
+                Plan::Pass(why) => why,
+                _ => panic!("not redirected"),
+            };
+            assert_eq!(pass(req(op::READ, 0, 8)), stat::PASS_UNMAPPED);
+            assert_eq!(pass(req(op::WRITE, (7 << 16) >> 9, 8)), stat::PASS_UNMAPPED);
+            // 3 and 4 are both mapped, but not contiguously on the host
+            assert_eq!(
+                pass(req(op::WRITE, ((4 << 16) - 4096) >> 9, 16)),
+                stat::PASS_SPAN
+            );
+            // the metadata ops are the server's in both modes
+            for o in [op::FLUSH, op::DISCARD, op::WRITE_ZEROES] {
+                assert_eq!(pass(req(o, (3 << 16) >> 9, 8)), stat::PASS_OP, "op {o}");
+            }
+        }
+        // plan() never maps: a cluster target without a lookup passes all
+        let t = qcow_target(true);
+        assert!(matches!(
+            plan(&req(op::READ, (3 << 16) >> 9, 8), Some(&t)),
+            Plan::Pass(stat::PASS_UNMAPPED)
+        ));
+    }
+
+    #[test]
+    fn map_cluster_edges() {
+        let l = |vc: u64| Some(vc << 20);
+        assert_eq!(map_cluster(0, 4096, 12, l), Ok(0));
+        assert_eq!(map_cluster(4096, 4096, 12, l), Ok(1 << 20));
+        assert_eq!(map_cluster(4095, 2, 12, l), Err(stat::PASS_SPAN));
+        assert_eq!(map_cluster(0, 0, 12, l), Err(stat::PASS_SPAN), "no length");
+        // a 2 MiB cluster holds a 1 MiB request
+        assert_eq!(
+            map_cluster(3 << 20, 1 << 20, 21, l),
+            Ok((1 << 20) + (1 << 20))
+        );
     }
 }

@@ -7,7 +7,9 @@
 //! or, with `UBLK_F_BPF_KERNEL_IO`, to the driver, which issues and
 //! completes it (also FLUSH, DISCARD and WRITE_ZEROES there). The kernel
 //! runs the backing I/O directly on the request's pages (zero copy).
-//! Anything it does not take (a request spanning two stripe chunks, an op
+//! A qcow2 image is mapped cluster by cluster through `UBLK_CLUSTERS`,
+//! which the server fills. Anything it does not take (a request spanning
+//! two stripe chunks or clusters, an unmapped cluster, an op
 //! the mode leaves to the server, no map entry, a helper error) is passed
 //! to the server.
 //!
@@ -25,12 +27,12 @@ use core::ffi::c_void;
 
 use aya_ebpf::{
     macros::map,
-    maps::{Array, PerCpuArray},
+    maps::{Array, HashMap, PerCpuArray},
     Global,
 };
 use aya_log_ebpf::debug;
 use ublk_ebpf_common::{
-    plan, prio_stat, stat, IoUringSqe, Plan, QueueTarget, Request, UblkBpfCtx,
+    plan_mapped, prio_stat, stat, IoUringSqe, Plan, QueueTarget, Request, UblkBpfCtx,
     BPF_FUNC_UBLK_QUEUE_SQE, MAX_QUEUES, UBLK_BPF_PASS, UBLK_BPF_REDIRECT,
 };
 
@@ -38,6 +40,17 @@ use ublk_ebpf_common::{
 /// registered with the device.
 #[map]
 static UBLK_QUEUES: Array<QueueTarget> = Array::with_max_entries(MAX_QUEUES, 0);
+
+/// Virtual cluster index -> host byte offset of the cluster, for a target
+/// mapped cluster by cluster (qcow2: `TARGET_CLUSTER_MAP`). The server
+/// inserts a cluster once its metadata is durable and never removes one
+/// while the device is served. Not preallocated (`BPF_F_NO_PREALLOC`): the
+/// loader sets the bound to the device's cluster count, memory follows the
+/// clusters actually mapped.
+#[map]
+static UBLK_CLUSTERS: HashMap<u64, u64> = HashMap::with_max_entries(1, BPF_F_NO_PREALLOC);
+
+const BPF_F_NO_PREALLOC: u32 = 1;
 
 /// Per-CPU counters, indexed by `ublk_ebpf_common::stat`.
 #[map]
@@ -120,7 +133,9 @@ fn log_enabled() -> bool {
 fn serve(ctx: *mut UblkBpfCtx) -> i32 {
     let req = read_request(ctx);
     let target = UBLK_QUEUES.get(req.q_id as u32);
-    match plan(&req, target) {
+    // SAFETY: the value is a plain u64 copied out before the map can change.
+    let lookup = |vc: u64| unsafe { UBLK_CLUSTERS.get(&vc) }.copied();
+    match plan_mapped(&req, target, lookup) {
         Plan::Redirect {
             sqe,
             ring_fd,

@@ -226,6 +226,14 @@ impl Device {
     /// ADD_DEV + SET_PARAMS + open `/dev/ublkcN`.
     pub fn create(mut ctrl: Control, target: Arc<dyn Target>, opts: DeviceOptions) -> Result<Self> {
         validate_options(&opts)?;
+        if target.needs_server_buffer() && opts.mode != DataMode::Copy {
+            return Err(Error::InvalidOption(format!(
+                "the {} target serves some requests from the server's memory: \
+                 it needs the copy data path (--mode copy, bpf or bpf-kernel), not {}",
+                target.name(),
+                opts.mode.name()
+            )));
+        }
         let size = target.size();
         if size == 0 || !size.is_multiple_of(512) {
             return Err(Error::InvalidOption(format!(
@@ -707,6 +715,7 @@ mod tests {
             files,
             offset: 0,
             chunk_shift: 12,
+            clusters: None,
         };
         assert!(check_layout(None, &[]).is_ok());
         // one file: the ring mode uses the descriptor itself

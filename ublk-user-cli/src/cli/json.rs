@@ -84,6 +84,9 @@ pub struct BpfCounters {
     pub bpf_redirected_be: u64,
     pub bpf_redirected_idle: u64,
     pub bpf_pass_span: u64,
+    /// Passed because the request's cluster is not in the cluster map
+    /// (qcow2: unallocated, compressed, zero or shared).
+    pub bpf_pass_unmapped: u64,
 }
 
 fn is_zero(v: &u64) -> bool {
@@ -143,6 +146,7 @@ impl From<&ublk_user::bpf::Stats> for BpfCounters {
             bpf_pass_no_target: s.get(stat::PASS_NO_TARGET),
             bpf_pass_helper_err: s.get(stat::PASS_HELPER_ERR),
             bpf_pass_span: s.get(stat::PASS_SPAN),
+            bpf_pass_unmapped: s.get(stat::PASS_UNMAPPED),
             bpf_redirected_rt: rt,
             bpf_redirected_be: be,
             bpf_redirected_idle: idle,
@@ -235,6 +239,7 @@ mod tests {
                 bpf_redirected_be: 28,
                 bpf_redirected_idle: 29,
                 bpf_pass_span: 30,
+                bpf_pass_unmapped: 31,
             }),
             ..DeviceJson::new(&info(), Some(&meta()))
         }
@@ -249,7 +254,7 @@ mod tests {
         let bare = DeviceJson::new(&info(), Some(&meta()));
         let head = r#"{"id":4,"state":"live","target":"loop","backing":"/tmp/a \"b\".img","size":1048576,"queues":2,"depth":64,"mode_requested":"bpf-kernel","mode":"bpf","pid":321,"bdev":"/dev/ublkb4","flags":1048576,"features":["bpf"]"#;
         assert_eq!(to_string(&[bare]), format!("[{head}}}]"));
-        let counters = r#","server_served":1,"server_redirected":2,"server_errors":3,"server_cqes":4,"server_sqes":5,"server_enters":6,"server_fua":7,"kernel_redirected":11,"kernel_redirect_fallback":12,"kernel_completed":13,"kernel_punted":14,"kernel_errors":15,"kernel_zero_filled":16,"bpf_redirected":21,"bpf_redirected_bytes":22,"bpf_passed":23,"bpf_pass_op":24,"bpf_pass_no_target":25,"bpf_pass_helper_err":26,"bpf_redirected_rt":27,"bpf_redirected_be":28,"bpf_redirected_idle":29,"bpf_pass_span":30"#;
+        let counters = r#","server_served":1,"server_redirected":2,"server_errors":3,"server_cqes":4,"server_sqes":5,"server_enters":6,"server_fua":7,"kernel_redirected":11,"kernel_redirect_fallback":12,"kernel_completed":13,"kernel_punted":14,"kernel_errors":15,"kernel_zero_filled":16,"bpf_redirected":21,"bpf_redirected_bytes":22,"bpf_passed":23,"bpf_pass_op":24,"bpf_pass_no_target":25,"bpf_pass_helper_err":26,"bpf_redirected_rt":27,"bpf_redirected_be":28,"bpf_redirected_idle":29,"bpf_pass_span":30,"bpf_pass_unmapped":31"#;
         assert_eq!(to_string(&[full()]), format!("[{head}{counters}}}]"));
         assert_eq!(to_string(&[]), "[]");
     }
@@ -343,12 +348,13 @@ mod tests {
         s.0[stat::REDIRECTED_RT as usize] = 2;
         s.0[stat::REDIRECTED_IDLE as usize] = 3;
         s.0[stat::PASS_SPAN as usize] = 6;
+        s.0[stat::PASS_UNMAPPED as usize] = 7;
         assert_eq!(
             BpfCounters::from(&s),
             BpfCounters {
                 bpf_redirected: 5,
                 bpf_redirected_bytes: 20480,
-                bpf_passed: 13,
+                bpf_passed: 20,
                 bpf_pass_op: 2,
                 bpf_pass_no_target: 4,
                 bpf_pass_helper_err: 1,
@@ -356,6 +362,7 @@ mod tests {
                 bpf_redirected_be: 0,
                 bpf_redirected_idle: 3,
                 bpf_pass_span: 6,
+                bpf_pass_unmapped: 7,
             }
         );
     }

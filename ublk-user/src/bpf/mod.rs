@@ -50,7 +50,7 @@ macro_rules! bpf_err {
 macro_rules! bpf_bail {
     ($($t:tt)*) => { return Err(bpf_err!($($t)*)) };
 }
-use aya::maps::{Array, Map, MapData, PerCpuArray};
+use aya::maps::{Array, HashMap, Map, MapData, PerCpuArray};
 use aya::EbpfLoader;
 use ublk_ebpf_common::{names, stat, QueueTarget, BPF_PROG_TYPE_UBLK, MAX_QUEUES};
 
@@ -74,6 +74,9 @@ pub struct LoadOptions {
     pub prog_type: u32,
     /// Load with `BPF_F_SLEEPABLE`.
     pub sleepable: bool,
+    /// Entries the cluster map (`UBLK_CLUSTERS`) may hold: the device's
+    /// clusters, for a cluster-mapped target (qcow2); 1 otherwise.
+    pub max_clusters: u32,
 }
 
 impl Default for LoadOptions {
@@ -82,6 +85,7 @@ impl Default for LoadOptions {
             log: false,
             prog_type: BPF_PROG_TYPE_UBLK,
             sleepable: false,
+            max_clusters: 1,
         }
     }
 }
@@ -110,6 +114,7 @@ impl Stats {
             + self.get(stat::PASS_NO_TARGET)
             + self.get(stat::PASS_HELPER_ERR)
             + self.get(stat::PASS_SPAN)
+            + self.get(stat::PASS_UNMAPPED)
     }
     /// Redirected requests by I/O priority class: (RT, BE, IDLE); those
     /// without a class are `redirected()` minus the three.
@@ -138,6 +143,7 @@ pub struct BpfProgram {
     verifier_log: String,
     queues: Mutex<Array<MapData, QueueValue>>,
     stats: PerCpuArray<MapData, u64>,
+    clusters: Mutex<HashMap<MapData, u64, u64>>,
     stats_map_id: u32,
     log_thread: Option<LogThread>,
     // Keeps the remaining maps (.rodata) open for the program's lifetime;
@@ -175,6 +181,7 @@ impl BpfProgram {
         let mut ebpf = EbpfLoader::new()
             .btf(None)
             .override_global(names::LOG_GLOBAL, &log_flag, true)
+            .set_max_entries(names::CLUSTERS_MAP, opts.max_clusters.max(1))
             .load(object)
             .bpf_context("creating the BPF program's maps (aya)")?;
 
@@ -254,6 +261,11 @@ impl BpfProgram {
             .ok_or_else(|| bpf_err!("no map {}", names::STATS_MAP))?
             .try_into()
             .bpf_ctx(|| format!("map {}", names::STATS_MAP))?;
+        let clusters: HashMap<MapData, u64, u64> = ebpf
+            .take_map(names::CLUSTERS_MAP)
+            .ok_or_else(|| bpf_err!("no map {}", names::CLUSTERS_MAP))?
+            .try_into()
+            .bpf_ctx(|| format!("map {}", names::CLUSTERS_MAP))?;
         let log_thread = if opts.log {
             let logger = aya_log::EbpfLogger::init_with_logger(&mut ebpf, StderrLog)
                 .bpf_context("starting the BPF logger")?;
@@ -267,6 +279,7 @@ impl BpfProgram {
             verifier_log,
             queues: Mutex::new(queues),
             stats,
+            clusters: Mutex::new(clusters),
             stats_map_id,
             log_thread,
             _ebpf: Mutex::new(ebpf),
@@ -324,6 +337,25 @@ impl BpfProgram {
         Ok(v.0)
     }
 
+    /// Maps virtual cluster `vc` to host byte offset `host` in
+    /// `UBLK_CLUSTERS` (a cluster-mapped target's published clusters).
+    pub fn set_cluster(&self, vc: u64, host: u64) -> Result<()> {
+        self.clusters
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(vc, host, 0)
+            .bpf_ctx(|| format!("inserting cluster {vc} into {}", names::CLUSTERS_MAP))
+    }
+
+    /// The host offset `UBLK_CLUSTERS` holds for virtual cluster `vc`.
+    pub fn cluster(&self, vc: u64) -> Option<u64> {
+        self.clusters
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&vc, 0)
+            .ok()
+    }
+
     /// The program's counters, summed over CPUs.
     pub fn stats(&self) -> Result<Stats> {
         read_stats(&self.stats)
@@ -351,6 +383,7 @@ impl BpfProgram {
             queues: Vec::new(),
             kernel_io,
             table: None,
+            clusters: None,
         })
     }
 }
@@ -397,9 +430,15 @@ pub fn probe(log: bool) -> std::result::Result<(), String> {
 /// Loads the embedded program (in the serving process, after any fork: the
 /// log thread and fds belong there) and returns a handle for stats plus the
 /// [`BpfHook`] for [`crate::Device::set_bpf_hook`].
-pub fn load_hook(log: bool, kernel_io: bool) -> Result<(Arc<BpfProgram>, Box<dyn BpfHook>)> {
+/// `max_clusters`: see [`LoadOptions::max_clusters`].
+pub fn load_hook(
+    log: bool,
+    kernel_io: bool,
+    max_clusters: u32,
+) -> Result<(Arc<BpfProgram>, Box<dyn BpfHook>)> {
     let prog = Arc::new(BpfProgram::load_embedded(LoadOptions {
         log,
+        max_clusters,
         ..Default::default()
     })?);
     let hook = prog.clone().hook_for(kernel_io);
@@ -450,6 +489,17 @@ struct Hook {
     kernel_io: bool,
     /// The fds put in the device's file table (kernel I/O mode).
     table: Option<Vec<i32>>,
+    /// The target's cluster map, once attached to `UBLK_CLUSTERS`.
+    clusters: Option<Arc<crate::target::ClusterMap>>,
+}
+
+/// Forwards a target's published clusters to `UBLK_CLUSTERS`.
+struct ProgramClusters(Arc<BpfProgram>);
+
+impl crate::target::ClusterSink for ProgramClusters {
+    fn insert(&self, vc: u64, host: u64) -> Result<()> {
+        self.0.set_cluster(vc, host)
+    }
 }
 
 /// The map entry for one queue: the kernel mode names the device's file
@@ -458,6 +508,11 @@ struct Hook {
 /// (the target's files sit from index 1, after `/dev/ublkcN`).
 fn queue_target(ring_fd: i32, kernel_io: bool, l: &BpfLayout) -> QueueTarget {
     let nr_files = l.files.len() as u32;
+    let cluster_map = if l.clusters.is_some() {
+        ublk_ebpf_common::TARGET_CLUSTER_MAP
+    } else {
+        0
+    };
     let (ring_fd, backing_fd, flags) = if kernel_io {
         (-1, 0, ublk_ebpf_common::TARGET_FIXED_FILE)
     } else if nr_files > 1 {
@@ -470,7 +525,7 @@ fn queue_target(ring_fd: i32, kernel_io: bool, l: &BpfLayout) -> QueueTarget {
         backing_fd,
         backing_offset: l.offset,
         valid: 1,
-        flags,
+        flags: flags | cluster_map,
         nr_files,
         chunk_shift: l.chunk_shift,
     }
@@ -497,6 +552,10 @@ impl BpfHook for Hook {
                 _ => self.table = Some(layout.files.clone()),
             }
         }
+        if let Some(c) = layout.clusters.as_ref().filter(|_| self.clusters.is_none()) {
+            c.attach(Arc::new(ProgramClusters(self.prog.clone())))?;
+            self.clusters = Some(c.clone());
+        }
         self.prog
             .set_queue(q.q_id, queue_target(q.ring_fd, self.kernel_io, layout))?;
         self.queues.push(q.q_id);
@@ -521,6 +580,9 @@ impl BpfHook for Hook {
         }
         for q in self.queues.drain(..) {
             let _ = self.prog.clear_queue(q);
+        }
+        if let Some(c) = self.clusters.take() {
+            c.detach();
         }
         res.bpf_context("UNREG_BPF_PROG")?;
         Ok(())

@@ -551,7 +551,8 @@ fn vm_end_to_end_redirect() {
         ..Default::default()
     };
     let mut dev = Device::create(ctl, target, opts).expect("ADD_DEV with UBLK_F_BPF");
-    let (prog, hook) = load_hook(std::env::var_os("UBLK_BPF_LOG").is_some(), false).expect("load");
+    let (prog, hook) =
+        load_hook(std::env::var_os("UBLK_BPF_LOG").is_some(), false, 1).expect("load");
     eprintln!(
         "loaded prog id {}: {}",
         prog.prog_id(),
@@ -641,6 +642,7 @@ fn queue_targets_name_files_as_each_mode_needs() {
         files: vec![9],
         offset: 4096,
         chunk_shift: 0,
+        clusters: None,
     };
     // ring mode, one file: the server's descriptor
     let t = queue_target(5, false, &one);
@@ -656,6 +658,7 @@ fn queue_targets_name_files_as_each_mode_needs() {
         files: vec![11, 12, 13],
         offset: 0,
         chunk_shift: 16,
+        clusters: None,
     };
     // ring mode, a stripe: fixed files from 1 (after /dev/ublkcN)
     let t = queue_target(5, false, &stripe);

@@ -207,6 +207,7 @@ impl Target for LoopTarget {
             files: vec![self.file.as_raw_fd()],
             offset: 0,
             chunk_shift: 0,
+            clusters: None,
         })
     }
     fn queue_io(&self, ctx: &mut IoCtx<'_>, req: &Request) -> Submit {

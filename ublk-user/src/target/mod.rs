@@ -4,12 +4,16 @@
 //! [`IoCtx`] ([`Submit::Queued`]); the queue then commits
 //! when all their CQEs are back.
 
+mod cluster_map;
 pub mod r#loop;
 pub mod null;
+pub mod qcow2;
 mod request;
 pub mod stripe;
 
+pub use cluster_map::{ClusterMap, ClusterSink};
 pub use null::NullTarget;
+pub use qcow2::Qcow2Target;
 pub use r#loop::LoopTarget;
 pub use request::{errno_of, result_of, IoFlags, Op, Request};
 pub use stripe::StripeTarget;
@@ -103,6 +107,13 @@ pub trait Target: Send + Sync + 'static {
     fn bpf_layout(&self) -> Option<BpfLayout> {
         None
     }
+    /// The target reads or writes some requests' data in the server's
+    /// memory ([`IoCtx::data`]), so it needs a data path with server
+    /// buffers (copy, which the BPF modes use for what they pass);
+    /// [`crate::Device::create`] refuses zero copy and user copy for it.
+    fn needs_server_buffer(&self) -> bool {
+        false
+    }
     /// Serve one request. At most [`MAX_SQES_PER_REQUEST`] SQEs.
     fn queue_io(&self, ctx: &mut IoCtx<'_>, req: &Request) -> Submit;
     /// Make written data durable; called at clean stop after all I/O drained.
@@ -118,7 +129,7 @@ pub const MAX_SQES_PER_REQUEST: usize = 16;
 
 /// How the BPF program maps the device onto a target's files
 /// ([`Target::bpf_layout`]).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub struct BpfLayout {
     /// The files (the server's descriptors), 1 to 16. With one, byte `o`
     /// of the device is byte `offset + o` of it. With more, the device is
@@ -129,6 +140,26 @@ pub struct BpfLayout {
     pub files: Vec<RawFd>,
     /// Byte offset of the device's data in each file.
     pub offset: u64,
-    /// log2 of the stripe chunk in bytes (two or more files).
+    /// log2 of the stripe chunk in bytes (two or more files), or of the
+    /// cluster (with `clusters`).
     pub chunk_shift: u32,
+    /// One file mapped cluster by cluster (a qcow2 image): the program
+    /// redirects only READ and WRITE inside a cluster of this map, at its
+    /// host offset (`offset` is then 0).
+    pub clusters: Option<std::sync::Arc<ClusterMap>>,
 }
+
+impl PartialEq for BpfLayout {
+    fn eq(&self, o: &Self) -> bool {
+        self.files == o.files
+            && self.offset == o.offset
+            && self.chunk_shift == o.chunk_shift
+            && match (&self.clusters, &o.clusters) {
+                (None, None) => true,
+                (Some(a), Some(b)) => std::sync::Arc::ptr_eq(a, b),
+                _ => false,
+            }
+    }
+}
+
+impl Eq for BpfLayout {}

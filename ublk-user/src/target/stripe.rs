@@ -179,6 +179,7 @@ impl Target for StripeTarget {
             files: self.files(),
             offset: 0,
             chunk_shift: self.chunk_shift,
+            clusters: None,
         })
     }
     fn queue_io(&self, ctx: &mut IoCtx<'_>, req: &Request) -> Submit {
