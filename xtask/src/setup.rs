@@ -54,8 +54,9 @@ const PACKAGES: &[(&str, &str, &[Need])] = &[
     ("git", "/usr/bin/git", &[Kernel]),
     ("rsync", "/usr/bin/rsync", &[Kernel]),
     ("fdisk", "/sbin/sfdisk", &[Vm]),
-    // test 71 (qemu-nbd: nbd servers and clients in the guest) and the
-    // stripe bench (dmsetup: dm-stripe) (vm::GUEST_PROGRAMS)
+    // test 71 (qemu-nbd: nbd servers and clients in the guest), test 72
+    // and the qcow2 host tests (qemu-img), and the stripe bench (dmsetup:
+    // dm-stripe) (vm::GUEST_PROGRAMS)
     ("qemu-utils", "/usr/bin/qemu-nbd", &[Vm]),
     ("dmsetup", "/usr/sbin/dmsetup", &[Vm]),
     // checkpatch.pl's SPDX check (scripts/spdxcheck.py) needs these.

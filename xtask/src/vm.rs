@@ -45,6 +45,8 @@ const GUEST_PROGRAMS: &[&str] = &[
     "/sbin/sfdisk",
     // test 71: a stripe over nbd devices exported over TCP in the guest
     "/usr/bin/qemu-nbd",
+    // test 72: QEMU's own view of the qcow2 images we serve
+    "/usr/bin/qemu-img",
     // the stripe bench's dm-stripe contender
     "/usr/sbin/dmsetup",
 ];

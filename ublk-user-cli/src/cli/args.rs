@@ -91,6 +91,8 @@ pub enum TargetKind {
     Null,
     // Striped over 2 to 16 files or block devices (-f F1 -f F2 ..., --chunk).
     Stripe,
+    // A qcow2 image (--file), QEMU's disk format.
+    Qcow2,
 }
 
 /// `add`: the target is a positional word (`add loop`) or `-t` / `--type`
@@ -100,19 +102,19 @@ pub enum TargetKind {
 #[command(group(ArgGroup::new("target_kind").required(true).args(["target", "kind"])))]
 pub struct AddArgs {
     /// The target: loop (a file or block device, --file), stripe (2 to 16
-    /// of them, --file once per file, --chunk) or null (no storage,
-    /// --size); or -t TARGET.
+    /// of them, --file once per file, --chunk), qcow2 (an image, --file)
+    /// or null (no storage, --size); or -t TARGET.
     #[arg(value_enum, value_name = "TARGET")]
     pub target: Option<TargetKind>,
-    /// The target, ublksrv style: -t loop, -t stripe, -t null.
+    /// The target, ublksrv style: -t loop, -t stripe, -t qcow2, -t null.
     #[arg(short = 't', long = "type", value_enum, value_name = "TARGET")]
     pub kind: Option<TargetKind>,
     /// Loop: the backing file or block device. Stripe: one of its files,
-    /// given once per file in stripe order.
+    /// given once per file in stripe order. Qcow2: the image.
     #[arg(
         short = 'f',
         long,
-        required_if_eq_any = [("target", "loop"), ("kind", "loop"), ("target", "stripe"), ("kind", "stripe")]
+        required_if_eq_any = [("target", "loop"), ("kind", "loop"), ("target", "stripe"), ("kind", "stripe"), ("target", "qcow2"), ("kind", "qcow2")]
     )]
     pub file: Vec<PathBuf>,
     /// Stripe: the chunk, a power of two from 4K to 1M (default 64K).
@@ -142,6 +144,8 @@ pub enum AddTarget {
         chunk: u64,
         common: CommonArgs,
     },
+    /// A qcow2 image.
+    Qcow2 { file: PathBuf, common: CommonArgs },
 }
 
 /// The stripe chunk without --chunk.
@@ -177,7 +181,7 @@ impl AddArgs {
         let Some(kind) = self.target.or(self.kind) else {
             return Err(usage(
                 ErrorKind::MissingRequiredArgument,
-                "add needs a target: loop, stripe or null (or -t loop, -t stripe, -t null)",
+                "add needs a target: loop, stripe, qcow2 or null (or -t loop, -t stripe, -t qcow2, -t null)",
             ));
         };
         if self.chunk.is_some() && kind != TargetKind::Stripe {
@@ -198,6 +202,22 @@ impl AddArgs {
                 chunk: self.chunk.unwrap_or(DEFAULT_CHUNK),
                 common,
             }),
+            (TargetKind::Qcow2, 1, None) => Ok(AddTarget::Qcow2 {
+                file: files.remove(0),
+                common,
+            }),
+            (TargetKind::Qcow2, 2.., None) => Err(usage(
+                ErrorKind::ArgumentConflict,
+                "the qcow2 target takes one --file (its backing file is named in the image)",
+            )),
+            (TargetKind::Qcow2, _, Some(_)) => Err(usage(
+                ErrorKind::ArgumentConflict,
+                "--size is for the null target (a qcow2 device has its image's virtual size)",
+            )),
+            (TargetKind::Qcow2, 0, None) => Err(usage(
+                ErrorKind::MissingRequiredArgument,
+                "the qcow2 target needs --file",
+            )),
             (TargetKind::Loop, 2.., None) => Err(usage(
                 ErrorKind::ArgumentConflict,
                 "the loop target takes one --file (several: the stripe target)",
@@ -393,7 +413,8 @@ mod tests {
         match t {
             AddTarget::Loop { common, .. }
             | AddTarget::Null { common, .. }
-            | AddTarget::Stripe { common, .. } => common,
+            | AddTarget::Stripe { common, .. }
+            | AddTarget::Qcow2 { common, .. } => common,
         }
     }
 
@@ -468,6 +489,19 @@ mod tests {
             AddTarget::Stripe { chunk, .. } => assert_eq!(chunk, DEFAULT_CHUNK),
             t => panic!("{t:?}"),
         }
+    }
+
+    #[test]
+    fn add_qcow2() {
+        match add("add qcow2 -f /vm/disk.qcow2 --mode bpf-kernel --buffered") {
+            AddTarget::Qcow2 { file, common } => {
+                assert_eq!(file, PathBuf::from("/vm/disk.qcow2"));
+                assert_eq!(common.mode, ModeArg::BpfKernel);
+                assert!(common.buffered);
+            }
+            t => panic!("{t:?}"),
+        }
+        assert!(matches!(add("add -t qcow2 -f /a"), AddTarget::Qcow2 { .. }));
     }
 
     #[test]
@@ -576,6 +610,10 @@ mod tests {
             "add stripe",
             "add stripe --chunk 64K",
             "add stripe -f /a -f /b --size 1G",
+            "add qcow2",
+            "add qcow2 -f /a -f /b",
+            "add qcow2 -f /a --size 1G",
+            "add qcow2 -f /a --chunk 64K",
             "add loop -f /a -f /b",
             "add loop -f /a --chunk 64K",
             "add null --size 1G --chunk 64K",

@@ -323,7 +323,7 @@ mod tests {
             let want = match prefix {
                 "server_" => 7,
                 "kernel_" => 6,
-                _ => 10,
+                _ => 11,
             };
             assert_eq!(extra.len(), want, "{s}");
             assert!(extra.iter().all(|k| k.starts_with(prefix)), "{s}");

@@ -26,7 +26,7 @@ use ublk_user::device::{BpfHook, Device, DeviceOptions};
 use ublk_user::io::counters;
 use ublk_user::mode::DataMode;
 use ublk_user::sys;
-use ublk_user::target::{LoopTarget, NullTarget, StripeTarget, Target};
+use ublk_user::target::{LoopTarget, NullTarget, Qcow2Target, StripeTarget, Target};
 
 /// Run the CLI; returns the process exit code. Errors are printed as one line.
 pub fn main_with(cli: Cli) -> i32 {
@@ -70,6 +70,7 @@ fn bpf_loader(
     features: u64,
     log: bool,
     kernel_io: bool,
+    max_clusters: u32,
 ) -> std::result::Result<BpfFactory, String> {
     if features & sys::UBLK_F_BPF == 0 {
         return Err("kernel lacks UBLK_F_BPF (GET_FEATURES bit 20)".into());
@@ -81,13 +82,13 @@ fn bpf_loader(
     {
         ublk_user::bpf::probe(log)?;
         Ok(Box::new(move || {
-            let (prog, hook) = ublk_user::bpf::load_hook(log, kernel_io)?;
+            let (prog, hook) = ublk_user::bpf::load_hook(log, kernel_io, max_clusters)?;
             Ok((hook, prog.stats_map_id()))
         }))
     }
     #[cfg(not(feature = "bpf"))]
     {
-        let _ = log;
+        let _ = (log, max_clusters);
         Err(NO_BPF_SUPPORT.into())
     }
 }
@@ -102,7 +103,14 @@ const NO_BPF_SUPPORT: &str =
 /// and this build offer it, else the next in the chain bpf-kernel → bpf →
 /// copy (each step logged), or an error with `--no-fallback`. Returns the
 /// mode, the BPF loader if any, and whether the kernel completes the I/O.
-fn choose_mode(common: &CommonArgs, features: u64) -> Result<(DataMode, Option<BpfFactory>, bool)> {
+///
+/// `max_clusters`: the BPF program's cluster map bound (a qcow2 image's
+/// clusters; 1 for the other targets).
+fn choose_mode(
+    common: &CommonArgs,
+    features: u64,
+    max_clusters: u32,
+) -> Result<(DataMode, Option<BpfFactory>, bool)> {
     // Not a fallback: this binary can never serve them, whatever the kernel.
     #[cfg(not(feature = "bpf"))]
     if matches!(common.mode, ModeArg::Bpf | ModeArg::BpfKernel) {
@@ -115,7 +123,7 @@ fn choose_mode(common: &CommonArgs, features: u64) -> Result<(DataMode, Option<B
             ModeArg::Copy => return Ok((DataMode::Copy, None, false)),
             ModeArg::Zc => return Ok((DataMode::Zc, None, false)),
             ModeArg::Bpf | ModeArg::BpfKernel => {
-                match bpf_loader(features, common.bpf_log, kernel_io) {
+                match bpf_loader(features, common.bpf_log, kernel_io, max_clusters) {
                     Ok(f) => return Ok((DataMode::Copy, Some(f), kernel_io)),
                     Err(why) if common.no_fallback => {
                         bail!("--mode {}: not available: {why}", want.name())
@@ -164,6 +172,10 @@ fn add(t: AddTarget) -> Result<()> {
             rec.chunk = chunk;
             (Arc::new(t), common)
         }
+        AddTarget::Qcow2 { file, common } => {
+            require_root()?;
+            (Arc::new(Qcow2Target::open(&file, common.buffered)?), common)
+        }
     };
     rec.buffered = common.buffered;
     start_server(target, common, None, rec)
@@ -191,6 +203,10 @@ fn recover(id: u32, foreground: bool) -> Result<()> {
             let files: Vec<std::path::PathBuf> = m.files.iter().map(Into::into).collect();
             Arc::new(StripeTarget::open(&files, m.chunk, m.buffered)?)
         }
+        "qcow2" => Arc::new(Qcow2Target::open(
+            std::path::Path::new(&m.backing),
+            m.buffered,
+        )?),
         "null" => Arc::new(NullTarget::new(m.size)?),
         t => bail!("device {id}: unknown target {t:?}"),
     };
@@ -233,7 +249,12 @@ fn start_server(
     let mut ctl = Control::open()?;
     let features = ctl.get_features()?;
     drop(ctl);
-    let (mode, bpf, bpf_kernel) = choose_mode(&common, features)?;
+    let max_clusters = target
+        .bpf_layout()
+        .and_then(|l| l.clusters)
+        .map(|c| u32::try_from(target.size().div_ceil(1 << c.shift())).unwrap_or(u32::MAX))
+        .unwrap_or(1);
+    let (mode, bpf, bpf_kernel) = choose_mode(&common, features, max_clusters)?;
     let opts = DeviceOptions {
         id: common.id,
         queues: common.queues,
@@ -688,10 +709,12 @@ mod no_bpf_tests {
     #[test]
     fn bpf_modes_are_refused_not_fallen_back() {
         for mode in ["bpf", "bpf-kernel"] {
-            let e = choose_mode(&common(mode), u64::MAX).err().expect("refused");
+            let e = choose_mode(&common(mode), u64::MAX, 1)
+                .err()
+                .expect("refused");
             assert_eq!(format!("{e:#}"), format!("--mode {mode}: {NO_BPF_SUPPORT}"));
         }
-        let (m, bpf, kernel_io) = choose_mode(&common("zc"), u64::MAX).unwrap();
+        let (m, bpf, kernel_io) = choose_mode(&common("zc"), u64::MAX, 1).unwrap();
         assert_eq!((m, bpf.is_none(), kernel_io), (DataMode::Zc, true, false));
     }
 }

@@ -181,7 +181,7 @@ impl BpfProgram {
         let mut ebpf = EbpfLoader::new()
             .btf(None)
             .override_global(names::LOG_GLOBAL, &log_flag, true)
-            .set_max_entries(names::CLUSTERS_MAP, opts.max_clusters.max(1))
+            .map_max_entries(names::CLUSTERS_MAP, opts.max_clusters.max(1))
             .load(object)
             .bpf_context("creating the BPF program's maps (aya)")?;
 

@@ -159,7 +159,7 @@ impl Header {
             refcount_order,
             incompatible,
         };
-        if size == 0 || size % 512 != 0 {
+        if size == 0 || !size.is_multiple_of(512) {
             return Err(format!(
                 "virtual size {size} is not a non-zero multiple of 512"
             ));
@@ -184,7 +184,7 @@ impl Header {
                 u64::from(h.refcount_table_clusters) << cluster_bits,
             ),
         ] {
-            if off % cluster != 0 || off == 0 && len != 0 {
+            if !off.is_multiple_of(cluster) || off == 0 && len != 0 {
                 return Err(format!("{what} offset {off:#x} is not cluster aligned"));
             }
             if off.saturating_add(len) > file_len {

@@ -64,7 +64,7 @@ impl Qcow2Target {
             if e.kind() == std::io::ErrorKind::InvalidData {
                 Error::InvalidOption(e.to_string())
             } else {
-                Error::io(format!("qcow2 image {}", path.display()), e)
+                Error::io("opening the qcow2 image", e)
             }
         })?;
         let h = image.header().clone();
