@@ -20,10 +20,11 @@ struct VmTest {
 /// What `cargo xtask test` may spend on VM tests (all boots, warm caches):
 /// the sum of the CI set's declared costs plus `BOOT_COST` per kernel must
 /// stay under it (checked by a host unit test, not by a timer a busy host
-/// could trip). 46 minutes: the declared costs are upper bounds (the last
-/// CI run of the whole `cargo xtask test`, host steps included, took 30.5
-/// minutes), and this keeps a cold run under the 60 the project allows.
-pub const VM_BUDGET_SECS: u64 = 46 * 60;
+/// could trip). 53 minutes: the declared costs are upper bounds (at 43
+/// declared minutes the whole clean-clone `cargo xtask test`, host steps
+/// included, took 29), and this keeps a cold run under the 60 the project
+/// allows.
+pub const VM_BUDGET_SECS: u64 = 53 * 60;
 /// One VM boot: initramfs, boot to /init, power-off (distro: module loads).
 pub const BOOT_COST: u64 = 60;
 
