@@ -10,6 +10,10 @@
 #   virtio  a virtio-blk disk on a host file, served by a QEMU iothread
 #   stripe-tmpfs  two tmpfs files, striped in 64 KiB chunks by each contender
 #   stripe-nullb  /dev/nullb0 and /dev/nullb1 (null_blk.nr_devices=2), striped
+#   qcow2-tmpfs   a fully allocated qcow2 image (64 KiB clusters) on tmpfs,
+#                 and a raw image of the same size beside it
+#   qcow2-alloc   a sparse qcow2 image per contender (64 KiB clusters), the
+#                 alloc job writing fresh clusters in every repetition
 # Contenders:
 #   raw          fio on the store itself (O_DIRECT; upper bound)
 #   loop         kernel loop driver, losetup --direct-io=on
@@ -21,6 +25,10 @@
 #   dm           dm-stripe (dmsetup), over loop devices (--direct-io=on) for files
 #   copy|zc|bpf|bpf-kernel   ublk-user add stripe -f A -f B --chunk 64K --mode M
 #   kublk|kublk-zc           kublk add -t stripe -q 1 -d 128 [--auto_zc] A B
+# On a qcow2 store:
+#   qemu-nbd     QEMU's qcow2: qemu-nbd -c /dev/nbd0 -f qcow2 --cache=none
+#   copy|zc|bpf|bpf-kernel   ublk-user add qcow2 -f IMAGE --mode M
+#   loop-bpfk    ublk-user add loop on the raw image, bpf-kernel (the ceiling)
 # A contender (or a store) that cannot be set up is recorded as n/a with the
 # reason; its runs are recorded as "na".
 # COND is "-" (always run) or "agree": run only when the earlier repetitions
@@ -53,6 +61,7 @@ RUNTIME=${BENCH_RUNTIME:-2}
 RAMP=${BENCH_RAMP:-500ms}
 SIZE_MB=${BENCH_SIZE_MB:-512}
 AGREE=${BENCH_AGREE_PCT:-2}
+ALLOC_MB=${BENCH_ALLOC_MB:-32}
 KUBLK=${BENCH_KUBLK:-}
 FIO_CPU=1
 SRV_CPU=0
@@ -158,6 +167,18 @@ store_up() { # STORE -> sets STORE_DEV, returns 1 (n/a recorded) when unavailabl
     sc=$(set_sched /dev/nullb0); set_sched /dev/nullb1 > /dev/null
     STORE_DEV="/dev/nullb0 /dev/nullb1"
     echo "stripe-nullb|ok|/dev/nullb0 /dev/nullb1|two null_blk disks (memory_backed=$mb), striped in 64 KiB chunks, scheduler $sc" >> "$OUT/stores.txt" ;;
+  qcow2-tmpfs)
+    half=$((SIZE_MB / 2))
+    rm -f "$IMG.qcow2" "$IMG.raw"
+    if ! qemu-img create -q -f qcow2 -o cluster_size=64k,preallocation=full "$IMG.qcow2" "${half}M" 2> "$W/store.err" \
+      || ! $DD if=/dev/zero of="$IMG.raw" bs=1M count="$half" 2> /dev/null; then
+      echo "qcow2-tmpfs|na||cannot create the images: $(clean "$(head -c 200 "$W/store.err")")" >> "$OUT/stores.txt"; return 1
+    fi
+    STORE_DEV="$IMG.qcow2 $IMG.raw"
+    echo "qcow2-tmpfs|ok|$IMG.qcow2 $IMG.raw|a qcow2 image of $half MiB, 64 KiB clusters, fully allocated (qemu-img preallocation=full), and a raw image of the same size, on tmpfs" >> "$OUT/stores.txt" ;;
+  qcow2-alloc)
+    STORE_DEV=$IMG
+    echo "qcow2-alloc|ok|$IMG.CONTENDER.qcow2|a sparse qcow2 image of $((SIZE_MB / 2)) MiB per contender, 64 KiB clusters, on tmpfs; the alloc job writes ${ALLOC_MB} MiB of fresh clusters per repetition" >> "$OUT/stores.txt" ;;
   *) echo "$1|na||unknown store" >> "$OUT/stores.txt"; return 1 ;;
   esac
   return 0
@@ -169,7 +190,9 @@ store_down() {
   DMNAME=
   for l in $LOOPDEV; do $LOSETUP -d "$l" 2>/dev/null; done
   LOOPDEV=
-  rm -f "$IMG" "$IMG.0" "$IMG.1"
+  for n in $NBDDEV; do qemu-nbd -d "$n" > /dev/null 2>&1; done
+  NBDDEV=
+  rm -f "$IMG" "$IMG.0" "$IMG.1" "$IMG".*.qcow2 "$IMG.qcow2" "$IMG.raw"
 }
 
 # --- contenders ---------------------------------------------------------------
@@ -182,6 +205,51 @@ pin() { taskset -a -p "$((1 << SRV_CPU))" "$1" > /dev/null 2>&1; }
 set_sched() { echo none > "/sys/block/${1#/dev/}/queue/scheduler" 2>/dev/null; sed -n 's/.*\[\(.*\)\].*/\1/p' "/sys/block/${1#/dev/}/queue/scheduler" 2>/dev/null; }
 LOOPDEV=
 DMNAME=
+NBDDEV=
+# qcow2_setup CONTENDER: the contenders of a qcow2 store.
+qcow2_setup() {
+  if [ "$STORE" = qcow2-alloc ]; then
+    img=$IMG.$1.qcow2
+    rm -f "$img"
+    qemu-img create -q -f qcow2 -o cluster_size=64k "$img" "$((SIZE_MB / 2))M" 2> "$W/add.err" || {
+      record "$1" na "" "" "" "qemu-img create failed: $(clean "$(head -c 200 "$W/add.err")")"; return; }
+    raw=
+  else
+    set -- "$1" $STORE_DEV
+    img=$2; raw=$3
+  fi
+  case $1 in
+  qemu-nbd)
+    n=/dev/nbd$(echo "$NBDDEV" | wc -w)
+    if ! qemu-nbd -c "$n" -f qcow2 --cache=none --pid-file="$W/nbd.pid" "$img" 2> "$W/add.err"; then
+      record qemu-nbd na "" "" "" "qemu-nbd -c failed: $(clean "$(head -c 200 "$W/add.err")")"; return
+    fi
+    NBDDEV="$NBDDEV $n"
+    i=0; while [ "$(cat "/sys/block/${n#/dev/}/size" 2>/dev/null || echo 0)" = 0 ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
+    pid=$(cat "$W/nbd.pid" 2>/dev/null)
+    sc=$(set_sched "$n")
+    [ -n "$pid" ] && pin "$pid"
+    record qemu-nbd ok "$n" "$pid" nbd "qemu-nbd -c $n -f qcow2 --cache=none (QEMU's qcow2 through the kernel nbd driver), scheduler $sc, qemu-nbd on vCPU $SRV_CPU" ;;
+  copy | zc | bpf | bpf-kernel | loop-bpfk)
+    m=$1; t=qcow2; f=$img
+    [ "$1" = loop-bpfk ] && { m=bpf-kernel; t=loop; f=$raw; }
+    extra=
+    case $m in bpf*) extra=--no-fallback ;; esac
+    if ! d=$(ublk-user add "$t" -f "$f" --mode "$m" $extra 2> "$W/add.err"); then
+      record "$1" na "" "" "" "ublk-user add $t --mode $m $extra failed: $(clean "$(head -c 300 "$W/add.err")")"; return
+    fi
+    pid=$(jfield "$d" pid)
+    mode=$(jfield "$d" mode)
+    sc=$(set_sched "$d")
+    if [ "$mode" != "$m" ]; then
+      record "$1" na "$d" "$pid" "$mode" "asked for --mode $m, the server runs mode ${mode:-?}: not measured"
+    else
+      pin "$pid"
+      record "$1" ok "$d" "$pid" "$mode" "ublk-user $t ($f), 1 queue, depth 128, O_DIRECT data, scheduler $sc, server on vCPU $SRV_CPU"
+    fi ;;
+  *) record "$1" na "" "" "" "not a contender on a qcow2 store" ;;
+  esac
+}
 # stripe_setup CONTENDER: the contenders of a stripe store (STORE_DEV holds
 # the two members).
 stripe_setup() {
@@ -241,7 +309,7 @@ stripe_setup() {
   esac
 }
 setup() { # CONTENDER
-  case $STORE in stripe-*) stripe_setup "$1"; return ;; esac
+  case $STORE in stripe-*) stripe_setup "$1"; return ;; qcow2-*) qcow2_setup "$1"; return ;; esac
   case $1 in
   raw)
     sc=
@@ -364,14 +432,17 @@ while read -r idx store rep cont job rw bs qd wl cond <&3; do
   fi
   DEV=$(echo "$line" | cut -d'|' -f4)
   SRV_PID=$(echo "$line" | cut -d'|' -f5)
-  export DEV RW="$rw" BS="$bs" QD="$qd" RUNTIME RAMP FIO_CPU SRV_PID SAMPLE="sh $HERE/cpu-sample.sh"
+  # the alloc job: ALLOC_MB of fresh clusters per repetition
+  ALLOC_SIZE=${ALLOC_MB}M
+  ALLOC_OFF=$(((rep - 1) * ALLOC_MB))M
+  export DEV RW="$rw" BS="$bs" QD="$qd" RUNTIME RAMP FIO_CPU SRV_PID ALLOC_SIZE ALLOC_OFF SAMPLE="sh $HERE/cpu-sample.sh"
   rm -f "$W/pre" "$W/post" "$W/out.json" "$W"/*_iops*.log
-  case $cont in copy | zc | bpf | bpf-kernel) ublk-user list --json > "$OUT/list/$idx-pre.json" 2>/dev/null ;; esac
+  case $cont in copy | zc | bpf | bpf-kernel | loop-bpfk) ublk-user list --json > "$OUT/list/$idx-pre.json" 2>/dev/null ;; esac
   c0=$(counters "$DEV" "$SRV_PID")
   fio --output-format=json --output="$W/out.json" "$HERE/fio/$job.fio" > "$W/fio.log" 2>&1 < /dev/null
   rc=$?
   c1=$(counters "$DEV" "$SRV_PID")
-  case $cont in copy | zc | bpf | bpf-kernel) ublk-user list --json > "$OUT/list/$idx-post.json" 2>/dev/null ;; esac
+  case $cont in copy | zc | bpf | bpf-kernel | loop-bpfk) ublk-user list --json > "$OUT/list/$idx-post.json" 2>/dev/null ;; esac
   if [ "$rc" = 0 ] && { [ ! -s "$W/pre" ] || [ ! -s "$W/post" ]; }; then rc=99; fi
   cp "$W/out.json" "$OUT/fio/$idx.json" 2>/dev/null
   # The RFC job's IOPS log (steady-state check on the host).

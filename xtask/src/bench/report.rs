@@ -296,11 +296,16 @@ fn headline(res: &Results, info: &RunInfo) -> String {
         return s;
     }
     let stripes = res.cells.iter().any(|(st, ..)| st.starts_with("stripe-"));
-    let singles = res.cells.iter().any(|(st, ..)| !st.starts_with("stripe-"));
-    let reference = match (singles, stripes) {
-        (true, true) => "the kernel's own answer (the loop driver; dm-stripe on a stripe store)",
-        (false, true) => "dm-stripe's",
-        _ => "the kernel loop driver's",
+    let qcow2 = res.cells.iter().any(|(st, ..)| st.starts_with("qcow2-"));
+    let singles = res
+        .cells
+        .iter()
+        .any(|(st, ..)| !st.starts_with("stripe-") && !st.starts_with("qcow2-"));
+    let reference = match (singles, stripes, qcow2) {
+        (false, true, false) => "dm-stripe's",
+        (false, false, true) => "QEMU's qcow2 through the kernel nbd driver (qemu-nbd)",
+        (true, false, false) => "the kernel loop driver's",
+        _ => "the reference of each store (the loop driver; dm-stripe on a stripe store; qemu-nbd on a qcow2 store)",
     };
     let _ = writeln!(
         s,
@@ -374,6 +379,30 @@ fn headline(res: &Results, info: &RunInfo) -> String {
                 }
             }
             s.push('\n');
+        }
+        if let Some(ceil) = crate::bench::ceiling(store).filter(|c| names.contains(c)) {
+            let _ = write!(
+                s,
+                "\nAgainst the ceiling, {ceil} (our loop target on a raw image, bpf-kernel): \
+                 IOPS of each of our modes divided by its.\n\n| workload |"
+            );
+            for c in &ours {
+                let _ = write!(s, " {c} ×{ceil} |");
+            }
+            s.push_str("\n|---|");
+            for _ in &ours {
+                s.push_str("---:|");
+            }
+            s.push('\n');
+            for &wi in &wls {
+                let top = res.cell(store, wi, ceil);
+                let _ = write!(s, "| {} |", res.workloads[wi].id());
+                for c in &ours {
+                    let x = res.cell(store, wi, c);
+                    let _ = write!(s, " {} |", cmp_text(x.map(|x| x.iops), top.map(|t| t.iops)));
+                }
+                s.push('\n');
+            }
         }
         tally.push((store.clone(), win, loss, same, cwin, closs, csame));
     }
