@@ -546,12 +546,12 @@ fn vm_end_to_end_redirect() {
     }
     let target = Arc::new(LoopTarget::open(&img, false).expect("loop target"));
     let opts = DeviceOptions {
-        bpf: true,
+        mode: crate::Mode::Bpf,
         queues: 2,
         ..Default::default()
     };
     let mut dev = Device::create(ctl, target, opts).expect("ADD_DEV with UBLK_F_BPF");
-    let (prog, hook) = load_hook(std::env::var_os("UBLK_BPF_LOG").is_some(), false).expect("load");
+    let (prog, hook) = load_hook(std::env::var_os("UBLK_BPF_LOG").is_some()).expect("load");
     eprintln!(
         "loaded prog id {}: {}",
         prog.prog_id(),

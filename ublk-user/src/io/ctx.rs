@@ -155,7 +155,7 @@ impl IoCtx<'_> {
     }
 
     /// The request's data in the library's copy buffer
-    /// ([`DataMode::Copy`](crate::DataMode::Copy)): a WRITE's data to
+    /// ([`Mode::Copy`](crate::Mode::Copy)): a WRITE's data to
     /// store, or the place to put a READ's answer before returning
     /// `Submit::Done(bytes)`. For a target that serves from memory without
     /// `unsafe`.

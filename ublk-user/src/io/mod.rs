@@ -31,7 +31,7 @@ pub(crate) mod redirect;
 pub use completion::Completion;
 pub use ctx::IoCtx;
 
-use crate::mode::{zc, DataMode, DataPath};
+use crate::mode::{zc, DataPath, Mode};
 use crate::sys::{self, IoCmd, IoDesc};
 use crate::target::{Request, Submit, Target, MAX_SQES_PER_REQUEST};
 use completion::{Finished, Inbox};
@@ -65,10 +65,10 @@ pub(crate) struct QueueConfig {
     pub q_id: u16,
     pub depth: u16,
     pub max_io: u32,
-    pub mode: DataMode,
-    /// Handle `UBLK_IO_F_BPF_REDIRECT` requests and keep a sparse buffer
+    /// The device's mode: its data path, and for the BPF modes the
+    /// handling of `UBLK_IO_F_BPF_REDIRECT` requests and a sparse buffer
     /// table for the kernel's redirect registrations.
-    pub bpf: bool,
+    pub mode: Mode,
 }
 
 /// A queue, once it has fetched all its tags.
@@ -284,12 +284,12 @@ impl Queue {
         let mut files = vec![cdev.as_raw_fd()];
         files.extend(target.files());
         ring.submitter().register_files(&files)?;
-        if cfg.mode == DataMode::Zc || cfg.bpf {
+        if cfg.mode.sparse_buffers() {
             ring.submitter().register_buffers_sparse(depth)?;
         }
         let iods = Iods::map(cdev.as_raw_fd(), cfg.q_id, cfg.depth)?;
         let path = DataPath::new(cfg.mode, cfg.depth, cfg.max_io)?;
-        let user_copy = (cfg.mode == DataMode::UserCopy).then(|| cdev.clone());
+        let user_copy = (cfg.mode == Mode::UserCopy).then(|| cdev.clone());
         let inbox = Arc::new(Inbox::new(cfg.q_id, user_copy)?);
         let cq = ring.params().cq_entries() as usize;
         let mut q = Self {
@@ -408,7 +408,7 @@ impl Queue {
         };
         let op = iod.op();
         let flags = iod.flags();
-        if self.cfg.bpf && flags & sys::UBLK_IO_F_BPF_REDIRECT != 0 {
+        if self.cfg.mode.bpf() && flags & sys::UBLK_IO_F_BPF_REDIRECT != 0 {
             self.stats.redirected += 1;
             if let Some(res) = self.tags[tag as usize]
                 .redirect
