@@ -87,6 +87,7 @@ pub mod device;
 pub mod error;
 pub mod io;
 pub mod logging;
+mod mapping;
 pub mod mode;
 pub mod stop;
 #[allow(missing_docs)] // mirrors include/uapi/linux/ublk_cmd.h item by item

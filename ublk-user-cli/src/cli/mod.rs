@@ -23,7 +23,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use ublk_user::ctrl::{self, Control};
 use ublk_user::device::{BpfHook, Device, DeviceOptions};
-use ublk_user::io::counters;
+use ublk_user::io::counters::{self, Counter};
 use ublk_user::sys;
 use ublk_user::target::{LoopTarget, NullTarget, StripeTarget, Target};
 use ublk_user::Mode;
@@ -520,13 +520,13 @@ fn server_counters(id: u32) -> Option<ServerCounters> {
     let sp = meta::stats_path(id);
     let c = |which| counters::read_file(&sp, which).ok();
     Some(ServerCounters {
-        server_served: c(counters::SERVED)?,
-        server_redirected: c(counters::REDIRECTED)?,
-        server_errors: c(counters::ERRORS)?,
-        server_cqes: c(counters::CQES)?,
-        server_sqes: c(counters::SQES)?,
-        server_enters: c(counters::ENTERS)?,
-        server_fua: c(counters::FUA)?,
+        server_served: c(Counter::Served)?,
+        server_redirected: c(Counter::Redirected)?,
+        server_errors: c(Counter::Errors)?,
+        server_cqes: c(Counter::Cqes)?,
+        server_sqes: c(Counter::Sqes)?,
+        server_enters: c(Counter::Enters)?,
+        server_fua: c(Counter::Fua)?,
     })
 }
 

@@ -598,8 +598,8 @@ fn vm_end_to_end_redirect() {
     );
     let server = dev.counters().map(|c| {
         (
-            c.total(crate::io::counters::SERVED),
-            c.total(crate::io::counters::REDIRECTED),
+            c.total(crate::io::counters::Counter::Served),
+            c.total(crate::io::counters::Counter::Redirected),
         )
     });
     eprintln!("server counters (served, redirected): {server:?}");

@@ -65,7 +65,7 @@ impl Inbox {
         self.efd.as_raw_fd()
     }
 
-    fn post(&self, f: Finished) {
+    pub(crate) fn post(&self, f: Finished) {
         self.items.lock().unwrap_or_else(|p| p.into_inner()).push(f);
         let one: u64 = 1;
         // SAFETY: writes 8 bytes from a local to our own eventfd. It can
