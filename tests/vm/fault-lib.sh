@@ -19,22 +19,22 @@ nchar() { ls /dev/ublkc* 2> /dev/null | wc -l; }
 devid() { echo "${1#/dev/ublkb}"; }
 now() { date +%s; }
 
-# modes: the data paths this kernel can serve (copy, zc if AUTO_BUF_REG, bpf if
-# UBLK_F_BPF, bpf-kernel if UBLK_F_BPF_KERNEL_IO; a kernel without a feature
-# just leaves its mode out). UBLK_MODES="bpf" restricts a run (e.g. a soak)
-# to some modes.
+# modes: the data modes this kernel offers, from the binary (`ublk-user modes
+# --available`: copy, zc if AUTO_BUF_REG, bpf if UBLK_F_BPF, bpf-kernel if
+# UBLK_F_BPF_KERNEL_IO; see ublk_user::Mode). UBLK_MODES="bpf" restricts a run
+# (e.g. a soak) to some modes.
 modes() {
   [ -n "${UBLK_MODES:-}" ] && { echo "$UBLK_MODES"; return; }
-  m=copy
-  has_feature auto_buf_reg && m="$m zc"
-  has_feature bpf && m="$m bpf"
-  has_feature bpf_kernel_io && m="$m bpf-kernel"
-  echo "$m"
+  ublk-user modes --available | tr '\n' ' ' | sed 's/ $//'
 }
-# bpf_modes: the BPF data paths of `modes` (bpf, bpf-kernel), space separated.
+# bpf_modes: the BPF modes of `modes` (those whose `ublk-user modes --json`
+# entry has "bpf": true), space separated.
 bpf_modes() {
   _b=""
-  for _m in $(modes); do case $_m in bpf*) _b="$_b $_m" ;; esac; done
+  _all=$(ublk-user modes --json | jq -r '.[] | select(.bpf) | .name')
+  for _m in $(modes); do
+    for _x in $_all; do [ "$_m" = "$_x" ] && _b="$_b $_m"; done
+  done
   echo "${_b# }"
 }
 # add_dev FILE MODE [ARGS...]: create a loop device, print its path; die on failure.
@@ -42,7 +42,8 @@ add_dev() {
   _f=$1; _m=$2; shift 2
   _extra=""
   # a BPF mode must not silently become another one
-  case $_m in bpf | bpf-kernel) _extra=--no-fallback ;; esac
+  ublk-user modes --json | jq -e --arg m "$_m" '.[] | select(.name == $m) | .bpf' > /dev/null \
+    && _extra=--no-fallback
   _d=$(ublk-user add loop --file "$_f" --mode "$_m" $_extra "$@" 2> "$T/add.err") \
     || { cat "$T/add.err" >&2; die "add loop --mode $_m $*"; }
   # the printed node must be a block device at once (not missing, and not a

@@ -15,7 +15,7 @@ use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::sync::Arc;
 use ublk_user::logging::{self, LevelFilter};
-use ublk_user::{ctrl::Control, sys, DataMode, Device, DeviceOptions, IoCtx};
+use ublk_user::{ctrl::Control, sys, Device, DeviceOptions, IoCtx, Mode};
 use ublk_user::{Op, Request, StopSignals, Submit, Target};
 
 struct FileTarget {
@@ -85,8 +85,8 @@ fn main() -> ublk_user::Result<()> {
         std::process::exit(2)
     });
     let mode = match args.next().as_deref() {
-        None | Some("copy") => DataMode::Copy,
-        Some("zc") => DataMode::Zc,
+        None | Some("copy") => Mode::Copy,
+        Some("zc") => Mode::Zc,
         Some(m) => {
             eprintln!("unknown mode {m} (copy or zc)");
             std::process::exit(2)

@@ -9,7 +9,7 @@
 //! The "remote store" is FILE, read and written by the workers with plain
 //! `pread`/`pwrite` into buffers from the backend's pool (think: RPC
 //! buffers). The device uses `UBLK_F_USER_COPY`
-//! ([`DataMode::UserCopy`]): a worker moves a request's data between
+//! ([`Mode::UserCopy`]): a worker moves a request's data between
 //! `/dev/ublkcN` and its pool buffer itself
 //! ([`Completion::read_data`] / [`Completion::write_data`]), so there is
 //! no library-owned bounce buffer and no second copy.
@@ -26,7 +26,7 @@ use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use ublk_user::logging::{self, LevelFilter};
-use ublk_user::{ctrl::Control, Completion, DataMode, Device, DeviceOptions, IoCtx};
+use ublk_user::{ctrl::Control, Completion, Device, DeviceOptions, IoCtx, Mode};
 use ublk_user::{Op, Request, StopSignals, Submit, Target};
 
 /// Largest request, and so the size of a pool buffer.
@@ -193,7 +193,7 @@ fn main() -> ublk_user::Result<()> {
         queues: 2,
         depth: 64,
         max_io_bytes: MAX_IO,
-        mode: DataMode::UserCopy,
+        mode: Mode::UserCopy,
         ..Default::default()
     };
     let mut dev = Device::create(Control::open()?, backend, opts)?;

@@ -20,7 +20,7 @@ use crate::ctrl::Control;
 use crate::error::{Error, Result};
 use crate::io::counters::Counters;
 use crate::io::{queue_thread, QueueConfig, QueueEvent, QueueReady, QueueSetup, QueueStats};
-use crate::mode::DataMode;
+use crate::mode::Mode;
 use crate::sys::{self, DevInfo, Params};
 use crate::target::{BpfLayout, Target};
 use std::fs::{File, OpenOptions};
@@ -49,13 +49,11 @@ pub struct DeviceOptions {
     pub depth: u16,
     /// Largest request in bytes.
     pub max_io_bytes: u32,
-    /// Data path for the requests the server serves itself.
-    pub mode: DataMode,
-    /// Request `UBLK_F_BPF` and handle redirected requests.
-    pub bpf: bool,
-    /// With `bpf`: also `UBLK_F_BPF_KERNEL_IO`: the driver issues and
-    /// completes redirected requests itself; the server sees none of them.
-    pub bpf_kernel: bool,
+    /// The mode: the device flags it needs, the data path of the requests
+    /// the server serves, and, for the BPF modes, a [`BpfHook`] to install
+    /// with [`Device::set_bpf_hook`] before [`Device::start`]. Choose it
+    /// with [`Mode::resolve`] to fall back when the kernel lacks it.
+    pub mode: Mode,
     /// Request `UBLK_F_USER_RECOVERY`: when the server dies the device
     /// stays, I/O waits, and a new server can take over ([`Device::recover`]).
     pub recovery: bool,
@@ -74,9 +72,7 @@ impl Default for DeviceOptions {
             queues: DEFAULT_QUEUES,
             depth: DEFAULT_DEPTH,
             max_io_bytes: DEFAULT_MAX_IO,
-            mode: DataMode::Copy,
-            bpf: false,
-            bpf_kernel: false,
+            mode: Mode::Copy,
             recovery: false,
             reissue: false,
             stats_dir: None,
@@ -94,6 +90,9 @@ pub struct QueueHookInfo {
     /// The target's files and mapping ([`Target::bpf_layout`]), if it has
     /// them.
     pub layout: Option<BpfLayout>,
+    /// The device's mode (a BPF mode: [`Mode::kernel_io`] says whether
+    /// the files go into the device's file table or the queue's ring).
+    pub mode: Mode,
 }
 
 /// Hook for the BPF loader (`crate::bpf`): called per queue once its ring
@@ -121,48 +120,29 @@ pub fn negotiate_flags(opts: &DeviceOptions, features: u64) -> Result<u64> {
         }
         Ok(bit)
     };
-    let bad = |m: &str| Err(Error::InvalidOption(m.into()));
     let mut flags = need(
         sys::UBLK_F_CMD_IOCTL_ENCODE,
         "CMD_IOCTL_ENCODE",
         "ioctl-encoded commands",
     )?;
-    if opts.mode == DataMode::Zc {
-        flags |= need(sys::UBLK_F_AUTO_BUF_REG, "AUTO_BUF_REG", "--mode zc")?;
-        // Lets us register the buffer ourselves when the automatic
-        // registration falls back (UBLK_IO_F_NEED_REG_BUF).
-        flags |= features & sys::UBLK_F_SUPPORT_ZERO_COPY;
-    }
-    if opts.mode == DataMode::UserCopy {
-        if opts.bpf {
-            return bad("user copy serves every request in the backend; it does not combine with BPF redirect");
-        }
-        flags |= need(sys::UBLK_F_USER_COPY, "USER_COPY", "DataMode::UserCopy")?;
-    }
-    if opts.bpf {
-        flags |= need(sys::UBLK_F_BPF, "BPF", "--mode bpf")?;
-    }
+    flags |= opts.mode.device_flags(features)?;
     if opts.recovery {
-        flags |= need(sys::UBLK_F_USER_RECOVERY, "USER_RECOVERY", "--recovery")?;
+        flags |= need(
+            sys::UBLK_F_USER_RECOVERY,
+            "USER_RECOVERY",
+            "DeviceOptions::recovery",
+        )?;
         if opts.reissue {
             flags |= need(
                 sys::UBLK_F_USER_RECOVERY_REISSUE,
                 "USER_RECOVERY_REISSUE",
-                "--reissue",
+                "DeviceOptions::reissue",
             )?;
         }
     } else if opts.reissue {
-        return bad("--reissue needs --recovery");
-    }
-    if opts.bpf_kernel {
-        if !opts.bpf {
-            return bad("bpf_kernel needs bpf");
-        }
-        flags |= need(
-            sys::UBLK_F_BPF_KERNEL_IO,
-            "BPF_KERNEL_IO",
-            "--mode bpf-kernel",
-        )?;
+        return Err(Error::InvalidOption(
+            "DeviceOptions::reissue needs DeviceOptions::recovery".into(),
+        ));
     }
     Ok(flags)
 }
@@ -226,7 +206,7 @@ impl Device {
     /// ADD_DEV + SET_PARAMS + open `/dev/ublkcN`.
     pub fn create(mut ctrl: Control, target: Arc<dyn Target>, opts: DeviceOptions) -> Result<Self> {
         validate_options(&opts)?;
-        if target.needs_server_buffer() && opts.mode != DataMode::Copy {
+        if target.needs_server_buffer() && opts.mode.served() != Mode::Copy {
             return Err(Error::InvalidOption(format!(
                 "the {} target serves some requests from the server's memory: \
                  it needs the copy data path (--mode copy, bpf or bpf-kernel), not {}",
@@ -289,7 +269,7 @@ impl Device {
         let info = ctrl.get_dev_info(id)?;
         if info.flags & sys::UBLK_F_USER_RECOVERY == 0 {
             return Err(Error::InvalidOption(format!(
-                "device {id} was not created with user recovery (--recovery)"
+                "device {id} was not created with user recovery (UBLK_F_USER_RECOVERY)"
             )));
         }
         let t0 = Instant::now();
@@ -431,7 +411,6 @@ impl Device {
                     depth: self.info.queue_depth,
                     max_io: self.info.max_io_buf_bytes,
                     mode: self.opts.mode,
-                    bpf: self.opts.bpf,
                 },
                 cdev: cdev.clone(),
                 target: self.target.clone(),
@@ -477,6 +456,13 @@ impl Device {
     pub fn start(&mut self) -> Result<()> {
         if self.started {
             return Err(Error::State("start() called twice".into()));
+        }
+        let mode = self.opts.mode;
+        if mode.bpf() != self.hook.is_some() {
+            return Err(Error::State(format!(
+                "mode {mode} {} a BPF hook (Device::set_bpf_hook)",
+                if mode.bpf() { "needs" } else { "takes no" }
+            )));
         }
         self.started = true;
         if !self.caller_driven {
@@ -524,6 +510,7 @@ impl Device {
             return Err(e);
         }
         ready.sort_by_key(|r| r.q_id);
+        let mode = self.opts.mode;
         if let Some(hook) = self.hook.as_mut() {
             let layout = self.target.bpf_layout();
             let dev_id = self.info.dev_id;
@@ -536,6 +523,7 @@ impl Device {
                                 q_id: r.q_id,
                                 ring_fd: r.ring_fd,
                                 layout: layout.clone(),
+                                mode,
                             },
                         )
                     })
@@ -730,7 +718,7 @@ mod tests {
     #[test]
     fn zc_needs_auto_buf_reg() {
         let opts = DeviceOptions {
-            mode: DataMode::Zc,
+            mode: Mode::Zc,
             ..Default::default()
         };
         let err = negotiate_flags(&opts, sys::UBLK_F_CMD_IOCTL_ENCODE)
@@ -751,7 +739,7 @@ mod tests {
     #[test]
     fn bpf_needs_bit_20() {
         let opts = DeviceOptions {
-            bpf: true,
+            mode: Mode::Bpf,
             ..Default::default()
         };
         let err = negotiate_flags(&opts, sys::UBLK_F_CMD_IOCTL_ENCODE)

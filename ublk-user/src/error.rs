@@ -32,6 +32,15 @@ pub enum Error {
         /// What asked for it.
         needed_for: &'static str,
     },
+    /// A [`Mode`](crate::Mode) is not available and no fallback was taken
+    /// ([`Mode::resolve`](crate::Mode::resolve)).
+    #[error("mode {mode} is not available: {why}")]
+    ModeUnavailable {
+        /// The mode's name.
+        mode: &'static str,
+        /// Why not.
+        why: String,
+    },
     /// ADD_DEV succeeded but without some of the flags asked for.
     #[error("kernel did not grant the requested features: asked {asked:#x}, got {got:#x}")]
     NotGranted {

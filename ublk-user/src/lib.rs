@@ -7,8 +7,8 @@
 //!   START_DEV, STOP_DEV, DEL_DEV, GET_DEV_INFO, GET_FEATURES, REG/UNREG_BPF_PROG);
 //! * [`device`]: a device's life cycle and its queue threads;
 //! * [`io`]: one thread + one io_uring per queue: a request arrives
-//!   (FETCH/COMMIT CQE) → [`mode`] says where its data is (copy buffers or
-//!   zero-copy fixed buffers) → [`target`] serves it on the same ring →
+//!   (FETCH/COMMIT CQE) → the device's [`Mode`] says where its data is
+//!   (copy buffers, zero-copy fixed buffers, or redirected by BPF) → [`target`] serves it on the same ring →
 //!   COMMIT_AND_FETCH; BPF-redirected requests are committed from the
 //!   backing CQE (`io::redirect`);
 //! * the `ublk-user` command is another crate (`ublk-user-cli`), so a
@@ -16,8 +16,8 @@
 //!
 //! Backends that are not a file: a target can complete a request later,
 //! from any thread ([`IoCtx::defer`] → [`Completion`]); with
-//! [`DataMode::UserCopy`] it moves the data between `/dev/ublkcN` and its
-//! own buffers, and with [`DataMode::Copy`] a target that serves from memory
+//! [`Mode::UserCopy`] it moves the data between `/dev/ublkcN` and its
+//! own buffers, and with [`Mode::Copy`] a target that serves from memory
 //! has the request's data as a slice ([`IoCtx::data`]); [`Device::take_queues`] lets it run the queue loops on its
 //! own threads ([`Queue::run_once`]) so that the library starts none.
 //! Errors are [`Error`]; diagnostics go to the [`log`] crate.
@@ -36,7 +36,7 @@
 //!
 //! ```no_run
 //! use std::sync::Arc;
-//! use ublk_user::{ctrl::Control, DataMode, Device, DeviceOptions, IoCtx};
+//! use ublk_user::{ctrl::Control, Device, DeviceOptions, IoCtx, Mode};
 //! use ublk_user::{Op, Request, StopSignals, Submit, Target};
 //!
 //! /// Reads return zeroes, writes are dropped.
@@ -51,7 +51,7 @@
 //!                     buf.fill(0);
 //!                     Submit::Done(req.bytes() as i32)
 //!                 }
-//!                 None => Submit::unsupported(), // not DataMode::Copy
+//!                 None => Submit::unsupported(), // not Mode::Copy
 //!             },
 //!             Op::Write => Submit::Done(req.bytes() as i32),
 //!             Op::Flush => Submit::Done(0),
@@ -62,7 +62,7 @@
 //!
 //! fn main() -> ublk_user::Result<()> {
 //!     let stop = StopSignals::block()?; // before any thread starts
-//!     let opts = DeviceOptions { mode: DataMode::Copy, ..Default::default() };
+//!     let opts = DeviceOptions { mode: Mode::Copy, ..Default::default() };
 //!     let mut dev = Device::create(Control::open()?, Arc::new(Zero), opts)?;
 //!     dev.start()?; // /dev/ublkbN is live now
 //!     println!("{}", dev.bdev_path());
@@ -87,6 +87,7 @@ pub mod device;
 pub mod error;
 pub mod io;
 pub mod logging;
+mod mapping;
 pub mod mode;
 pub mod stop;
 #[allow(missing_docs)] // mirrors include/uapi/linux/ublk_cmd.h item by item
@@ -96,6 +97,6 @@ pub mod target;
 pub use device::{BpfHook, Device, DeviceOptions, QueueHookInfo};
 pub use error::{Error, Result};
 pub use io::{Completion, IoCtx, Queue, QueueSetup};
-pub use mode::DataMode;
+pub use mode::{Mode, Resolved};
 pub use stop::StopSignals;
 pub use target::{IoFlags, Op, Request, Submit, Target};

@@ -8,6 +8,7 @@ use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::error::ErrorKind;
 use clap::{ArgGroup, Args, CommandFactory, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
+use ublk_user::Mode;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -19,6 +20,7 @@ use std::path::PathBuf;
   ublk-user list --json
   ublk-user del -n 0
   ublk-user recover -n 0
+  ublk-user modes --available
   ublk-user features"
 )]
 pub struct Cli {
@@ -70,6 +72,21 @@ the README (\"list --json\").")]
         /// Serve in the foreground (do not daemonize).
         #[arg(long)]
         foreground: bool,
+    },
+    /// List the data modes: each with what it needs from the kernel and
+    /// the mode it falls back to; with --available only the names of those
+    /// this kernel offers (the features; the BPF program is checked at add).
+    #[command(after_help = "Examples:
+  ublk-user modes
+  ublk-user modes --available          # e.g. copy zc bpf bpf-kernel, one a line
+  ublk-user modes --json | jq -r '.[] | select(.available and .bpf) | .name'")]
+    Modes {
+        /// Only the modes the kernel offers, one name a line.
+        #[arg(long, conflicts_with = "json")]
+        available: bool,
+        /// JSON output: an array with one object per mode.
+        #[arg(long)]
+        json: bool,
     },
     /// Print the kernel's ublk feature bits.
     #[command(after_help = "Examples:
@@ -166,7 +183,7 @@ impl AddArgs {
         };
         let mut common = self.common;
         if std::mem::take(&mut common.zero_copy) {
-            common.mode = ModeArg::Zc;
+            common.mode = Mode::Zc;
         }
         if let Some(r) = common.recovery_r.take() {
             common.recovery = r;
@@ -251,24 +268,10 @@ impl AddArgs {
     }
 }
 
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
-pub enum ModeArg {
-    #[default]
-    Copy,
-    Zc,
-    Bpf,
-    BpfKernel,
-}
-
-impl ModeArg {
-    pub fn name(self) -> &'static str {
-        match self {
-            ModeArg::Copy => "copy",
-            ModeArg::Zc => "zc",
-            ModeArg::Bpf => "bpf",
-            ModeArg::BpfKernel => "bpf-kernel",
-        }
-    }
+/// `--mode`: one of the library's server modes ([`Mode::SERVER`]), by name.
+fn mode_parser() -> impl TypedValueParser<Value = Mode> {
+    PossibleValuesParser::new(Mode::SERVER.map(Mode::name))
+        .map(|s| Mode::from_name(&s).expect("a possible value is a mode's name"))
 }
 
 #[derive(Args, Debug, Clone, Default, PartialEq, Eq)]
@@ -276,8 +279,8 @@ pub struct CommonArgs {
     /// Data path: copy (server buffers), zc (UBLK_F_AUTO_BUF_REG), bpf (BPF
     /// redirect, the server commits), bpf-kernel (BPF redirect issued and
     /// completed by the kernel; falls back to bpf, then copy).
-    #[arg(long, value_enum, default_value = "copy")]
-    pub mode: ModeArg,
+    #[arg(long, default_value = "copy", value_parser = mode_parser())]
+    pub mode: Mode,
     /// Zero copy: the same as --mode zc.
     #[arg(short = 'z', long, conflicts_with = "mode")]
     pub zero_copy: bool,
@@ -446,7 +449,7 @@ mod tests {
         match add("add loop --file /tmp/a.img --mode zc") {
             AddTarget::Loop { file, common } => {
                 assert_eq!(file, PathBuf::from("/tmp/a.img"));
-                assert_eq!(common.mode, ModeArg::Zc);
+                assert_eq!(common.mode, Mode::Zc);
                 assert_eq!(common.queues, ublk_user::device::DEFAULT_QUEUES);
                 assert_eq!(common.depth, ublk_user::device::DEFAULT_DEPTH);
                 assert_eq!(common.id, None);
@@ -462,7 +465,7 @@ mod tests {
         match add("add null --size 512M --mode bpf --no-fallback --queues 2 --depth 64 --id 7 --foreground --bpf-log --buffered --recovery --reissue") {
             AddTarget::Null { size, common } => {
                 assert_eq!(size, 512 << 20);
-                assert_eq!(common.mode, ModeArg::Bpf);
+                assert_eq!(common.mode, Mode::Bpf);
                 assert!(common.no_fallback && common.foreground && common.bpf_log);
                 assert!(common.buffered && common.recovery && common.reissue);
                 assert_eq!((common.queues, common.depth, common.id), (2, 64, Some(7)));
@@ -481,7 +484,7 @@ mod tests {
             } => {
                 assert_eq!(files, [PathBuf::from("/a"), "/b".into(), "/c".into()]);
                 assert_eq!(chunk, 128 << 10);
-                assert_eq!(common.mode, ModeArg::BpfKernel);
+                assert_eq!(common.mode, Mode::BpfKernel);
             }
             t => panic!("{t:?}"),
         }
@@ -496,7 +499,7 @@ mod tests {
         match add("add qcow2 -f /vm/disk.qcow2 --mode bpf-kernel --buffered") {
             AddTarget::Qcow2 { file, common } => {
                 assert_eq!(file, PathBuf::from("/vm/disk.qcow2"));
-                assert_eq!(common.mode, ModeArg::BpfKernel);
+                assert_eq!(common.mode, Mode::BpfKernel);
                 assert!(common.buffered);
             }
             t => panic!("{t:?}"),
@@ -509,7 +512,7 @@ mod tests {
         match add("add -t loop -f /tmp/b.img -q 4 -d 256 -n 9 -z -r 1") {
             AddTarget::Loop { file, common } => {
                 assert_eq!(file, PathBuf::from("/tmp/b.img"));
-                assert_eq!(common.mode, ModeArg::Zc);
+                assert_eq!(common.mode, Mode::Zc);
                 assert_eq!((common.queues, common.depth, common.id), (4, 256, Some(9)));
                 assert!(common.recovery && !common.reissue);
             }
@@ -518,7 +521,7 @@ mod tests {
         match add("add -t null --size 1G --mode bpf-kernel") {
             AddTarget::Null { size, common } => {
                 assert_eq!(size, 1 << 30);
-                assert_eq!(common.mode, ModeArg::BpfKernel);
+                assert_eq!(common.mode, Mode::BpfKernel);
             }
             t => panic!("{t:?}"),
         }
@@ -588,13 +591,13 @@ mod tests {
         assert!(common(&add(&format!("add loop {F} --recovery"))).recovery);
         assert_eq!(
             common(&add(&format!("add loop {F} --mode bpf"))).mode,
-            ModeArg::Bpf
+            Mode::Bpf
         );
         assert_eq!(
             common(&add(&format!("add loop {F} --mode bpf-kernel"))).mode,
-            ModeArg::BpfKernel
+            Mode::BpfKernel
         );
-        assert_eq!(common(&add(&format!("add loop {F}"))).mode, ModeArg::Copy);
+        assert_eq!(common(&add(&format!("add loop {F}"))).mode, Mode::Copy);
     }
 
     #[test]
@@ -727,6 +730,13 @@ mod tests {
             }
         ));
         assert!(matches!(cmd("features"), Command::Features { json: false }));
+        assert!(matches!(
+            cmd("modes --available"),
+            Command::Modes {
+                available: true,
+                json: false
+            }
+        ));
         assert!(matches!(
             cmd("features --json"),
             Command::Features { json: true }

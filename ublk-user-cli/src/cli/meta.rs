@@ -2,6 +2,7 @@
 //! `list`, `del` and `recover`: one flat JSON object (serde), the fields of
 //! [`Meta`] with their names as keys.
 
+use super::args::CommonArgs;
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
@@ -36,12 +37,72 @@ pub struct Meta {
     /// reads as it always did.
     #[serde(default, skip_serializing_if = "is_false")]
     pub buffered: bool,
+    /// `--no-fallback` (for `recover`).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub no_fallback: bool,
+    /// `--bpf-log` (for `recover`).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub bpf_log: bool,
+    /// `--reissue` (for `recover`).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub reissue: bool,
     /// Stripe: the files, in order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub files: Vec<String>,
     /// Stripe: the chunk in bytes.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub chunk: u64,
+}
+
+impl Meta {
+    /// The record with the options of `add` that `recover` restores
+    /// ([`Meta::add_args`]).
+    pub fn with_add_args(self, c: &CommonArgs) -> Self {
+        // Every field named, so that a new option is a compile error here
+        // until it is recorded or said to be not needed.
+        let CommonArgs {
+            mode,
+            zero_copy: _,  // folded into `mode` by AddArgs::resolve
+            recovery_r: _, // folded into `recovery`
+            no_fallback,
+            queues: _, // the device's own (GET_DEV_INFO)
+            depth: _,  // the device's own
+            id,
+            buffered,
+            foreground: _, // `recover --foreground`
+            bpf_log,
+            recovery: _, // a device to recover has it
+            reissue,
+        } = c.clone();
+        Meta {
+            id: id.unwrap_or(self.id),
+            mode_requested: mode.name().into(),
+            no_fallback,
+            buffered,
+            bpf_log,
+            reissue,
+            ..self
+        }
+    }
+
+    /// The options of the `add` that created the device, as recorded:
+    /// what `recover` starts the new server with (queues and depth are the
+    /// device's; `foreground` is recover's own).
+    pub fn add_args(&self) -> Result<CommonArgs, String> {
+        Ok(CommonArgs {
+            mode: self
+                .mode_requested
+                .parse()
+                .map_err(|e| format!("recorded mode: {e}"))?,
+            no_fallback: self.no_fallback,
+            id: Some(self.id),
+            buffered: self.buffered,
+            bpf_log: self.bpf_log,
+            recovery: true,
+            reissue: self.reissue,
+            ..CommonArgs::default()
+        })
+    }
 }
 
 fn is_false(b: &bool) -> bool {
@@ -124,6 +185,34 @@ mod tests {
             "{j}"
         );
         assert_eq!(Meta::from_json(&j), Some(m));
+    }
+
+    /// `recover` starts its server with every option `add` had (through
+    /// the record on disk), but the device's own queues/depth and its own
+    /// --foreground.
+    #[test]
+    fn recover_restores_the_add_options() {
+        use crate::cli::args::{AddTarget, Cli, Command};
+        use clap::Parser;
+        let line = "ublk-user add loop -f /x --mode bpf-kernel --no-fallback --id 3 \
+                    --buffered --bpf-log --recovery --reissue --queues 2 --depth 64";
+        let Command::Add(a) = Cli::try_parse_from(line.split_whitespace()).unwrap().cmd else {
+            panic!("add")
+        };
+        let AddTarget::Loop { common, .. } = a.resolve().unwrap() else {
+            panic!("loop")
+        };
+        let m = Meta::default().with_add_args(&common);
+        let back = Meta::from_json(&m.to_json()).unwrap().add_args().unwrap();
+        let CommonArgs { queues, depth, .. } = common;
+        assert_eq!(
+            CommonArgs {
+                queues,
+                depth,
+                ..back
+            },
+            common
+        );
     }
 
     #[test]

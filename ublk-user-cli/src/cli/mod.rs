@@ -12,7 +12,7 @@ pub mod json;
 pub mod meta;
 
 use anyhow::{bail, Context, Result};
-use args::{AddTarget, Cli, Command, CommonArgs, ModeArg};
+use args::{AddTarget, Cli, Command, CommonArgs};
 #[cfg(feature = "bpf")]
 use json::BpfCounters;
 use json::{DeviceJson, KernelCounters, ServerCounters};
@@ -23,10 +23,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use ublk_user::ctrl::{self, Control};
 use ublk_user::device::{BpfHook, Device, DeviceOptions};
-use ublk_user::io::counters;
-use ublk_user::mode::DataMode;
+use ublk_user::io::counters::{self, Counter};
 use ublk_user::sys;
 use ublk_user::target::{LoopTarget, NullTarget, Qcow2Target, StripeTarget, Target};
+use ublk_user::Mode;
 
 /// Run the CLI; returns the process exit code. Errors are printed as one line.
 pub fn main_with(cli: Cli) -> i32 {
@@ -36,6 +36,7 @@ pub fn main_with(cli: Cli) -> i32 {
         Command::List { id, json } => list(id, json),
         Command::Del(d) => del(d.id, d.all),
         Command::Recover { id, foreground } => recover(id, foreground),
+        Command::Modes { available, json } => modes(available, json),
         Command::Features { json } => features(json),
     };
     match r {
@@ -63,88 +64,63 @@ fn require_root() -> Result<()> {
 /// returns the id of the program's stats map (for `list`).
 pub type BpfFactory = Box<dyn FnOnce() -> Result<(Box<dyn BpfHook>, u32)>>;
 
-/// The BPF loader for `--mode bpf` (`ublk_user::bpf`), or why BPF cannot be
-/// used: the kernel lacks `UBLK_F_BPF`, or the program cannot be loaded
-/// (refused by the verifier), or this build has no BPF support.
-fn bpf_loader(
-    features: u64,
-    log: bool,
-    kernel_io: bool,
-    max_clusters: u32,
-) -> std::result::Result<BpfFactory, String> {
-    if features & sys::UBLK_F_BPF == 0 {
-        return Err("kernel lacks UBLK_F_BPF (GET_FEATURES bit 20)".into());
-    }
-    if kernel_io && features & sys::UBLK_F_BPF_KERNEL_IO == 0 {
-        return Err("kernel lacks UBLK_F_BPF_KERNEL_IO (GET_FEATURES bit 21)".into());
-    }
-    #[cfg(feature = "bpf")]
-    {
+/// Beyond the kernel's features ([`Mode::resolve`] checks those): can the
+/// BPF program be loaded here (refused by the verifier, no
+/// `BPF_PROG_TYPE_UBLK`)? `Err` says why not.
+#[cfg(feature = "bpf")]
+fn program_usable(mode: Mode, log: bool) -> std::result::Result<(), String> {
+    if mode.bpf() {
         ublk_user::bpf::probe(log)?;
-        Ok(Box::new(move || {
-            let (prog, hook) = ublk_user::bpf::load_hook(log, kernel_io, max_clusters)?;
-            Ok((hook, prog.stats_map_id()))
-        }))
     }
-    #[cfg(not(feature = "bpf"))]
-    {
-        let _ = (log, max_clusters);
-        Err(NO_BPF_SUPPORT.into())
-    }
+    Ok(())
 }
 
-/// Why a build without the `bpf` cargo feature refuses the BPF modes.
-#[cfg(not(feature = "bpf"))]
-const NO_BPF_SUPPORT: &str =
-    "this ublk-user was built without BPF support (cargo feature `bpf` off): \
-     use --mode copy or zc, or rebuild it with the default features";
+/// The BPF loader of a BPF mode, run in the server process.
+#[cfg(feature = "bpf")]
+fn bpf_factory(log: bool, max_clusters: u32) -> BpfFactory {
+    Box::new(move || {
+        let (prog, hook) = ublk_user::bpf::load_hook(log, max_clusters)?;
+        Ok((hook, prog.stats_map_id()))
+    })
+}
 
-/// The effective data path for `--mode`: the requested one if the kernel
-/// and this build offer it, else the next in the chain bpf-kernel → bpf →
-/// copy (each step logged), or an error with `--no-fallback`. Returns the
-/// mode, the BPF loader if any, and whether the kernel completes the I/O.
+/// The effective mode for `--mode` ([`Mode::resolve`]: the requested one if
+/// the kernel and this build offer it, else down the fallback chain, each
+/// step noted on stderr, or an error with `--no-fallback`) and, for a BPF
+/// mode, its loader.
 ///
-/// `max_clusters`: the BPF program's cluster map bound (a qcow2 image's
+/// `max_clusters`: the bound of the program's cluster map (a qcow2 image's
 /// clusters; 1 for the other targets).
 fn choose_mode(
     common: &CommonArgs,
     features: u64,
     max_clusters: u32,
-) -> Result<(DataMode, Option<BpfFactory>, bool)> {
-    // Not a fallback: this binary can never serve them, whatever the kernel.
+) -> Result<(Mode, Option<BpfFactory>)> {
+    #[cfg(feature = "bpf")]
+    let usable = |m: Mode| program_usable(m, common.bpf_log);
     #[cfg(not(feature = "bpf"))]
-    if matches!(common.mode, ModeArg::Bpf | ModeArg::BpfKernel) {
-        bail!("--mode {}: {NO_BPF_SUPPORT}", common.mode.name());
+    let usable = |_: Mode| Ok(());
+    let res = common
+        .mode
+        .resolve(features, common.no_fallback, usable)
+        .with_context(|| format!("--mode {}", common.mode))?;
+    for f in &res.fallbacks {
+        eprintln!(
+            "ublk-user: --mode {} is not available ({}); falling back to --mode {}",
+            f.from, f.why, f.to
+        );
     }
-    let mut want = common.mode;
-    loop {
-        let kernel_io = want == ModeArg::BpfKernel;
-        match want {
-            ModeArg::Copy => return Ok((DataMode::Copy, None, false)),
-            ModeArg::Zc => return Ok((DataMode::Zc, None, false)),
-            ModeArg::Bpf | ModeArg::BpfKernel => {
-                match bpf_loader(features, common.bpf_log, kernel_io, max_clusters) {
-                    Ok(f) => return Ok((DataMode::Copy, Some(f), kernel_io)),
-                    Err(why) if common.no_fallback => {
-                        bail!("--mode {}: not available: {why}", want.name())
-                    }
-                    Err(why) => {
-                        let next = if kernel_io {
-                            ModeArg::Bpf
-                        } else {
-                            ModeArg::Copy
-                        };
-                        eprintln!(
-                            "ublk-user: --mode {} is not available ({why}); falling back to --mode {}",
-                            want.name(),
-                            next.name()
-                        );
-                        want = next;
-                    }
-                }
-            }
-        }
-    }
+    #[cfg(feature = "bpf")]
+    let bpf = res
+        .mode
+        .bpf()
+        .then(|| bpf_factory(common.bpf_log, max_clusters));
+    #[cfg(not(feature = "bpf"))]
+    let bpf = {
+        let _ = max_clusters;
+        None // resolve refuses the BPF modes in this build
+    };
+    Ok((res.mode, bpf))
 }
 
 fn add(t: AddTarget) -> Result<()> {
@@ -177,12 +153,13 @@ fn add(t: AddTarget) -> Result<()> {
             (Arc::new(Qcow2Target::open(&file, common.buffered)?), common)
         }
     };
-    rec.buffered = common.buffered;
     start_server(target, common, None, rec)
 }
 
 /// A new server for device `id` (added with --recovery), from what `add`
-/// recorded: target, backing file, requested mode.
+/// recorded: the target and its files and options, the requested mode and
+/// its options (--no-fallback, --bpf-log), --reissue; queues and depth are
+/// the device's.
 fn recover(id: u32, foreground: bool) -> Result<()> {
     #[cfg(feature = "bpf")]
     ublk_user::bpf::prime_feature_probe();
@@ -210,30 +187,24 @@ fn recover(id: u32, foreground: bool) -> Result<()> {
         "null" => Arc::new(NullTarget::new(m.size)?),
         t => bail!("device {id}: unknown target {t:?}"),
     };
-    let mode = <ModeArg as clap::ValueEnum>::from_str(&m.mode_requested, false)
-        .map_err(|e| anyhow::anyhow!("device {id}: recorded mode {:?}: {e}", m.mode_requested))?;
     let common = CommonArgs {
-        mode,
         queues: info.nr_hw_queues,
         depth: info.queue_depth,
-        id: Some(id),
         foreground,
-        recovery: true,
-        ..Default::default()
+        ..m.add_args()
+            .map_err(|e| anyhow::anyhow!("device {id}: {e}"))?
     };
     let rec = Record {
-        buffered: m.buffered,
         files: m.files,
         chunk: m.chunk,
     };
     start_server(target, common, Some(id), rec)
 }
 
-/// What `recover` needs beyond the target's own listing: the options that
-/// opened its files.
+/// What `recover` needs beyond the target's own listing and the
+/// [`CommonArgs`]: the stripe's files and chunk.
 #[derive(Clone, Debug, Default)]
 struct Record {
-    buffered: bool,
     files: Vec<String>,
     chunk: u64,
 }
@@ -254,14 +225,12 @@ fn start_server(
         .and_then(|l| l.clusters)
         .map(|c| u32::try_from(target.size().div_ceil(1 << c.shift())).unwrap_or(u32::MAX))
         .unwrap_or(1);
-    let (mode, bpf, bpf_kernel) = choose_mode(&common, features, max_clusters)?;
+    let (mode, bpf) = choose_mode(&common, features, max_clusters)?;
     let opts = DeviceOptions {
         id: common.id,
         queues: common.queues,
         depth: common.depth,
         mode,
-        bpf: bpf.is_some(),
-        bpf_kernel,
         recovery: common.recovery,
         reissue: common.reissue,
         stats_dir: Some(meta::RUN_DIR.into()),
@@ -269,26 +238,22 @@ fn start_server(
     };
     ublk_user::device::validate_options(&opts)?;
     ublk_user::device::negotiate_flags(&opts, features)?;
+    let foreground = common.foreground;
     let info = ServeInfo {
-        requested: common.mode.name(),
-        mode: match (&bpf, bpf_kernel) {
-            (Some(_), true) => "bpf-kernel",
-            (Some(_), false) => "bpf",
-            (None, _) => mode.name(),
-        },
+        common,
         bpf,
         recover,
         rec,
     };
-    if common.foreground {
+    if foreground {
         return serve(target, opts, info, None);
     }
     daemonize(target, opts, info)
 }
 
 struct ServeInfo {
-    requested: &'static str,
-    mode: &'static str,
+    /// The options as given (the requested mode, for the record).
+    common: CommonArgs,
     bpf: Option<BpfFactory>,
     /// Take over this existing device (user recovery) instead of adding one.
     recover: Option<u32>,
@@ -433,14 +398,14 @@ fn serve(
         size: target.size(),
         queues: dev.info().nr_hw_queues,
         depth: dev.info().queue_depth,
-        mode_requested: info.requested.into(),
-        mode: info.mode.into(),
+        mode: dev.options().mode.name().into(),
         bdev: dev.bdev_path(),
         bpf_stats_map_id,
-        buffered: info.rec.buffered,
         files: info.rec.files.clone(),
         chunk: info.rec.chunk,
-    };
+        ..Meta::default()
+    }
+    .with_add_args(&info.common);
     if let Err(e) = m.write() {
         eprintln!("ublk-user: cannot write {}: {e}", meta::path(id).display());
     }
@@ -581,13 +546,13 @@ fn server_counters(id: u32) -> Option<ServerCounters> {
     let sp = meta::stats_path(id);
     let c = |which| counters::read_file(&sp, which).ok();
     Some(ServerCounters {
-        server_served: c(counters::SERVED)?,
-        server_redirected: c(counters::REDIRECTED)?,
-        server_errors: c(counters::ERRORS)?,
-        server_cqes: c(counters::CQES)?,
-        server_sqes: c(counters::SQES)?,
-        server_enters: c(counters::ENTERS)?,
-        server_fua: c(counters::FUA)?,
+        server_served: c(Counter::Served)?,
+        server_redirected: c(Counter::Redirected)?,
+        server_errors: c(Counter::Errors)?,
+        server_cqes: c(Counter::Cqes)?,
+        server_sqes: c(Counter::Sqes)?,
+        server_enters: c(Counter::Enters)?,
+        server_fua: c(Counter::Fua)?,
     })
 }
 
@@ -671,6 +636,63 @@ fn list(only: Option<u32>, json: bool) -> Result<()> {
     Ok(())
 }
 
+/// `modes`: every mode of `--mode` with what it needs and its fallback, and
+/// whether this kernel offers it (when there is a ublk driver to ask).
+fn modes(available_only: bool, json: bool) -> Result<()> {
+    let features = Control::open().and_then(|mut c| Ok(c.get_features()?));
+    if available_only {
+        let f = features?;
+        for m in Mode::SERVER
+            .iter()
+            .filter(|m| m.missing_feature(f).is_none())
+        {
+            println!("{m}");
+        }
+        return Ok(());
+    }
+    let features = features.ok();
+    let offered = |m: Mode| features.map(|f| m.missing_feature(f).is_none() && m.built());
+    if json {
+        let doc: Vec<_> = Mode::SERVER
+            .iter()
+            .map(|&m| {
+                serde_json::json!({
+                    "name": m.name(),
+                    "summary": m.summary(),
+                    "features": m.required_features().iter().map(|(_, n)| *n).collect::<Vec<_>>(),
+                    "fallback": m.fallback().map(Mode::name),
+                    "bpf": m.bpf(),
+                    "kernel_io": m.kernel_io(),
+                    "built": m.built(),
+                    "available": offered(m),
+                })
+            })
+            .collect();
+        println!("{}", serde_json::Value::from(doc));
+        return Ok(());
+    }
+    for m in Mode::SERVER {
+        let needs: Vec<&str> = m.required_features().iter().map(|(_, n)| *n).collect();
+        let avail = match offered(m) {
+            Some(true) => "available",
+            Some(false) => "not available",
+            None => "(no ublk driver to ask)",
+        };
+        println!(
+            "{:<11} {avail}; needs {}; falls back to {}",
+            m.name(),
+            if needs.is_empty() {
+                "nothing".into()
+            } else {
+                needs.join(" + ")
+            },
+            m.fallback().map_or("nothing", Mode::name),
+        );
+        println!("            {}", m.summary());
+    }
+    Ok(())
+}
+
 fn features(json: bool) -> Result<()> {
     let mut ctl = Control::open()?;
     let f = ctl.get_features()?;
@@ -712,9 +734,14 @@ mod no_bpf_tests {
             let e = choose_mode(&common(mode), u64::MAX, 1)
                 .err()
                 .expect("refused");
-            assert_eq!(format!("{e:#}"), format!("--mode {mode}: {NO_BPF_SUPPORT}"));
+            let e = format!("{e:#}");
+            assert!(
+                e.starts_with(&format!("--mode {mode}: mode {mode} is not available: ")),
+                "{e}"
+            );
+            assert!(e.contains("cargo feature `bpf` is off"), "{e}");
         }
-        let (m, bpf, kernel_io) = choose_mode(&common("zc"), u64::MAX, 1).unwrap();
-        assert_eq!((m, bpf.is_none(), kernel_io), (DataMode::Zc, true, false));
+        let (m, bpf) = choose_mode(&common("zc"), u64::MAX, 1).unwrap();
+        assert_eq!((m, bpf.is_none()), (Mode::Zc, true));
     }
 }

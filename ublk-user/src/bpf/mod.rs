@@ -368,20 +368,16 @@ impl BpfProgram {
 
     /// A [`BpfHook`] for [`crate::Device::set_bpf_hook`]: fills
     /// `UBLK_QUEUES` per queue, registers the program before START_DEV and
-    /// unregisters it on stop.
+    /// unregisters it on stop. The device's [`Mode`](crate::Mode) decides
+    /// where the backing files go: in [`Mode::BpfKernel`](crate::Mode)
+    /// into the device's file table (`REG_BPF_FILES`, from entry 0), which
+    /// the program names by index, with no ring (`ring_fd` -1); in
+    /// [`Mode::Bpf`](crate::Mode) the queue's ring.
     pub fn hook(self: Arc<Self>) -> Box<dyn BpfHook> {
-        self.hook_for(false)
-    }
-
-    /// As [`BpfProgram::hook`]; with `kernel_io` for a `UBLK_F_BPF_KERNEL_IO`
-    /// device: the backing file goes into the device's file table
-    /// (`REG_BPF_FILES`, entry 0) and the program names it by index, with no
-    /// ring (`ring_fd` -1).
-    pub fn hook_for(self: Arc<Self>, kernel_io: bool) -> Box<dyn BpfHook> {
         Box::new(Hook {
             prog: self,
             queues: Vec::new(),
-            kernel_io,
+            kernel_io: false,
             table: None,
             clusters: None,
         })
@@ -431,17 +427,13 @@ pub fn probe(log: bool) -> std::result::Result<(), String> {
 /// log thread and fds belong there) and returns a handle for stats plus the
 /// [`BpfHook`] for [`crate::Device::set_bpf_hook`].
 /// `max_clusters`: see [`LoadOptions::max_clusters`].
-pub fn load_hook(
-    log: bool,
-    kernel_io: bool,
-    max_clusters: u32,
-) -> Result<(Arc<BpfProgram>, Box<dyn BpfHook>)> {
+pub fn load_hook(log: bool, max_clusters: u32) -> Result<(Arc<BpfProgram>, Box<dyn BpfHook>)> {
     let prog = Arc::new(BpfProgram::load_embedded(LoadOptions {
         log,
         max_clusters,
         ..Default::default()
     })?);
-    let hook = prog.clone().hook_for(kernel_io);
+    let hook = prog.clone().hook();
     Ok((prog, hook))
 }
 
@@ -486,6 +478,7 @@ fn map_fd(m: &Map) -> Option<RawFd> {
 struct Hook {
     prog: Arc<BpfProgram>,
     queues: Vec<u16>,
+    /// The device's mode is [`crate::Mode::BpfKernel`] (from `queue`).
     kernel_io: bool,
     /// The fds put in the device's file table (kernel I/O mode).
     table: Option<Vec<i32>>,
@@ -541,6 +534,10 @@ impl BpfHook for Hook {
         {
             bpf_bail!("a BPF layout has 1 to 16 files, not {}", layout.files.len());
         }
+        if !q.mode.bpf() {
+            bpf_bail!("mode {} has no BPF program", q.mode);
+        }
+        self.kernel_io = q.mode.kernel_io();
         if self.kernel_io {
             match &self.table {
                 Some(t) if *t != layout.files => {

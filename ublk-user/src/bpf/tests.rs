@@ -546,13 +546,12 @@ fn vm_end_to_end_redirect() {
     }
     let target = Arc::new(LoopTarget::open(&img, false).expect("loop target"));
     let opts = DeviceOptions {
-        bpf: true,
+        mode: crate::Mode::Bpf,
         queues: 2,
         ..Default::default()
     };
     let mut dev = Device::create(ctl, target, opts).expect("ADD_DEV with UBLK_F_BPF");
-    let (prog, hook) =
-        load_hook(std::env::var_os("UBLK_BPF_LOG").is_some(), false, 1).expect("load");
+    let (prog, hook) = load_hook(std::env::var_os("UBLK_BPF_LOG").is_some(), 1).expect("load");
     eprintln!(
         "loaded prog id {}: {}",
         prog.prog_id(),
@@ -599,8 +598,8 @@ fn vm_end_to_end_redirect() {
     );
     let server = dev.counters().map(|c| {
         (
-            c.total(crate::io::counters::SERVED),
-            c.total(crate::io::counters::REDIRECTED),
+            c.total(crate::io::counters::Counter::Served),
+            c.total(crate::io::counters::Counter::Redirected),
         )
     });
     eprintln!("server counters (served, redirected): {server:?}");

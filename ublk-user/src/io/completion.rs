@@ -13,7 +13,7 @@
 //! multishot poll on that eventfd, so the queue thread wakes from its
 //! `io_uring_enter` without polling, drains the inbox and commits.
 //!
-//! With `UBLK_F_USER_COPY` ([`DataMode::UserCopy`](crate::DataMode)) the
+//! With `UBLK_F_USER_COPY` ([`Mode::UserCopy`](crate::Mode::UserCopy)) the
 //! request's data is not in any library buffer: the holder of the
 //! `Completion` copies it between `/dev/ublkcN` and its own memory with
 //! [`Completion::read_data`] (a WRITE's data) and [`Completion::write_data`]
@@ -65,7 +65,7 @@ impl Inbox {
         self.efd.as_raw_fd()
     }
 
-    fn post(&self, f: Finished) {
+    pub(crate) fn post(&self, f: Finished) {
         self.items.lock().unwrap_or_else(|p| p.into_inner()).push(f);
         let one: u64 = 1;
         // SAFETY: writes 8 bytes from a local to our own eventfd. It can
@@ -185,7 +185,7 @@ impl Completion {
         let cdev = self.inbox.cdev.as_deref().ok_or_else(|| {
             io::Error::new(
                 io::ErrorKind::Unsupported,
-                "request data is only reachable this way with DataMode::UserCopy",
+                "request data is only reachable this way with Mode::UserCopy",
             )
         })?;
         if self.op != want_op {

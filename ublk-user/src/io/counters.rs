@@ -2,9 +2,10 @@
 //! a small file mmapped shared, one 64-byte slot per queue of `u64`s that
 //! only that queue's thread updates (relaxed atomics, no false sharing).
 
+use crate::mapping::Mapping;
 use std::fs::OpenOptions;
 use std::io;
-use std::os::fd::AsRawFd;
+use std::os::fd::AsFd;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -54,63 +55,30 @@ impl Counter {
 
 const _: () = assert!(Counter::Fua.index() < SLOT_WORDS);
 
-/// Old names of the counters (kept for callers written against them).
-pub const SERVED: Counter = Counter::Served;
-/// See [`Counter::Redirected`].
-pub const REDIRECTED: Counter = Counter::Redirected;
-/// See [`Counter::Errors`].
-pub const ERRORS: Counter = Counter::Errors;
-/// See [`Counter::Cqes`].
-pub const CQES: Counter = Counter::Cqes;
-/// See [`Counter::Sqes`].
-pub const SQES: Counter = Counter::Sqes;
-/// See [`Counter::Enters`].
-pub const ENTERS: Counter = Counter::Enters;
-/// See [`Counter::Fua`].
-pub const FUA: Counter = Counter::Fua;
-
-/// The counters of all queues of a device.
+/// The counters of all queues of a device, accessed only as `AtomicU64`s.
 pub struct Counters {
-    ptr: *mut AtomicU64,
+    map: Mapping,
     words: usize,
 }
 
-// SAFETY: the memory is only accessed through `AtomicU64`s.
-unsafe impl Send for Counters {}
-// SAFETY: as above; atomics are Sync.
-unsafe impl Sync for Counters {}
-
 impl Counters {
-    fn map(fd: i32, flags: i32, words: usize) -> io::Result<Self> {
-        let len = words * 8;
-        // SAFETY: a fresh read/write mapping of `len` bytes (of an fd sized
-        // to at least `len`, or anonymous); checked for MAP_FAILED.
-        let p = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                flags,
-                fd,
-                0,
-            )
-        };
-        if p == libc::MAP_FAILED {
-            return Err(io::Error::last_os_error());
-        }
+    /// Process-private counters.
+    pub fn anon(queues: u16) -> io::Result<Self> {
+        let words = queues as usize * SLOT_WORDS;
         Ok(Self {
-            ptr: p as *mut AtomicU64,
+            map: Mapping::anon(words * 8)?,
             words,
         })
     }
 
-    /// Process-private counters.
-    pub fn anon(queues: u16) -> io::Result<Self> {
-        Self::map(
-            -1,
-            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-            queues as usize * SLOT_WORDS,
-        )
+    #[inline]
+    fn word(&self, i: usize) -> &AtomicU64 {
+        debug_assert!(i < self.words);
+        // SAFETY: i < words, so the word is inside the mapping, which is
+        // page (so 8-byte) aligned and lives as long as `self`; AtomicU64
+        // is valid for any bit pattern, and the memory is only ever
+        // accessed atomically (here and by other processes' readers).
+        unsafe { &*self.map.as_ptr().cast::<AtomicU64>().add(i) }
     }
 
     /// Counters in `path` (created/truncated), readable with [`read_file`].
@@ -123,7 +91,10 @@ impl Counters {
             .truncate(true)
             .open(path)?;
         f.set_len((words * 8) as u64)?;
-        Self::map(f.as_raw_fd(), libc::MAP_SHARED, words)
+        Ok(Self {
+            map: Mapping::shared(f.as_fd(), words * 8, 0, true)?,
+            words,
+        })
     }
 
     /// Add `n` to counter `which` of queue `q_id` (ignored for a queue
@@ -132,17 +103,14 @@ impl Counters {
     pub fn add(&self, q_id: u16, which: Counter, n: u64) {
         let i = q_id as usize * SLOT_WORDS + which.index();
         if i < self.words {
-            // SAFETY: i < words, inside the mapping; AtomicU64 is valid for
-            // any bit pattern and the mapping is 8-byte aligned.
-            unsafe { (*self.ptr.add(i)).fetch_add(n, Ordering::Relaxed) };
+            self.word(i).fetch_add(n, Ordering::Relaxed);
         }
     }
 
     /// Counter `which` of queue `q_id`, `None` for a queue outside the mapping.
     pub fn get(&self, q_id: u16, which: Counter) -> Option<u64> {
         let i = q_id as usize * SLOT_WORDS + which.index();
-        // SAFETY: i < words, inside the mapping.
-        (i < self.words).then(|| unsafe { (*self.ptr.add(i)).load(Ordering::Relaxed) })
+        (i < self.words).then(|| self.word(i).load(Ordering::Relaxed))
     }
 
     /// Number of queue slots.
@@ -155,13 +123,6 @@ impl Counters {
         (0..self.queues())
             .filter_map(|q| self.get(q as u16, which))
             .sum()
-    }
-}
-
-impl Drop for Counters {
-    fn drop(&mut self) {
-        // SAFETY: unmaps exactly the mapping made in `map`.
-        unsafe { libc::munmap(self.ptr as *mut libc::c_void, self.words * 8) };
     }
 }
 
@@ -183,14 +144,14 @@ mod tests {
     #[test]
     fn anon_counters() {
         let c = Counters::anon(2).unwrap();
-        c.add(0, SERVED, 3);
-        c.add(1, SERVED, 4);
-        c.add(1, REDIRECTED, 1);
-        c.add(1, FUA, 2);
-        c.add(9, SERVED, 100); // out of range: ignored
-        assert_eq!(c.total(SERVED), 7);
-        assert_eq!(c.total(REDIRECTED), 1);
-        assert_eq!(c.total(FUA), 2);
+        c.add(0, Counter::Served, 3);
+        c.add(1, Counter::Served, 4);
+        c.add(1, Counter::Redirected, 1);
+        c.add(1, Counter::Fua, 2);
+        c.add(9, Counter::Served, 100); // out of range: ignored
+        assert_eq!(c.total(Counter::Served), 7);
+        assert_eq!(c.total(Counter::Redirected), 1);
+        assert_eq!(c.total(Counter::Fua), 2);
         assert_eq!(c.get(1, Counter::Served), Some(4));
         assert_eq!(c.get(2, Counter::Served), None);
         assert_eq!(c.queues(), 2);
@@ -212,10 +173,10 @@ mod tests {
     fn file_counters_are_visible() {
         let p = std::env::temp_dir().join(format!("ublk-user-counters-{}", std::process::id()));
         let c = Counters::file(&p, 3).unwrap();
-        c.add(2, REDIRECTED, 5);
-        c.add(0, SERVED, 2);
-        assert_eq!(read_file(&p, REDIRECTED).unwrap(), 5);
-        assert_eq!(read_file(&p, SERVED).unwrap(), 2);
+        c.add(2, Counter::Redirected, 5);
+        c.add(0, Counter::Served, 2);
+        assert_eq!(read_file(&p, Counter::Redirected).unwrap(), 5);
+        assert_eq!(read_file(&p, Counter::Served).unwrap(), 2);
         drop(c);
         std::fs::remove_file(p).unwrap();
     }

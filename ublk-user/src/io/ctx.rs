@@ -8,16 +8,17 @@
 //! every pointer in it.
 
 use super::completion::{Completion, Inbox};
-use super::{push_sqe, EXTRA_REG_BUF, EXTRA_TARGET};
+use super::ring::Ring;
+use super::{EXTRA_REG_BUF, EXTRA_TARGET};
 use crate::mode::{zc, IoBuf};
 use crate::target::{IoFlags, Op, Request, MAX_SQES_PER_REQUEST};
-use io_uring::{opcode, squeue, types, IoUring};
+use io_uring::{opcode, squeue, types};
 use std::sync::Arc;
 use ublk_ebpf_common::user_data::{self as ud, KIND_TARGET};
 
 /// The context a target serves one request through.
 pub struct IoCtx<'a> {
-    pub(super) ring: &'a mut IoUring,
+    pub(super) ring: &'a mut dyn Ring,
     pub(super) inbox: &'a Arc<Inbox>,
     pub(super) tag: u16,
     pub(super) op: u8,
@@ -72,14 +73,14 @@ impl IoCtx<'_> {
             let reg = zc::buf_cmd(true, self.q_id, self.tag)
                 .flags(squeue::Flags::IO_HARDLINK | squeue::Flags::SKIP_SUCCESS)
                 .user_data(ud::encode(KIND_TARGET, self.op, self.tag, EXTRA_REG_BUF));
-            push_sqe(self.ring, &reg)?;
+            self.ring.push(&reg)?;
             self.reg_pushed = true;
         }
         let mut sqe = sqe.user_data(ud::encode(KIND_TARGET, self.op, self.tag, EXTRA_TARGET));
         if self.link {
             sqe = sqe.flags(squeue::Flags::IO_HARDLINK);
         }
-        push_sqe(self.ring, &sqe)?;
+        self.ring.push(&sqe)?;
         self.pushed += 1;
         Ok(())
     }
@@ -155,7 +156,7 @@ impl IoCtx<'_> {
     }
 
     /// The request's data in the library's copy buffer
-    /// ([`DataMode::Copy`](crate::DataMode::Copy)): a WRITE's data to
+    /// ([`Mode::Copy`](crate::Mode::Copy)): a WRITE's data to
     /// store, or the place to put a READ's answer before returning
     /// `Submit::Done(bytes)`. For a target that serves from memory without
     /// `unsafe`.

@@ -27,20 +27,24 @@ pub mod completion;
 pub mod counters;
 mod ctx;
 pub(crate) mod redirect;
+pub(crate) mod ring;
+#[cfg(test)]
+mod tests;
 
 pub use completion::Completion;
 pub use ctx::IoCtx;
 
-use crate::mode::{zc, DataMode, DataPath};
-use crate::sys::{self, IoCmd, IoDesc};
+use crate::mode::{zc, DataPath, Mode};
+use crate::sys::{self, IoCmd};
 use crate::target::{Request, Submit, Target, MAX_SQES_PER_REQUEST};
 use completion::{Finished, Inbox};
 use counters::{Counter, Counters};
-use io_uring::{cqueue, opcode, squeue, types, IoUring};
+use io_uring::{cqueue, opcode, types, IoUring};
 use redirect::Redirect;
+use ring::{Cqe, IodMap, IodSource, Ring};
 use std::fs::File;
 use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 use std::sync::mpsc::Sender;
 use std::sync::Arc;
 use ublk_ebpf_common::user_data::{
@@ -65,10 +69,10 @@ pub(crate) struct QueueConfig {
     pub q_id: u16,
     pub depth: u16,
     pub max_io: u32,
-    pub mode: DataMode,
-    /// Handle `UBLK_IO_F_BPF_REDIRECT` requests and keep a sparse buffer
+    /// The device's mode: its data path, and for the BPF modes the
+    /// handling of `UBLK_IO_F_BPF_REDIRECT` requests and a sparse buffer
     /// table for the kernel's redirect registrations.
-    pub bpf: bool,
+    pub mode: Mode,
 }
 
 /// A queue, once it has fetched all its tags.
@@ -152,22 +156,6 @@ impl QueueSetup {
     }
 }
 
-#[inline]
-pub(super) fn push_sqe(ring: &mut IoUring, sqe: &squeue::Entry) -> Result<(), i32> {
-    for _ in 0..2 {
-        // SAFETY: every buffer an SQE points to (per-tag copy buffers, iods,
-        // registered buffers) lives as long as the queue, which waits for all
-        // CQEs before dropping them.
-        if unsafe { ring.submission().push(sqe) }.is_ok() {
-            return Ok(());
-        }
-        if let Err(e) = ring.submit() {
-            return Err(-e.raw_os_error().unwrap_or(libc::EIO));
-        }
-    }
-    Err(-libc::EBUSY)
-}
-
 #[derive(Clone, Copy, Default)]
 struct TagState {
     /// CQEs still expected for the target I/O.
@@ -187,64 +175,13 @@ struct TagState {
     redirect: Redirect,
 }
 
-/// The per-queue iod array, mmapped read-only from `/dev/ublkcN`.
-struct Iods {
-    ptr: *const IoDesc,
-    len: usize,
-    depth: u16,
-}
-
-impl Iods {
-    fn map(cdev: RawFd, q_id: u16, depth: u16) -> io::Result<Self> {
-        // SAFETY: sysconf has no memory effects.
-        let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as usize;
-        let len = sys::iod_area_len(depth, page);
-        // SAFETY: a shared read-only mapping of the driver's iod area; the
-        // result is checked for MAP_FAILED.
-        let p = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ,
-                libc::MAP_SHARED | libc::MAP_POPULATE,
-                cdev,
-                sys::iod_mmap_offset(q_id, page),
-            )
-        };
-        if p == libc::MAP_FAILED {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(Self {
-            ptr: p as *const IoDesc,
-            len,
-            depth,
-        })
-    }
-
-    #[inline]
-    fn get(&self, tag: u16) -> IoDesc {
-        debug_assert!(tag < self.depth);
-        // SAFETY: tag < depth, so the iod is inside the mapping; the kernel
-        // writes it before completing the command we just reaped, and a
-        // volatile read keeps the compiler from caching it across requests.
-        unsafe { std::ptr::read_volatile(self.ptr.add(tag as usize)) }
-    }
-}
-
-impl Drop for Iods {
-    fn drop(&mut self) {
-        // SAFETY: unmaps exactly the mapping created in `map`.
-        unsafe { libc::munmap(self.ptr as *mut libc::c_void, self.len) };
-    }
-}
-
 /// One hardware queue: its ring, iods, data path and per-tag state.
 ///
 /// Not `Send`: it must be served by the thread that opened it.
 pub struct Queue {
     cfg: QueueConfig,
-    ring: IoUring,
-    iods: Iods,
+    ring: Box<dyn Ring>,
+    iods: Box<dyn IodSource>,
     path: DataPath,
     target: Arc<dyn Target>,
     counters: Arc<Counters>,
@@ -253,7 +190,7 @@ pub struct Queue {
     events: Sender<QueueEvent>,
     stopped_sent: bool,
     tags: Vec<TagState>,
-    cqes: Vec<(u64, i32, u32)>,
+    cqes: Vec<Cqe>,
     dead: u32,
     inflight: u32,
     stats: QueueStats,
@@ -284,14 +221,40 @@ impl Queue {
         let mut files = vec![cdev.as_raw_fd()];
         files.extend(target.files());
         ring.submitter().register_files(&files)?;
-        if cfg.mode == DataMode::Zc || cfg.bpf {
+        if cfg.mode.sparse_buffers() {
             ring.submitter().register_buffers_sparse(depth)?;
         }
-        let iods = Iods::map(cdev.as_raw_fd(), cfg.q_id, cfg.depth)?;
-        let path = DataPath::new(cfg.mode, cfg.depth, cfg.max_io)?;
-        let user_copy = (cfg.mode == DataMode::UserCopy).then(|| cdev.clone());
-        let inbox = Arc::new(Inbox::new(cfg.q_id, user_copy)?);
+        let iods = IodMap::map(cdev.as_fd(), cfg.q_id, cfg.depth)?;
+        let user_copy = (cfg.mode == Mode::UserCopy).then(|| cdev.clone());
         let cq = ring.params().cq_entries() as usize;
+        let ring = Box::new(ring);
+        Self::with_edge(
+            cfg,
+            ring,
+            Box::new(iods),
+            cq,
+            user_copy,
+            target,
+            counters,
+            events,
+        )
+    }
+
+    /// The queue on `ring` and `iods`: the kernel's, or a host test's.
+    #[allow(clippy::too_many_arguments)]
+    fn with_edge(
+        cfg: QueueConfig,
+        ring: Box<dyn Ring>,
+        iods: Box<dyn IodSource>,
+        cq_entries: usize,
+        user_copy: Option<Arc<File>>,
+        target: Arc<dyn Target>,
+        counters: Arc<Counters>,
+        events: Sender<QueueEvent>,
+    ) -> io::Result<Self> {
+        let path = DataPath::new(cfg.mode, cfg.depth, cfg.max_io)?;
+        let inbox = Arc::new(Inbox::new(cfg.q_id, user_copy)?);
+        let cq = cq_entries;
         let mut q = Self {
             tags: vec![TagState::default(); cfg.depth as usize],
             cqes: Vec::with_capacity(cq),
@@ -320,7 +283,7 @@ impl Queue {
             .multi(true)
             .build()
             .user_data(ud::encode(KIND_INTERNAL, 0, 0, EXTRA_INBOX));
-        push_sqe(&mut self.ring, &e).map_err(|e| -e)
+        self.ring.push(&e).map_err(|e| -e)
     }
 
     /// Make the next [`Queue::run_once`] that waits return (also) when `fd`
@@ -333,15 +296,21 @@ impl Queue {
         let e = opcode::PollAdd::new(types::Fd(fd.as_raw_fd()), libc::POLLIN as u32)
             .build()
             .user_data(ud::encode(KIND_INTERNAL, 0, 0, EXTRA_WAKE));
-        push_sqe(&mut self.ring, &e).map_err(|e| io::Error::from_raw_os_error(-e))
+        self.ring
+            .push(&e)
+            .map_err(|e| io::Error::from_raw_os_error(-e))
     }
 
     /// This queue's io_uring fd.
     pub fn ring_fd(&self) -> RawFd {
-        self.ring.as_raw_fd()
+        self.ring.fd()
     }
 
-    fn ublk_cmd(&self, op: u32, tag: u16, result: i32) -> squeue::Entry {
+    /// FETCH_REQ or COMMIT_AND_FETCH_REQ of `tag`; its `user_data` says
+    /// which (`op` = the command's `_IOC_NR`) and, for a COMMIT, the result
+    /// (`extra`), so that a CQE (or a trace of the ring) names the command
+    /// it answers.
+    fn ublk_cmd(&self, op: u32, tag: u16, result: i32) -> io_uring::squeue::Entry {
         let cmd = IoCmd {
             q_id: self.cfg.q_id,
             tag,
@@ -352,14 +321,21 @@ impl Queue {
         if let Some(a) = self.path.sqe_addr(tag) {
             c = c.addr(Some(a));
         }
-        c.build().user_data(ud::encode(KIND_UBLK_CMD, 0, tag, 0))
+        c.build().user_data(ud::encode(
+            KIND_UBLK_CMD,
+            sys::ioc_nr(op),
+            tag,
+            result as u32,
+        ))
     }
 
     /// Queue FETCH_REQ for every tag and submit them.
     fn fetch_all(&mut self) -> io::Result<()> {
         for tag in 0..self.cfg.depth {
             let e = self.ublk_cmd(sys::UBLK_U_IO_FETCH_REQ, tag, -1);
-            push_sqe(&mut self.ring, &e).map_err(|e| io::Error::from_raw_os_error(-e))?;
+            self.ring
+                .push(&e)
+                .map_err(|e| io::Error::from_raw_os_error(-e))?;
         }
         self.ring.submit()?;
         Ok(())
@@ -368,7 +344,7 @@ impl Queue {
     #[inline]
     fn commit(&mut self, tag: u16, result: i32) {
         let e = self.ublk_cmd(sys::UBLK_U_IO_COMMIT_AND_FETCH_REQ, tag, result);
-        if let Err(e) = push_sqe(&mut self.ring, &e) {
+        if let Err(e) = self.ring.push(&e) {
             // Cannot even queue the commit: the ring is broken.
             log::error!(
                 "queue {} tag {tag}: cannot queue COMMIT: errno {}",
@@ -381,6 +357,11 @@ impl Queue {
 
     fn commit_redirected(&mut self, tag: u16, result: i32) {
         self.counters.add(self.cfg.q_id, Counter::Redirected, 1);
+        self.commit_counted(tag, result);
+    }
+
+    /// Commit a request that was answered: an error counts.
+    fn commit_counted(&mut self, tag: u16, result: i32) {
         if result < 0 {
             self.stats.errors += 1;
             self.counters.add(self.cfg.q_id, Counter::Errors, 1);
@@ -408,13 +389,13 @@ impl Queue {
         };
         let op = iod.op();
         let flags = iod.flags();
-        if self.cfg.bpf && flags & sys::UBLK_IO_F_BPF_REDIRECT != 0 {
+        if self.cfg.mode.bpf() && flags & sys::UBLK_IO_F_BPF_REDIRECT != 0 {
             self.stats.redirected += 1;
             if let Some(res) = self.tags[tag as usize]
                 .redirect
                 .on_request(iod.nr_sectors << 9)
             {
-                self.commit(tag, res);
+                self.commit_redirected(tag, res);
             }
             return;
         }
@@ -424,18 +405,14 @@ impl Queue {
         }
         let req = Request::new(self.cfg.q_id, tag, &iod, self.path.request_buf(tag, &iod));
         // Keep a request's SQEs (and a zc fallback chain) in one submission.
-        let free = {
-            let sq = self.ring.submission();
-            sq.capacity() - sq.len()
-        };
-        if free < MAX_SQES_PER_REQUEST + 3 {
+        if self.ring.sq_free() < MAX_SQES_PER_REQUEST + 3 {
             let _ = self.ring.submit();
         }
         let link = matches!(self.path, DataPath::Zc)
             && flags & sys::UBLK_IO_F_NEED_REG_BUF != 0
             && matches!(req.buf(), crate::mode::IoBuf::Fixed { .. });
         let mut ctx = IoCtx {
-            ring: &mut self.ring,
+            ring: &mut *self.ring,
             inbox: &self.inbox,
             tag,
             op,
@@ -476,12 +453,12 @@ impl Queue {
                 tag,
                 EXTRA_UNREG_BUF,
             ));
-            if push_sqe(&mut self.ring, &unreg).is_ok() {
+            if self.ring.push(&unreg).is_ok() {
                 pending += 1;
             }
         }
         match sub {
-            Submit::Done(res) if pending == 0 => self.commit(tag, res),
+            Submit::Done(res) if pending == 0 => self.commit_counted(tag, res),
             Submit::Queued | Submit::Deferred if pending == 0 => {
                 if sub == Submit::Deferred {
                     log::warn!(
@@ -489,7 +466,7 @@ impl Queue {
                         self.cfg.q_id
                     );
                 }
-                self.commit(tag, -libc::EIO)
+                self.commit_counted(tag, -libc::EIO)
             }
             _ => {
                 let t = &mut self.tags[tag as usize];
@@ -537,12 +514,8 @@ impl Queue {
             } else {
                 0
             };
-            if result < 0 {
-                self.stats.errors += 1;
-                self.counters.add(self.cfg.q_id, Counter::Errors, 1);
-            }
             self.inflight -= 1;
-            self.commit(tag, result);
+            self.commit_counted(tag, result);
         }
     }
 
@@ -564,12 +537,8 @@ impl Queue {
             } else {
                 f.result
             };
-            if result < 0 {
-                self.stats.errors += 1;
-                self.counters.add(self.cfg.q_id, Counter::Errors, 1);
-            }
             self.inflight -= 1;
-            self.commit(f.tag, result);
+            self.commit_counted(f.tag, result);
         }
         self.finished = done;
     }
@@ -653,13 +622,8 @@ impl Queue {
                 ) => {}
             Err(e) => return Err(e),
         }
-        let mut cq = self.ring.completion();
-        cq.sync();
         self.cqes.clear();
-        for cqe in &mut cq {
-            self.cqes.push((cqe.user_data(), cqe.result(), cqe.flags()));
-        }
-        drop(cq);
+        self.ring.reap(&mut self.cqes);
         self.counters.add(q, Counter::Cqes, self.cqes.len() as u64);
         for i in 0..self.cqes.len() {
             let (u, r, f) = self.cqes[i];
