@@ -132,7 +132,7 @@ for cell in $cells; do
   fio_verify "$d" hot --rw=randrw --rwmixwrite=70 --bsrange=4k-1m --size=32M
   if [ "$mode" = bpf-kernel ] && [ "$cs" = 64k ]; then
     s0=$(field_of "$id" server_served); c0=$(field_of "$id" server_cqes); r0=$(field_of "$id" bpf_redirected)
-    fio --name=hot4k --filename="$d" --rw=randrw --bs=4k --number_ios=10000 --size=32M --direct=1 \
+    fio --name=hot4k --filename="$d" --rw=randrw --bs=4k --size=32M --io_size=40000k --direct=1 \
       --ioengine=libaio --iodepth=32 --output="$T/hot.out" > /dev/null 2>&1 || { cat "$T/hot.out"; die "fio 4K"; }
     s1=$(field_of "$id" server_served); c1=$(field_of "$id" server_cqes); r1=$(field_of "$id" bpf_redirected)
     [ "$s1" = "$s0" ] && [ "$c1" = "$c0" ] \
