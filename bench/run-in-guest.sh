@@ -1,7 +1,7 @@
 #!/bin/sh
 # bench/run-in-guest.sh OUT: the guest side of `cargo xtask bench` (v2).
 #
-# Runs the plan OUT/plan.txt (written by xtask/src/bench.rs), one fio run a
+# Runs the plan OUT/plan.txt (written by the bench crate, bench/src/run.rs), one fio run a
 # line: "IDX STORE REP CONTENDER JOB RW BS QD WORKLOAD COND". Lines are
 # grouped by backing store (STORE outermost); for each store the contenders
 # are set up once, all serving the same store, and torn down at its end:

@@ -4,9 +4,9 @@
 //! matrix left out and icount's limits; a plain-TCG boot follows as a
 //! clearly marked secondary section.
 
-use super::stats::{compare, spread_pct, Stat};
-use super::svg::Metric;
-use super::{
+use crate::stats::{compare, spread_pct, Stat};
+use crate::svg::Metric;
+use crate::{
     bs_name, is_server, Results, RunInfo, Timing, AGREE_PCT, ICOUNT_FLOOR_PCT, LEFT_OUT, OURS,
     TCG_SPREAD_PCT,
 };
@@ -322,7 +322,7 @@ fn headline(res: &Results, info: &RunInfo) -> String {
             continue;
         }
         let _ = write!(s, "\n**{store}**\n\n| workload | kublk best |");
-        let kref = crate::bench::kernel_ref(store);
+        let kref = crate::kernel_ref(store);
         for c in &ours {
             let _ = write!(s, " {c} ×{kref} | {c} ×kublk | {c} srv CPU ×kublk |");
         }
@@ -495,11 +495,11 @@ fn store_section(res: &Results, store: &str) -> String {
         s,
         "\n### Throughput and CPU\n\n| workload | contender | IOPS [interval] | MiB/s | p50 µs | p99 µs | ×{} | ×kublk best | server CPU s/GiB | server CPU % | guest CPU s/GiB | n (spread) |\n\
          |---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
-        crate::bench::kernel_ref(store)
+        crate::kernel_ref(store)
     );
     for &wi in &wls {
         let w = &res.workloads[wi];
-        let kref = crate::bench::kernel_ref(store);
+        let kref = crate::kernel_ref(store);
         let lp = res.cell(store, wi, kref);
         let best = res.kublk_best(store, wi);
         for &c in &names {
@@ -785,7 +785,7 @@ pub fn console_summary(res: &Results, info: &RunInfo) -> String {
         let (wls, names) = res.store_cells(store);
         let _ = writeln!(s, "[{store}]");
         for &wi in &wls {
-            let kref = crate::bench::kernel_ref(store);
+            let kref = crate::kernel_ref(store);
             let lp = res.cell(store, wi, kref);
             for &c in &names {
                 let line = match res.cell(store, wi, c) {
@@ -815,7 +815,7 @@ pub fn console_summary(res: &Results, info: &RunInfo) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bench::stats;
+    use crate::stats;
 
     #[test]
     fn number_formats() {
