@@ -233,6 +233,25 @@ pub fn which_in(name: &str, path: Option<&std::ffi::OsStr>) -> Option<PathBuf> {
     ublk_ebpf_build::find_in(name, Some(&std::env::join_paths(dirs).ok()?))
 }
 
+/// `stage` as a gzipped newc cpio archive at `out` (written under a
+/// temporary name, then renamed); `stage` is removed afterwards.
+pub fn pack_cpio(stage: &Path, out: &Path, what: &str, log: &str) -> Result<()> {
+    let tmp = out.with_extension("tmp");
+    let script = format!(
+        "cd {} && find . -print0 | cpio --null -o -H newc --quiet | gzip -1 > {}",
+        shell_quote(stage.to_str().context("stage path is not UTF-8")?),
+        shell_quote(tmp.to_str().context("cache path is not UTF-8")?)
+    );
+    run_logged(
+        what,
+        Command::new("sh").args(["-c", &script]),
+        &log_path(log)?,
+    )?;
+    fs::rename(&tmp, out)?;
+    let _ = fs::remove_dir_all(stage);
+    Ok(())
+}
+
 /// Quote a string for a POSIX shell.
 pub fn shell_quote(s: &str) -> String {
     if !s.is_empty()
