@@ -42,6 +42,9 @@ struct FioDir {
     #[serde(default)]
     total_ios: f64,
     clat_ns: Option<FioLat>,
+    /// Total latency (submission included); percentiles with
+    /// `lat_percentiles=1` (report v3's jobs).
+    lat_ns: Option<FioLat>,
 }
 
 #[derive(Deserialize)]
@@ -88,6 +91,16 @@ pub(crate) fn parse_fio(text: &str) -> Result<Sample> {
             };
             s.p50_us = pct("50.000000");
             s.p99_us = pct("99.000000");
+            let lat = |p: &str| {
+                d.lat_ns
+                    .as_ref()
+                    .and_then(|l| l.percentile.get(p).copied())
+                    .map(|v| v / 1000.0)
+            };
+            s.lat = match (lat("50.000000"), lat("99.000000"), lat("99.900000")) {
+                (Some(a), Some(b), Some(c)) => Some([a, b, c]),
+                _ => None,
+            };
         }
     }
     if job.error != 0.0 {
@@ -123,6 +136,13 @@ pub struct Sample {
     pub cqes: Option<f64>,
     pub sqes: Option<f64>,
     pub enters: Option<f64>,
+    /// Total latency (fio's `lat`) p50, p99, p99.9 in µs (report v3).
+    pub lat: Option<[f64; 3]>,
+    /// Busy seconds of each vCPU over the window (report v3).
+    pub cpu_busy: Vec<f64>,
+    /// CPU seconds of each task over the window, by name, largest first
+    /// (report v3; tasks of one name summed).
+    pub threads: Vec<(String, f64)>,
     /// Steady state: mean IOPS of the second half of fio's IOPS log over
     /// the first half's (RFC jobs).
     pub steady: Option<f64>,
@@ -221,6 +241,15 @@ pub struct Results {
     /// Conditional repetitions not needed (the earlier ones agreed).
     pub skipped: usize,
     pub completed: bool,
+    /// The report version the run was made for (`report=` in host.txt; 2
+    /// without it).
+    pub version: u32,
+    /// The boot's raw directory.
+    pub dir: std::path::PathBuf,
+    /// The `perf record` runs of the plan (report v3).
+    pub profiles: Vec<crate::attrib::Profile>,
+    /// What each contender's block device was set to (report v3).
+    pub limits: Vec<crate::attrib::Limit>,
 }
 
 /// Medians and intervals of one cell.
@@ -247,6 +276,11 @@ pub struct CellStats {
     pub ctxsw_vol: Option<Stat>,
     /// Second-half / first-half IOPS of fio's log (RFC jobs).
     pub steady: Option<Stat>,
+    /// Total latency p50, p99, p99.9 (µs; report v3).
+    pub lat: Option<[Stat; 3]>,
+    /// Busy seconds of vCPU 0 and vCPU 1 over the window (report v3).
+    pub cpu0: Option<Stat>,
+    pub cpu1: Option<Stat>,
     /// IOPS of all repetitions within AGREE_PCT (icount) or TCG_SPREAD_PCT.
     pub agree: bool,
 }
@@ -286,6 +320,18 @@ impl Results {
                 .filter_map(|s| s.per_req(s.ctxsw.map(|(a, _)| a)))
                 .collect()),
             steady: st(v.iter().filter_map(|s| s.steady).collect()),
+            lat: (|| {
+                let l = |i: usize| st(v.iter().filter_map(|s| s.lat.map(|l| l[i])).collect());
+                Some([l(0)?, l(1)?, l(2)?])
+            })(),
+            cpu0: st(v
+                .iter()
+                .filter_map(|s| s.cpu_busy.first().copied())
+                .collect()),
+            cpu1: st(v
+                .iter()
+                .filter_map(|s| s.cpu_busy.get(1).copied())
+                .collect()),
             agree: stats::agree(
                 &iops,
                 if self.timing == Timing::Tcg {
@@ -360,6 +406,8 @@ fn list_counter(path: &Path, dev: &str, key: &str) -> Option<f64> {
 /// Read a run directory written by bench/run-in-guest.sh.
 pub fn collect(dir: &Path, timing: Timing) -> Result<Results> {
     let env = parse_kv(&fs::read_to_string(dir.join("env.txt")).unwrap_or_default());
+    let host = parse_kv(&fs::read_to_string(dir.join("host.txt")).unwrap_or_default());
+    let version: u32 = host.get("report").and_then(|v| v.parse().ok()).unwrap_or(2);
     let hz: f64 = env
         .get("clk_tck")
         .and_then(|h| h.parse().ok())
@@ -397,10 +445,20 @@ pub fn collect(dir: &Path, timing: Timing) -> Result<Results> {
     let mut workloads: Vec<Workload> = Vec::new();
     let mut cells: Vec<(String, Vec<usize>, Vec<String>)> = Vec::new();
     let mut planned = 0;
+    let mut profiles = Vec::new();
     for l in plan_text.lines() {
-        let Some((_, store, _, cont, w, _)) = parse_plan_line(l) else {
+        let Some((idx, store, _, cont, w, _)) = parse_plan_line(l) else {
             continue;
         };
+        if l.split_whitespace().nth(9) == Some("profile") {
+            profiles.push(crate::attrib::Profile {
+                idx,
+                store,
+                contender: cont,
+                workload: w.id(),
+            });
+            continue;
+        }
         planned += 1;
         let wi = match workloads.iter().position(|x| *x == w) {
             Some(i) => i,
@@ -455,8 +513,13 @@ pub fn collect(dir: &Path, timing: Timing) -> Result<Results> {
     let mut csv = String::from(
         "timing,idx,store,rep,contender,workload,status,iops,bw_mib_s,p50_us,p99_us,bytes,runtime_s,window_s,\
          server_cpu_s,guest_busy_s,guest_total_s,requests,dev_bytes,ctxsw_vol,ctxsw_invol,server_cqes,server_sqes,server_enters,\
-         server_cpu_s_per_gib,server_cpu_pct_one_cpu,guest_cpu_s_per_gib\n",
+         server_cpu_s_per_gib,server_cpu_pct_one_cpu,guest_cpu_s_per_gib",
     );
+    let v3 = version >= 3;
+    if v3 {
+        csv.push_str(",lat_p50_us,lat_p99_us,lat_p999_us,cpu0_busy_s,cpu1_busy_s");
+    }
+    csv.push('\n');
     let t = timing.name();
     for line in runs.lines().skip(1) {
         let f: Vec<&str> = line.split(',').collect();
@@ -464,9 +527,12 @@ pub fn collect(dir: &Path, timing: Timing) -> Result<Results> {
             continue;
         }
         let (idx, store, rep, cont, wl, rc) = (f[0], f[1], f[2], f[3], f[4], f[5]);
+        if rc.starts_with("prof") {
+            continue; // a profile run (attrib::Profile), not measured
+        }
         let Some(&wi) = ids.get(wl) else { continue };
         let key = (store.to_string(), wi, cont.to_string());
-        let blank = ",".repeat(20);
+        let blank = ",".repeat(if v3 { 25 } else { 20 });
         if rc == "na" || rc == "skip" {
             if rc == "na" {
                 na += 1;
@@ -508,6 +574,9 @@ pub fn collect(dir: &Path, timing: Timing) -> Result<Results> {
             if is_server(cont) {
                 s.ctxsw = d(17, 22).zip(d(18, 23));
             }
+            if v3 {
+                crate::attrib::read_run(dir, idx, hz, &mut s);
+            }
             s.steady = fs::read_to_string(dir.join(format!("fio/{idx}-iops.log")))
                 .ok()
                 .and_then(|t| steady_ratio(&t));
@@ -532,7 +601,7 @@ pub fn collect(dir: &Path, timing: Timing) -> Result<Results> {
                 let o =
                     |v: Option<f64>, p: usize| v.map(|v| format!("{v:.p$}")).unwrap_or_default();
                 csv.push_str(&format!(
-                    "{t},{idx},{store},{rep},{cont},{wl},ok,{:.1},{:.2},{:.1},{:.1},{},{:.3},{:.3},{},{:.2},{:.2},{},{},{},{},{},{},{},{},{},{}\n",
+                    "{t},{idx},{store},{rep},{cont},{wl},ok,{:.1},{:.2},{:.1},{:.1},{},{:.3},{:.3},{},{:.2},{:.2},{},{},{},{},{},{},{},{},{},{}",
                     s.iops,
                     s.bw / (1 << 20) as f64,
                     s.p50_us,
@@ -554,6 +623,12 @@ pub fn collect(dir: &Path, timing: Timing) -> Result<Results> {
                     o(s.srv_util(), 1),
                     o(s.guest_per_gib(), 3),
                 ));
+                if v3 {
+                    let l = |i: usize| o(s.lat.map(|l| l[i]), 1);
+                    let c = |i: usize| o(s.cpu_busy.get(i).copied(), 3);
+                    csv.push_str(&format!(",{},{},{},{},{}", l(0), l(1), l(2), c(0), c(1)));
+                }
+                csv.push('\n');
                 samples.entry(key).or_default().push(s);
             }
             Err(e) => {
@@ -578,5 +653,13 @@ pub fn collect(dir: &Path, timing: Timing) -> Result<Results> {
         na,
         skipped,
         completed: dir.join("done").exists(),
+        version,
+        profiles,
+        dir: dir.to_path_buf(),
+        limits: if v3 {
+            crate::attrib::read_limits(dir)
+        } else {
+            Vec::new()
+        },
     })
 }

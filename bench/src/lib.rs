@@ -17,9 +17,11 @@
 //! `~` where intervals overlap) and writes a markdown report, SVG plots and
 //! a CSV of every run.
 
+mod attrib;
 mod collect;
 mod plan;
 mod report;
+mod report3;
 mod run;
 pub mod stats;
 mod svg;
@@ -42,6 +44,9 @@ pub trait Harness {
     fn build(&self) -> anyhow::Result<()>;
     /// kublk (the driver's selftest server) for the guest, or why it is n/a.
     fn kublk(&self) -> Result<PathBuf, String>;
+    /// A `perf` the guest can run (for the profile runs), or why there is
+    /// none.
+    fn perf(&self) -> Result<PathBuf, String>;
     /// Boot the VM and run the guest script in it.
     fn run_guest(&self, g: &GuestRun) -> anyhow::Result<GuestExit>;
 }
@@ -103,7 +108,14 @@ pub const KUBLK: &[&str] = &["kublk", "kublk-zc", "kublk-batch"];
 /// backing stores striped in 64 KiB chunks: dm-stripe ("dm", over loop
 /// devices for files) is the kernel's reference there, and the ublk
 /// contenders serve a stripe target (ours `add stripe`, kublk `-t stripe`).
-pub const STORES: &[&str] = &["tmpfs", "nullb", "virtio", "stripe-tmpfs", "stripe-nullb"];
+pub const STORES: &[&str] = &[
+    "tmpfs",
+    "nullb",
+    "virtio",
+    "nullb-2q",
+    "stripe-tmpfs",
+    "stripe-nullb",
+];
 
 /// The kernel's own answer on a store, which every contender is compared
 /// with: the loop driver, or dm-stripe on a stripe store.
@@ -119,6 +131,17 @@ pub fn kernel_ref(store: &str) -> &'static str {
 pub fn is_server(c: &str) -> bool {
     OURS.contains(&c) || KUBLK.contains(&c)
 }
+
+/// The report a new run is made for: v3 adds the device settings, total
+/// latency, CPU attribution, no ratio for disagreeing cells and no virtio
+/// in the headline. Runs without `report=` in host.txt render as v2.
+pub const REPORT_VERSION: u32 = 3;
+
+/// The largest request (`max_sectors_kb`) of every contender's device, and
+/// of a block store's own: the loop driver's default. ublk-user (2 MiB)
+/// and kublk (1 MiB) would otherwise get larger requests than loop in the
+/// 2M job, and the cells would compare different request counts.
+pub const MAX_SECTORS_KB: u32 = 512;
 
 /// icount: the repetitions of a cell must agree within this (percent).
 pub const AGREE_PCT: f64 = 2.0;

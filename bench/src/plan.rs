@@ -37,6 +37,17 @@ impl Workload {
         }
     }
 
+    /// The 2 queues x 2 fio jobs cell (fio/mq.fio, store nullb-2q): random
+    /// read, `qd` per job, one job on each vCPU.
+    pub fn mq(bs: u64, qd: u32) -> Self {
+        Workload {
+            job: "mq",
+            rw: "randread",
+            bs,
+            qd,
+        }
+    }
+
     /// A stable name: `randread-4k-qd32`, `rfc-randwrite-2m-qd16`.
     pub fn id(&self) -> String {
         let base = format!("{}-{}-qd{}", self.rw, bs_name(self.bs), self.qd);
@@ -58,7 +69,7 @@ impl Workload {
 
     /// From the plan's fields.
     fn parse(job: &str, rw: &str, bs: &str, qd: &str) -> Option<Workload> {
-        let job = ["matrix", "rfc"].into_iter().find(|j| *j == job)?;
+        let job = ["matrix", "rfc", "mq"].into_iter().find(|j| *j == job)?;
         let rw = RWS.iter().copied().find(|r| *r == rw)?;
         Some(Workload {
             job,
@@ -133,6 +144,11 @@ pub fn full_matrix() -> Vec<StorePlan> {
             contenders: vec!["raw", "loop", "copy", "bpf-kernel", "kublk-batch"],
         },
         StorePlan {
+            store: "nullb-2q",
+            workloads: vec![Workload::mq(4 << 10, 32)],
+            contenders: NULLB_2Q_CONTENDERS.to_vec(),
+        },
+        StorePlan {
             store: "stripe-tmpfs",
             workloads: stripe_workloads(),
             contenders: STRIPE_CONTENDERS.to_vec(),
@@ -144,6 +160,11 @@ pub fn full_matrix() -> Vec<StorePlan> {
         },
     ]
 }
+
+/// The 2 queues x 2 jobs cell: the reference, our zero-copy and kernel
+/// modes, kublk's best configurations.
+pub const NULLB_2Q_CONTENDERS: &[&str] =
+    &["loop", "zc", "bpf-kernel", "kublk-zc", "kublk-batch", "raw"];
 
 /// Who serves a stripe store (kublk's stripe target has no batch mode).
 pub const STRIPE_CONTENDERS: &[&str] =
@@ -160,6 +181,15 @@ fn stripe_workloads() -> Vec<Workload> {
 /// What the full matrix leaves out (for the report).
 pub const LEFT_OUT: &str = "sequential read/write; random write below 512k except 4k qd32; \
      iodepth 1 except 4k randread; block sizes 256k and 1m; more than one ublk queue or fio job; \
+     on virtio-blk every contender but raw, loop, copy, bpf-kernel and kublk-batch and every \
+     workload but 4k randread qd32 and the RFC v2 job; runs longer than a few guest seconds \
+     (the RFC ran 60 s); `-cpu max,-erms,-fsrm` (a separate `--no-erms` run); plain-TCG tables \
+     (a separate `--timing tcg` or `--timing both` run)";
+
+/// What the v3 matrix leaves out (for the report).
+pub const LEFT_OUT_V3: &str = "sequential read/write; random write below 512k except 4k qd32; \
+     iodepth 1 except 4k randread; block sizes 256k and 1m; more than one ublk queue or fio job \
+     except the nullb-2q cell (4k randread qd32, 2 queues x 2 jobs, on null_blk only); \
      on virtio-blk every contender but raw, loop, copy, bpf-kernel and kublk-batch and every \
      workload but 4k randread qd32 and the RFC v2 job; runs longer than a few guest seconds \
      (the RFC ran 60 s); `-cpu max,-erms,-fsrm` (a separate `--no-erms` run); plain-TCG tables \
@@ -198,7 +228,7 @@ impl Filter {
                 f.stores.push(t);
             } else if RWS.contains(&t.as_str()) {
                 f.rws.push(t);
-            } else if t == "rfc" || t == "matrix" {
+            } else if t == "rfc" || t == "matrix" || t == "mq" {
                 f.jobs.push(t);
             } else if let Some(qd) = t.strip_prefix("qd").and_then(|q| q.parse().ok()) {
                 f.qds.push(qd);
@@ -206,7 +236,7 @@ impl Filter {
                 f.bss.push(bs);
             } else {
                 bail!(
-                    "--filter: unknown term {t:?} (contenders {}, stores {}, rw {}, block sizes like 4k or 2m, depths like qd32, jobs rfc/matrix)",
+                    "--filter: unknown term {t:?} (contenders {}, stores {}, rw {}, block sizes like 4k or 2m, depths like qd32, jobs rfc/matrix/mq)",
                     CONTENDERS.join("/"),
                     STORES.join("/"),
                     RWS.join("/")
@@ -255,6 +285,18 @@ pub struct Run {
     pub wl: Workload,
     /// Run only if the earlier repetitions of the cell disagree.
     pub conditional: bool,
+    /// A `perf record` run (report v3): profiled, not measured.
+    pub profile: bool,
+}
+
+/// The profiled cells (report v3, under icount only, where the profile's
+/// clock counts instructions): these contenders at 4 KiB random read
+/// iodepth 32 on null_blk, one `perf record` run each after the store's
+/// measured runs.
+pub const PROFILE_STORE: &str = "nullb";
+pub const PROFILE_CONTENDERS: &[&str] = &["loop", "zc", "bpf-kernel"];
+pub fn profile_workload() -> Workload {
+    Workload::matrix("randread", 4 << 10, 32)
 }
 
 /// Stores outermost (each sets its contenders up once), then repetitions
@@ -278,8 +320,25 @@ pub fn plan(m: &[StorePlan], reps: u32, conditional: bool) -> Vec<Run> {
                         contender: c,
                         wl: w.clone(),
                         conditional: rep > reps,
+                        profile: false,
                     });
                 }
+            }
+        }
+        if conditional && sp.store == PROFILE_STORE && sp.workloads.contains(&profile_workload()) {
+            for c in PROFILE_CONTENDERS
+                .iter()
+                .filter(|c| sp.contenders.contains(c))
+            {
+                runs.push(Run {
+                    idx: runs.len() + 1,
+                    store: sp.store,
+                    rep: 0,
+                    contender: c,
+                    wl: profile_workload(),
+                    conditional: false,
+                    profile: true,
+                });
             }
         }
     }
@@ -301,7 +360,13 @@ pub fn plan_text(runs: &[Run]) -> String {
             bs_name(w.bs),
             w.qd,
             w.id(),
-            if r.conditional { "agree" } else { "-" }
+            if r.profile {
+                "profile"
+            } else if r.conditional {
+                "agree"
+            } else {
+                "-"
+            }
         ));
     }
     s

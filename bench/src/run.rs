@@ -6,7 +6,7 @@ use crate::plan::{
 };
 use crate::{
     collect, parse_kv, report, root, say, svg, BenchOpts, GuestRun, Harness, Results, Timing,
-    AGREE_PCT,
+    AGREE_PCT, MAX_SECTORS_KB, REPORT_VERSION,
 };
 use anyhow::{bail, Result};
 use std::fs;
@@ -203,6 +203,14 @@ fn run_boot(
         Ok(p) => (p.to_string_lossy().into_owned(), String::new()),
         Err(w) => (String::new(), w.clone()),
     };
+    let (ppath, pwhy) = if b.runs.iter().any(|r| r.profile) {
+        match h.perf() {
+            Ok(p) => (p.to_string_lossy().into_owned(), String::new()),
+            Err(w) => (String::new(), w),
+        }
+    } else {
+        (String::new(), String::new())
+    };
     let guest = GuestRun {
         script: root().join("bench/run-in-guest.sh"),
         args: vec![dir.to_string_lossy().into_owned()],
@@ -212,6 +220,9 @@ fn run_boot(
             ("BENCH_SIZE_MB", o.size_mb.to_string()),
             ("BENCH_AGREE_PCT", AGREE_PCT.to_string()),
             ("BENCH_TIMING", b.timing.name().to_string()),
+            ("BENCH_MAX_SECTORS_KB", MAX_SECTORS_KB.to_string()),
+            ("BENCH_PERF", ppath),
+            ("BENCH_PERF_WHY", pwhy),
             ("BENCH_KUBLK", kpath),
             ("BENCH_KUBLK_WHY", kwhy),
         ],
@@ -280,7 +291,7 @@ fn run_boot(
         trimmed.push(format!("--filter {f}"));
     }
     let text = format!(
-        "timing={}\nhost_cpu={}\nhost_cores={}\nload_start={load_start}\nload_end={}\ncommit={}\ncommand={command}\nqemu_extra={}\ntrimmed={}\nsuffix={}\nforce={}\nestimate_s={:.0}\nvm_error={}\n",
+        "timing={}\nhost_cpu={}\nhost_cores={}\nload_start={load_start}\nload_end={}\ncommit={}\ncommand={command}\nqemu_extra={}\ntrimmed={}\nsuffix={}\nforce={}\nestimate_s={:.0}\nvm_error={}\nreport={REPORT_VERSION}\n",
         b.timing.name(),
         host_cpu(),
         std::thread::available_parallelism()
@@ -297,6 +308,17 @@ fn run_boot(
     );
     fs::write(dir.join("host.txt"), text)?;
     Ok((status, vm_note))
+}
+
+/// Whether the run's report goes to bench/results (see `render`).
+fn publishes(o: &BenchOpts) -> bool {
+    match &o.out {
+        Some(d) => {
+            let r = root().join("bench/results");
+            d.canonicalize().ok() == r.canonicalize().ok()
+        }
+        None => o.filter.is_none(),
+    }
 }
 
 fn suffix(o: &BenchOpts) -> String {
@@ -495,6 +517,14 @@ pub fn bench(o: &BenchOpts, h: &dyn Harness) -> Result<i32> {
             print!("{}", plan_text(&b.runs));
         }
         return Ok(0);
+    }
+    let commit = git_commit();
+    if publishes(o) && commit.ends_with("-dirty") && !o.force {
+        bail!(
+            "the tree has uncommitted changes ({commit}): a published run (bench/results) comes from a \
+             clean tree; commit first, or pass --force (the report then says the tree was dirty), or \
+             use --filter/--out to keep the report out of bench/results"
+        );
     }
     h.build()?;
     let kublk = h.kublk();

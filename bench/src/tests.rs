@@ -1,6 +1,6 @@
 use crate::collect::parse_fio;
 use crate::collect::GIB;
-use crate::plan::{full_matrix, plan, plan_text, Filter, StorePlan, Workload};
+use crate::plan::{full_matrix, plan, plan_text, Filter, StorePlan, Workload, PROFILE_CONTENDERS};
 use crate::run::{boot_dirs, info_of, qemu_extra, render, stamp_of};
 use crate::*;
 use std::fs;
@@ -15,6 +15,9 @@ impl Harness for NoVm {
     }
     fn kublk(&self) -> Result<PathBuf, String> {
         panic!("asked for kublk")
+    }
+    fn perf(&self) -> Result<PathBuf, String> {
+        panic!("asked for perf")
     }
     fn run_guest(&self, _: &GuestRun) -> anyhow::Result<GuestExit> {
         panic!("booted")
@@ -101,12 +104,19 @@ fn full_matrix_fits_an_hour() {
         assert!(ids.contains(&"rfc-randwrite-2m-qd16".to_string()));
     }
     let runs = plan(&m, 2, true);
-    let fixed = runs.iter().filter(|r| !r.conditional).count();
-    assert_eq!(fixed, 2 * (6 * 9 + 6 * 9 + 2 * 5 + 2 * 2 * 7));
-    assert_eq!(runs.len(), fixed * 3 / 2);
+    let fixed = runs.iter().filter(|r| !r.conditional && !r.profile).count();
+    assert_eq!(fixed, 2 * (6 * 9 + 6 * 9 + 2 * 5 + 6 + 2 * 2 * 7));
+    // + one profile run of loop, zc and bpf-kernel on null_blk.
+    let profiles: Vec<&str> = runs
+        .iter()
+        .filter(|r| r.profile)
+        .map(|r| r.contender)
+        .collect();
+    assert_eq!(profiles, PROFILE_CONTENDERS);
+    assert_eq!(runs.len(), fixed * 3 / 2 + 3);
     let est = estimate_secs(&runs, Timing::Icount, 1.0, 0.5);
     assert!(
-        (45.0 * 60.0..70.0 * 60.0).contains(&est),
+        (45.0 * 60.0..80.0 * 60.0).contains(&est),
         "{} min",
         est / 60.0
     );
@@ -159,14 +169,17 @@ fn plan_stores_outermost_and_conditional_last() {
     ];
     let p = plan(&m, 2, true);
     let stores: Vec<&str> = p.iter().map(|r| r.store).collect();
+    // The profile run of loop on null_blk closes that store's runs.
     assert_eq!(
         stores,
         ["tmpfs"; 6]
             .iter()
-            .chain(&["nullb"; 3])
+            .chain(&["nullb"; 4])
             .copied()
             .collect::<Vec<_>>()
     );
+    assert!(p[9].profile && !p[8].profile && p[9].contender == "loop");
+    assert!(plan_text(&p).ends_with(" loop matrix randread 4k 32 randread-4k-qd32 profile\n"));
     let t: Vec<(u32, bool)> = p.iter().take(6).map(|r| (r.rep, r.conditional)).collect();
     assert_eq!(
         t,
@@ -696,4 +709,89 @@ fn guest_script_runs_a_plan_with_stub_tools() {
 fn run_directory_stamps() {
     let t = time::macros::datetime!(2000-02-29 01:02:03 UTC);
     assert_eq!(stamp_of(t), "20000229-010203");
+}
+
+/// A run made for report v3 (`report=3`): device settings, total latency,
+/// CPU attribution, no ratio where the repetitions disagree, the dirty
+/// tree named.
+#[test]
+fn v3_report_sections() {
+    let t = tempfile::tempdir().unwrap();
+    let raw = t.path().join("raw");
+    let out = t.path().join("out");
+    write_synthetic(&raw);
+    let d = raw.join("icount");
+    let add = |name: &str, text: &str| {
+        let p = d.join(name);
+        let old = fs::read_to_string(&p).unwrap_or_default();
+        fs::write(p, old + text).unwrap();
+    };
+    add("host.txt", "report=3\ncommit=abc-dirty\nforce=true\n");
+    add("env.txt", "max_sectors_kb=512\n");
+    add(
+        "limits.txt",
+        "tmpfs|loop|1|128|512|512\ntmpfs|copy|1|128|512|2048\ntmpfs|kublk-zc|1|128|512|1024\n",
+    );
+    fs::create_dir_all(d.join("cpu")).unwrap();
+    for e in fs::read_dir(d.join("fio")).unwrap() {
+        let p = e.unwrap().path();
+        let idx = p.file_stem().unwrap().to_string_lossy().into_owned();
+        let mut j = fs::read_to_string(&p).unwrap();
+        j = j.replace(
+            r#""clat_ns":"#,
+            r#""lat_ns":{"percentile":{"50.000000":9000,"99.000000":25000,"99.900000":40000}},"clat_ns":"#,
+        );
+        fs::write(&p, j).unwrap();
+        let w = |n: &str, s: &str| fs::write(d.join(format!("cpu/{idx}-{n}")), s).unwrap();
+        w("pre.cpus", "cpu0 100 200\ncpu1 0 200\n");
+        w("post.cpus", "cpu0 250 400\ncpu1 100 400\n");
+        w("pre.threads", "7 7 0 kworker/0:1H-kblockd\n");
+        w("post.threads", "7 7 30 kworker/0:1H-kblockd\n9 9 4 fio\n");
+    }
+    // kublk-zc's repetitions of the 4k cell disagree (+10 %).
+    let runs = fs::read_to_string(d.join("runs.csv")).unwrap();
+    let plan = fs::read_to_string(d.join("plan.txt")).unwrap();
+    let idx = plan
+        .lines()
+        .find(|l| l.contains(" tmpfs 2 kublk-zc matrix "))
+        .and_then(|l| l.split_whitespace().next())
+        .unwrap()
+        .to_string();
+    let p = d.join(format!("fio/{idx}.json"));
+    let j = fs::read_to_string(&p).unwrap();
+    let at = j.find(r#""iops":"#).unwrap() + 7;
+    let end = at + j[at..].find(',').unwrap();
+    let j = format!("{}121000{}", &j[..at], &j[end..]);
+    fs::write(&p, j).unwrap();
+    fs::write(d.join("runs.csv"), runs).unwrap();
+    let o = BenchOpts {
+        quick: false,
+        filter: None,
+        timing: Timing::Icount,
+        icount: false,
+        tcg: false,
+        no_erms: false,
+        reps: None,
+        runtime: None,
+        ramp_ms: None,
+        size_mb: 512,
+        force: false,
+        plan: false,
+        from: Some(raw.clone()),
+        out: Some(out.clone()),
+    };
+    assert_eq!(bench(&o, &NoVm).unwrap(), 0);
+    let md = fs::read_to_string(out.join("2026-12-02-7.2.12+-icount.md")).unwrap();
+    assert!(md.contains("**the tree had uncommitted changes**"), "{md}");
+    assert!(md.contains("| kublk-zc | 1 | 128 | 512 | 1024 |"), "{md}");
+    assert!(md.contains("9.0 / 25.0 / 40.0"), "{md}");
+    assert!(md.contains("kworker/0:*H-kblockd 0.30, fio 0.04"), "{md}");
+    assert!(md.contains("| 1.50 | 1.00 |"), "{md}");
+    assert!(md.contains("≠ (reps disagree)"), "{md}");
+    assert!(md.contains("guest CPU/GiB ×kublk"), "{md}");
+    let csv = fs::read_to_string(out.join("2026-12-02-7.2.12+-icount.csv")).unwrap();
+    assert!(
+        csv.lines().next().unwrap().ends_with(",cpu1_busy_s"),
+        "{csv}"
+    );
 }

@@ -44,6 +44,45 @@ impl Harness for Xtask<'_> {
         ))
     }
 
+    /// The host's perf with its libraries and loader, staged in
+    /// target/bench-perf (the guest sees the project at the same path):
+    /// `perf.sh` runs it through that loader.
+    fn perf(&self) -> std::result::Result<PathBuf, String> {
+        let stage = || -> Result<PathBuf> {
+            let Some(perf) = crate::util::which("perf") else {
+                anyhow::bail!("no perf on the host (Debian: apt-get install linux-perf)");
+            };
+            let dir = root().join("target/bench-perf");
+            let lib = dir.join("lib");
+            let _ = std::fs::remove_dir_all(&dir);
+            std::fs::create_dir_all(&lib)?;
+            std::fs::copy(&perf, dir.join("perf"))?;
+            let mut loader = None;
+            for l in vm::shared_libs(&perf)? {
+                let name = l.file_name().unwrap_or_default().to_owned();
+                if name.to_string_lossy().starts_with("ld-linux") {
+                    loader = Some(lib.join(&name));
+                }
+                std::fs::copy(&l, lib.join(&name))?;
+            }
+            let loader = loader.ok_or_else(|| anyhow::anyhow!("no ld-linux in ldd's output"))?;
+            let sh = dir.join("perf.sh");
+            std::fs::write(
+                &sh,
+                format!(
+                    "#!/bin/sh\nexec {} --library-path {} {} \"$@\"\n",
+                    shell_quote(&loader.to_string_lossy()),
+                    shell_quote(&lib.to_string_lossy()),
+                    shell_quote(&dir.join("perf").to_string_lossy())
+                ),
+            )?;
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&sh, std::fs::Permissions::from_mode(0o755))?;
+            Ok(sh)
+        };
+        stage().map_err(|e| format!("staging perf failed: {e:#}"))
+    }
+
     /// A TCG boot (icount comes in `qemu_extra`) running
     /// `export ENV...; exec sh SCRIPT ARGS...`.
     fn run_guest(&self, g: &GuestRun) -> Result<GuestExit> {

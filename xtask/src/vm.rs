@@ -235,7 +235,7 @@ fn with_extra(base: &Path, extra: &Path) -> Result<PathBuf> {
 }
 
 /// The shared libraries `ldd` lists for a binary (with the loader).
-fn shared_libs(bin: &Path) -> Result<Vec<PathBuf>> {
+pub fn shared_libs(bin: &Path) -> Result<Vec<PathBuf>> {
     let out = Command::new("ldd").arg(bin).output()?;
     let text = String::from_utf8_lossy(&out.stdout);
     let mut libs = Vec::new();
