@@ -408,7 +408,20 @@ pub(crate) fn render(raw: &Path, out: Option<&Path>, force: bool) -> Result<i32>
     } else {
         res.timing.name().to_string()
     };
-    let base = format!("{date}-{kernel}-{timing}{suffix}");
+    let mut base = format!("{date}-{kernel}-{timing}{suffix}");
+    if res.version >= 3 {
+        // Two runs of a day with the same options do not share a name: the
+        // time of the run directory's name (YYYYmmdd-HHMMSS...) follows.
+        if let Some(t) = raw
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.split('-').nth(1))
+            .filter(|t| t.len() == 6 && t.bytes().all(|b| b.is_ascii_digit()))
+        {
+            base.push('-');
+            base.push_str(t);
+        }
+    }
     let out_dir = match out {
         Some(d) => d.to_path_buf(),
         None if suffix.ends_with("-filtered") => raw.to_path_buf(),

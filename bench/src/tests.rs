@@ -717,7 +717,7 @@ fn run_directory_stamps() {
 #[test]
 fn v3_report_sections() {
     let t = tempfile::tempdir().unwrap();
-    let raw = t.path().join("raw");
+    let raw = t.path().join("20261202-101500");
     let out = t.path().join("out");
     write_synthetic(&raw);
     let d = raw.join("icount");
@@ -781,7 +781,8 @@ fn v3_report_sections() {
         out: Some(out.clone()),
     };
     assert_eq!(bench(&o, &NoVm).unwrap(), 0);
-    let md = fs::read_to_string(out.join("2026-12-02-7.2.12+-icount.md")).unwrap();
+    // v3 names carry the time of the run directory's name.
+    let md = fs::read_to_string(out.join("2026-12-02-7.2.12+-icount-101500.md")).unwrap();
     assert!(md.contains("**the tree had uncommitted changes**"), "{md}");
     assert!(md.contains("| kublk-zc | 1 | 128 | 512 | 1024 |"), "{md}");
     assert!(md.contains("9.0 / 25.0 / 40.0"), "{md}");
@@ -789,7 +790,7 @@ fn v3_report_sections() {
     assert!(md.contains("| 1.50 | 1.00 |"), "{md}");
     assert!(md.contains("≠ (reps disagree)"), "{md}");
     assert!(md.contains("guest CPU/GiB ×kublk"), "{md}");
-    let csv = fs::read_to_string(out.join("2026-12-02-7.2.12+-icount.csv")).unwrap();
+    let csv = fs::read_to_string(out.join("2026-12-02-7.2.12+-icount-101500.csv")).unwrap();
     assert!(
         csv.lines().next().unwrap().ends_with(",cpu1_busy_s"),
         "{csv}"
