@@ -9,6 +9,9 @@ use std::path::PathBuf;
 pub use ublk_bench::BenchOpts;
 use ublk_bench::{GuestExit, GuestRun, Harness};
 
+/// How long a bench boot may take to reach the guest's init.
+const BOOT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(600);
+
 /// The harness as `cargo xtask` runs it.
 struct Xtask<'a> {
     vm_opts: &'a VmOpts,
@@ -89,6 +92,9 @@ impl Harness for Xtask<'_> {
         let opts = VmOpts {
             accel: vm::Accel::Tcg,
             timeout: self.vm_opts.timeout.max(g.min_timeout),
+            // An icount boot on a loaded 2-core host can take minutes
+            // before its first console line.
+            boot_timeout: self.vm_opts.boot_timeout.max(BOOT_TIMEOUT),
             ..self.vm_opts.clone()
         };
         let env: Vec<String> = g
