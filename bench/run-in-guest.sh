@@ -1,7 +1,7 @@
 #!/bin/sh
 # bench/run-in-guest.sh OUT: the guest side of `cargo xtask bench` (v2).
 #
-# Runs the plan OUT/plan.txt (written by xtask/src/bench.rs), one fio run a
+# Runs the plan OUT/plan.txt (written by the bench crate, bench/src/run.rs), one fio run a
 # line: "IDX STORE REP CONTENDER JOB RW BS QD WORKLOAD COND". Lines are
 # grouped by backing store (STORE outermost); for each store the contenders
 # are set up once, all serving the same store, and torn down at its end:
@@ -14,6 +14,9 @@
 #                 and a raw image of the same size beside it
 #   qcow2-alloc   a sparse qcow2 image per contender (64 KiB clusters), the
 #                 alloc job writing fresh clusters in every repetition
+#   nullb-2q  /dev/nullb0 as nullb, every ublk server with 2 queues (kublk
+#           -q 2), servers not pinned; its job (fio/mq.fio) runs 2 fio jobs,
+#           one on each vCPU
 # Contenders:
 #   raw          fio on the store itself (O_DIRECT; upper bound)
 #   loop         kernel loop driver, losetup --direct-io=on
@@ -31,6 +34,7 @@
 #   loop-bpfk    ublk-user add loop on the raw image, bpf-kernel (the ceiling)
 # A contender (or a store) that cannot be set up is recorded as n/a with the
 # reason; its runs are recorded as "na".
+# COND "profile": one run under `perf record` ($BENCH_PERF), not measured.
 # COND is "-" (always run) or "agree": run only when the earlier repetitions
 # of that (store, contender, workload) disagree by more than BENCH_AGREE_PCT
 # percent in IOPS (the icount rule: two repetitions that agree within 2 %,
@@ -47,11 +51,19 @@
 #   fio/IDX.json     fio's JSON output of run IDX
 #   fio/IDX-iops.log fio's IOPS log of run IDX (100 ms averages; RFC jobs)
 #   list/IDX-{pre,post}.json  `ublk-user list --json` around run IDX (ublk-user contenders)
+#   cpu/IDX-{pre,post}.{cpus,threads}  per-vCPU busy/total ticks and every
+#                    task's ticks at the window's edges (cpu-sample.sh)
+#   perf/IDX.txt     `perf report` of a profile run (COND "profile", report v3)
+#   limits.txt       STORE|NAME|QUEUES|NR_REQUESTS|MAX_SECTORS_KB|MAX_HW_SECTORS_KB
+#                    of each contender's block device, after setting
+#                    max_sectors_kb to BENCH_MAX_SECTORS_KB (where given)
 #   done             written last
 # Environment: BENCH_RUNTIME (fio runtime, fio syntax, default 2), BENCH_RAMP
 # (fio ramp_time, default 500ms), BENCH_SIZE_MB (tmpfs file, default 512),
 # BENCH_AGREE_PCT (default 2), BENCH_KUBLK (path to kublk, empty: n/a with
-# BENCH_KUBLK_WHY), BENCH_TIMING (icount|tcg, recorded only). For the
+# BENCH_KUBLK_WHY), BENCH_TIMING (icount|tcg, recorded only),
+# BENCH_MAX_SECTORS_KB (the largest request of every contender's device and
+# of a block store, the same for all; unset: each keeps its default). For the
 # host-side test with stub tools (xtask bench tests): BENCH_WORKDIR,
 # BENCH_IMG, BENCH_LOSETUP, BENCH_DRY.
 set -u
@@ -68,7 +80,8 @@ SRV_CPU=0
 W=${BENCH_WORKDIR:-/tmp/bench-work}
 IMG=${BENCH_IMG:-/tmp/bench.img}
 export BENCH_WORK=$W
-mkdir -p "$W" "$OUT/fio" "$OUT/list" || exit 1
+MAXKB=${BENCH_MAX_SECTORS_KB:-}
+mkdir -p "$W" "$OUT/fio" "$OUT/list" "$OUT/cpu" || exit 1
 cd "$W" || exit 1
 PLAN=$OUT/plan.txt
 [ -s "$PLAN" ] || { echo "bench: no plan at $PLAN" >&2; exit 1; }
@@ -102,12 +115,14 @@ hz=$(getconf CLK_TCK 2>/dev/null) || hz=100
   echo "agree_pct=$AGREE"
   echo "fio_cpu=$FIO_CPU"
   echo "srv_cpu=$SRV_CPU"
+  echo "max_sectors_kb=$MAXKB"
   echo "ublk_features=$(ublk-user features 2>/dev/null | sed -n 's/^  //p' | tr '\n' ' ')"
   echo "start=$(date -u +%Y-%m-%dT%H:%M:%SZ)"
 } > "$OUT/env.txt"
 
 : > "$OUT/contenders.txt"
 : > "$OUT/stores.txt"
+: > "$OUT/limits.txt"
 clean() { echo "$*" | tr '\n|' '  ' | head -c 300; }
 
 # --- backing stores ---------------------------------------------------------
@@ -122,22 +137,24 @@ store_up() { # STORE -> sets STORE_DEV, returns 1 (n/a recorded) when unavailabl
     fi
     STORE_DEV=$IMG
     echo "tmpfs|ok|$IMG|tmpfs file $IMG, ${SIZE_MB} MiB of zeros" >> "$OUT/stores.txt" ;;
-  nullb)
+  nullb | nullb-2q)
     if [ ! -e /sys/module/null_blk ] && ! { command -v modprobe >/dev/null 2>&1 && modprobe null_blk memory_backed=0 2>/dev/null; }; then
-      echo "nullb|na||no null_blk in this kernel (/sys/module/null_blk missing, modprobe unavailable or failed): add CONFIG_BLK_DEV_NULL_BLK=y (kernel-patches/config) and rebuild the kernel" >> "$OUT/stores.txt"; return 1
+      echo "$1|na||no null_blk in this kernel (/sys/module/null_blk missing, modprobe unavailable or failed): add CONFIG_BLK_DEV_NULL_BLK=y (kernel-patches/config) and rebuild the kernel" >> "$OUT/stores.txt"; return 1
     fi
     if [ ! -b /dev/nullb0 ]; then
-      echo "nullb|na||null_blk is loaded but /dev/nullb0 does not exist (nr_devices=0?)" >> "$OUT/stores.txt"; return 1
+      echo "$1|na||null_blk is loaded but /dev/nullb0 does not exist (nr_devices=0?)" >> "$OUT/stores.txt"; return 1
     fi
     # A bool parameter: reads N/Y (0/1 on older kernels).
     mb=$(cat /sys/module/null_blk/parameters/memory_backed 2>/dev/null)
     if [ "${mb:-N}" != N ] && [ "${mb:-N}" != 0 ]; then
-      echo "nullb|na|/dev/nullb0|null_blk memory_backed=$mb, not 0" >> "$OUT/stores.txt"; return 1
+      echo "$1|na|/dev/nullb0|null_blk memory_backed=$mb, not 0" >> "$OUT/stores.txt"; return 1
     fi
     p() { cat "/sys/module/null_blk/parameters/$1" 2>/dev/null || echo "?"; }
     STORE_DEV=/dev/nullb0
     sc=$(set_sched "$STORE_DEV")
-    echo "nullb|ok|/dev/nullb0|null_blk memory_backed=$mb (writes move no data; reads are zero-filled by the driver, zero_fill_bio), queue_mode=$(p queue_mode), irqmode=$(p irqmode), bs=$(p bs), submit_queues=$(p submit_queues), hw_queue_depth=$(p hw_queue_depth), $(($(cat /sys/block/nullb0/size) / 2097152)) GiB, scheduler $sc" >> "$OUT/stores.txt" ;;
+    limit "$STORE_DEV"
+    q2=; [ "$1" = nullb-2q ] && q2=", every ublk server with 2 queues, fio with 2 jobs (one a vCPU)"
+    echo "$1|ok|/dev/nullb0|null_blk memory_backed=$mb (writes move no data; reads are zero-filled by the driver, zero_fill_bio), queue_mode=$(p queue_mode), irqmode=$(p irqmode), bs=$(p bs), submit_queues=$(p submit_queues), hw_queue_depth=$(p hw_queue_depth), $(($(cat /sys/block/nullb0/size) / 2097152)) GiB, scheduler $sc$q2" >> "$OUT/stores.txt" ;;
   virtio)
     d=
     for s in /sys/block/vd*; do
@@ -148,6 +165,7 @@ store_up() { # STORE -> sets STORE_DEV, returns 1 (n/a recorded) when unavailabl
     fi
     STORE_DEV=$d
     sc=$(set_sched "$STORE_DEV")
+    limit "$STORE_DEV"
     echo "virtio|ok|$d|virtio-blk $d ($(($(cat /sys/block/${d#/dev/}/size) / 2048)) MiB) on a host file, QEMU iothread, cache=none aio=threads, 1 queue, scheduler $sc" >> "$OUT/stores.txt" ;;
   stripe-tmpfs)
     half=$((SIZE_MB / 2))
@@ -196,13 +214,34 @@ store_down() {
 }
 
 # --- contenders ---------------------------------------------------------------
-record() { echo "$STORE|$1|$2|$3|$4|$5|$6" >> "$OUT/contenders.txt"; echo "bench: [$STORE] contender $1: $2 $3${6:+ ($6)}"; }
+record() {
+  echo "$STORE|$1|$2|$3|$4|$5|$6" >> "$OUT/contenders.txt"; echo "bench: [$STORE] contender $1: $2 $3${6:+ ($6)}"
+  [ "$2" = ok ] && [ -b "$3" ] && limits "$1" "$3"
+}
+# limit DEV: max_sectors_kb := MAXKB (capped by the device's max_hw_sectors_kb).
+limit() {
+  _lq=/sys/block/$(basename "$(readlink -f "$1")")/queue
+  [ -n "$MAXKB" ] && [ -w "$_lq/max_sectors_kb" ] || return 0
+  _lhw=$(cat "$_lq/max_hw_sectors_kb" 2>/dev/null || echo "$MAXKB")
+  _lv=$MAXKB; [ "$_lhw" -lt "$_lv" ] 2>/dev/null && _lv=$_lhw
+  echo "$_lv" > "$_lq/max_sectors_kb" 2>/dev/null
+  return 0
+}
+# limits NAME DEV: set DEV's limit, record what DEV now has.
+limits() {
+  limit "$2"
+  _lb=/sys/block/$(basename "$(readlink -f "$2")")
+  _lnq=$(ls -d "$_lb"/mq/[0-9]* 2>/dev/null | wc -l)
+  echo "$STORE|$1|$_lnq|$(cat "$_lb/queue/nr_requests" 2>/dev/null)|$(cat "$_lb/queue/max_sectors_kb" 2>/dev/null)|$(cat "$_lb/queue/max_hw_sectors_kb" 2>/dev/null)" >> "$OUT/limits.txt"
+}
 jfield() { # DEV NAME: a field of DEV's entry in `ublk-user list --json`.
   ublk-user list --json 2>/dev/null | tr '{' '\n' | grep "\"bdev\":\"$1\"" \
     | sed -n "s/.*\"$2\":\"\{0,1\}\([^\",]*\)\"\{0,1\}[,}].*/\1/p" | head -n 1
 }
-pin() { taskset -a -p "$((1 << SRV_CPU))" "$1" > /dev/null 2>&1; }
+pin() { [ "$NQ" = 1 ] || return 0; taskset -a -p "$((1 << SRV_CPU))" "$1" > /dev/null 2>&1; }
+NQ=1
 set_sched() { echo none > "/sys/block/${1#/dev/}/queue/scheduler" 2>/dev/null; sed -n 's/.*\[\(.*\)\].*/\1/p' "/sys/block/${1#/dev/}/queue/scheduler" 2>/dev/null; }
+srv_where() { if [ "$NQ" = 1 ]; then echo "server on vCPU $SRV_CPU"; else echo "server threads not pinned"; fi; }
 LOOPDEV=
 DMNAME=
 NBDDEV=
@@ -330,7 +369,7 @@ setup() { # CONTENDER
   copy | zc | bpf | bpf-kernel)
     extra=
     case $1 in bpf*) extra=--no-fallback ;; esac
-    if ! d=$(ublk-user add loop --file "$STORE_DEV" --mode "$1" $extra 2> "$W/add.err"); then
+    if ! d=$(ublk-user add loop --file "$STORE_DEV" --mode "$1" --queues "$NQ" $extra 2> "$W/add.err"); then
       record "$1" na "" "" "" "ublk-user add loop --mode $1 $extra failed: $(clean "$(head -c 300 "$W/add.err")")"; return
     fi
     pid=$(jfield "$d" pid)
@@ -342,7 +381,7 @@ setup() { # CONTENDER
       record "$1" na "$d" "$pid" "$mode" "no server pid in ublk-user list --json"
     else
       pin "$pid"
-      record "$1" ok "$d" "$pid" "$mode" "ublk-user loop, 1 queue, depth 128, O_DIRECT backing, scheduler $sc, server on vCPU $SRV_CPU"
+      record "$1" ok "$d" "$pid" "$mode" "ublk-user loop, $NQ queue(s), depth 128, O_DIRECT backing, scheduler $sc, $(srv_where)"
     fi ;;
   kublk | kublk-zc | kublk-batch)
     if [ -z "$KUBLK" ] || [ ! -x "$KUBLK" ]; then
@@ -353,8 +392,8 @@ setup() { # CONTENDER
     kublk-zc) extra=--auto_zc ;;
     kublk-batch) extra="--auto_zc -b" ;;
     esac
-    if ! "$KUBLK" add -t loop -q 1 -d 128 $extra "$STORE_DEV" > "$W/add.out" 2> "$W/add.err"; then
-      record "$1" na "" "" "" "kublk add -t loop -q 1 -d 128 $extra failed: $(clean "$(cat "$W/add.out" "$W/add.err" | head -c 300)")"; return
+    if ! "$KUBLK" add -t loop -q "$NQ" -d 128 $extra "$STORE_DEV" > "$W/add.out" 2> "$W/add.err"; then
+      record "$1" na "" "" "" "kublk add -t loop -q $NQ -d 128 $extra failed: $(clean "$(cat "$W/add.out" "$W/add.err" | head -c 300)")"; return
     fi
     id=$(sed -n 's/.*dev id \([0-9]*\).*/\1/p' "$W/add.out" | head -n 1)
     pid=$("$KUBLK" list -n "$id" 2>/dev/null | sed -n 's/.*daemon pid \([0-9]*\).*/\1/p' | head -n 1)
@@ -369,7 +408,7 @@ setup() { # CONTENDER
       record "$1" na "$d" "" "" "no daemon pid in kublk list -n $id"; return
     fi
     pin "$pid"
-    record "$1" ok "$d" "$pid" "${flags:-?}" "kublk add -t loop -q 1 -d 128 $extra, scheduler $sc, server on vCPU $SRV_CPU" ;;
+    record "$1" ok "$d" "$pid" "${flags:-?}" "kublk add -t loop -q $NQ -d 128 $extra, scheduler $sc, $(srv_where)" ;;
   *) record "$1" na "" "" "" "unknown contender" ;;
   esac
 }
@@ -400,6 +439,7 @@ while read -r idx store rep cont job rw bs qd wl cond <&3; do
   if [ "$store" != "$STORE" ]; then
     [ -n "$STORE" ] && store_down
     STORE=$store
+    NQ=1; [ "$store" = nullb-2q ] && NQ=2
     if store_up "$store"; then
       STORE_OK=1
       echo "bench: store $store: $(grep "^$store|" "$OUT/stores.txt" | cut -d'|' -f4)"
@@ -436,7 +476,32 @@ while read -r idx store rep cont job rw bs qd wl cond <&3; do
   ALLOC_SIZE=${ALLOC_MB}M
   ALLOC_OFF=$(((rep - 1) * ALLOC_MB))M
   export DEV RW="$rw" BS="$bs" QD="$qd" RUNTIME RAMP FIO_CPU SRV_PID ALLOC_SIZE ALLOC_OFF SAMPLE="sh $HERE/cpu-sample.sh"
-  rm -f "$W/pre" "$W/post" "$W/out.json" "$W"/*_iops*.log
+  if [ "$cond" = profile ]; then
+    # One extra run under `perf record` (every CPU, the cpu-clock event),
+    # not measured: its report is the profile of the cell.
+    mkdir -p "$OUT/perf"
+    if [ -z "${BENCH_PERF:-}" ] || [ ! -x "$BENCH_PERF" ]; then
+      echo "${BENCH_PERF_WHY:-no perf for the guest}" > "$OUT/perf/$idx.txt"
+      echo "$idx,$store,$rep,$cont,$wl,prof-na" >> "$OUT/runs.csv"
+      echo "$label: profile n/a"
+      continue
+    fi
+    echo 0 > /proc/sys/kernel/kptr_restrict 2>/dev/null
+    echo -1 > /proc/sys/kernel/perf_event_paranoid 2>/dev/null
+    "$BENCH_PERF" record -a -e cpu-clock -F 999 -o "$W/perf.data" -- \
+      fio --output-format=json --output="$W/out.json" "$HERE/fio/$job.fio" > "$W/perf.log" 2>&1 < /dev/null
+    rc=$?
+    if [ "$rc" = 0 ]; then
+      "$BENCH_PERF" report -i "$W/perf.data" --stdio --no-children --sort comm,dso,sym \
+        --percent-limit 0.3 > "$OUT/perf/$idx.txt" 2>> "$W/perf.log" || rc=98
+    fi
+    [ "$rc" = 0 ] || { echo "perf record/report failed (exit $rc): $(grep -v '^$' "$W/perf.log" | tail -n 2 | tr '\n' ' ')" > "$OUT/perf/$idx.txt"; }
+    rm -f "$W/perf.data"
+    echo "$idx,$store,$rep,$cont,$wl,prof" >> "$OUT/runs.csv"
+    echo "$label: profiled (perf exit $rc)"
+    continue
+  fi
+  rm -f "$W/pre" "$W/post" "$W"/pre.* "$W"/post.* "$W/out.json" "$W"/*_iops*.log
   case $cont in copy | zc | bpf | bpf-kernel | loop-bpfk) ublk-user list --json > "$OUT/list/$idx-pre.json" 2>/dev/null ;; esac
   c0=$(counters "$DEV" "$SRV_PID")
   fio --output-format=json --output="$W/out.json" "$HERE/fio/$job.fio" > "$W/fio.log" 2>&1 < /dev/null
@@ -445,6 +510,9 @@ while read -r idx store rep cont job rw bs qd wl cond <&3; do
   case $cont in copy | zc | bpf | bpf-kernel | loop-bpfk) ublk-user list --json > "$OUT/list/$idx-post.json" 2>/dev/null ;; esac
   if [ "$rc" = 0 ] && { [ ! -s "$W/pre" ] || [ ! -s "$W/post" ]; }; then rc=99; fi
   cp "$W/out.json" "$OUT/fio/$idx.json" 2>/dev/null
+  for f in pre.cpus post.cpus pre.threads post.threads; do
+    [ -e "$W/$f" ] && cp "$W/$f" "$OUT/cpu/$idx-$f"
+  done
   # The RFC job's IOPS log (steady-state check on the host).
   for f in "$W"/*_iops*.log; do [ -e "$f" ] && cp "$f" "$OUT/fio/$idx-iops.log"; break; done
   read -r pb pt ps pu < "$W/pre" 2>/dev/null || { pb=; pt=; ps=; pu=; }

@@ -14,7 +14,7 @@
 //! Cache: `dl/` for the .debs, `distro/<version>/` for the unpacked packages,
 //! `modules.cpio.gz` and a `ready` stamp.
 
-use crate::kernel::{newer_apt, sanitize, Kernel};
+use crate::linux::{ensure_pristine, newer_apt, sanitize, unpacked_version, Kernel};
 use crate::util::{cache_dir, cmd, lock, log_path, run_logged, say};
 use anyhow::{bail, Context, Result};
 use std::collections::{BTreeMap, BTreeSet};
@@ -44,7 +44,7 @@ pub fn ensure() -> Result<Kernel> {
     for (abi, ver) in &order {
         let dir = cache.join("distro").join(sanitize(ver));
         if dir.join("ready").is_file() {
-            return kernel_in(&dir, abi, crate::kernel::ensure_pristine()?);
+            return kernel_in(&dir, abi, ensure_pristine()?);
         }
     }
     let mut last = None;
@@ -66,21 +66,21 @@ pub fn ensure() -> Result<Kernel> {
 /// The releases in the order they are tried: first the one whose source
 /// the other flavors use.
 fn preference(cache: &Path) -> Vec<(&'static str, &'static str)> {
-    let src = crate::kernel::unpacked_version(cache);
+    let src = unpacked_version(cache);
     let mut order: Vec<(&str, &str)> = VERSIONS.to_vec();
     order.sort_by_key(|(_, v)| Some(*v) != src);
     order
 }
 
 /// The distro kernel if it is already downloaded and unpacked in `cache`
-/// (see [`crate::kernel::find_in`]: a query that changes nothing). Its
+/// (see `kernel::find_in`: a query that changes nothing). Its
 /// `tree` is the unpacked linux-source tree if there is one, else where
 /// `cargo xtask kernel` would unpack it.
 pub fn find_in(cache: &Path) -> Result<Option<Kernel>> {
     for (abi, ver) in preference(cache) {
         let dir = cache.join("distro").join(sanitize(ver));
         if dir.join("ready").is_file() {
-            let src = crate::kernel::unpacked_version(cache).unwrap_or(ver);
+            let src = unpacked_version(cache).unwrap_or(ver);
             let tree = cache.join("src").join(sanitize(src)).join("pristine");
             return kernel_in(&dir, abi, tree).map(Some);
         }
@@ -171,7 +171,7 @@ fn fetch(cache: &Path, abi: &str, ver: &str) -> Result<Kernel> {
             &log_path("distro-unpack.log")?,
         )?;
     }
-    let k = kernel_in(&dir, abi, crate::kernel::ensure_pristine()?)?;
+    let k = kernel_in(&dir, abi, ensure_pristine()?)?;
     let mods = root.join(format!("usr/lib/modules/{abi}"));
     modules_initramfs(&mods, &dir.join("stage"), &dir.join("modules.cpio.gz"))?;
     fs::write(dir.join("version"), ver)?;
@@ -324,7 +324,7 @@ fn modules_initramfs(mods: &Path, stage: &Path, out: &Path) -> Result<()> {
         "distro kernel: guest modules (load order): {}",
         order.join(" ")
     ));
-    crate::vm::pack_cpio(stage, out, "cpio (distro modules)", "initramfs-distro.log")
+    crate::util::pack_cpio(stage, out, "cpio (distro modules)", "initramfs-distro.log")
 }
 
 #[cfg(test)]

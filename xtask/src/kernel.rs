@@ -9,20 +9,13 @@
 //! - `images/<flavor>-<key>/bzImage`: finished images, keyed by a hash of
 //!   base version + patches + config: a second run is instant.
 
+pub use crate::linux::{ensure_pristine, pristine, sanitize, Kernel};
+use crate::linux::{ensure_source, unpacked_version};
 use crate::util::{cache_dir, cmd, lock, log_path, run_logged, run_with_progress, say, Fnv};
 use anyhow::{bail, Context, Result};
 use std::ffi::OsStr;
 use std::fs;
 use std::path::{Path, PathBuf};
-
-/// Pinned first, then fallbacks seen in trixie-backports / sid.
-const VERSIONS: &[&str] = &[
-    "7.2.12-1~bpo13+1",
-    "7.2.11-1~bpo13+1",
-    "7.2.13-1",
-    "7.2.9-1~bpo13+1",
-    "7.2.6-1~bpo13+1",
-];
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug, clap::ValueEnum)]
 pub enum Flavor {
@@ -54,16 +47,6 @@ impl Flavor {
     pub fn unpatched(self) -> bool {
         !self.patched()
     }
-}
-
-pub struct Kernel {
-    pub tree: PathBuf,
-    pub build: PathBuf,
-    pub image: PathBuf,
-    pub release: String,
-    /// A second initramfs (gzip'd cpio) the VM loads after the common one:
-    /// the distro flavor's modules.
-    pub initrd_extra: Option<PathBuf>,
 }
 
 /// The patch files in `kernel-patches/series` order.
@@ -98,10 +81,6 @@ fn config_fragments(flavor: Flavor) -> Vec<PathBuf> {
         v.push(dir.join("config.debug"));
     }
     v
-}
-
-pub fn sanitize(ver: &str) -> String {
-    ver.replace('~', "_")
 }
 
 /// Cache key of an image: base version + flavor + patches + config.
@@ -326,23 +305,6 @@ fn w1_compile(
         .collect())
 }
 
-/// The unpatched source tree (for scripts/checkpatch.pl).
-pub fn ensure_pristine() -> Result<PathBuf> {
-    Ok(pristine()?.1)
-}
-
-/// The Debian version of linux-source-7.2 in use and its unpatched tree.
-pub fn pristine() -> Result<(String, PathBuf)> {
-    let cache = cache_dir()?;
-    let _lock = lock(
-        &cache.join(".kernel-src.lock"),
-        "the kernel source download",
-    )?;
-    let ver = ensure_source(&cache)?;
-    let tree = cache.join("src").join(sanitize(&ver)).join("pristine");
-    Ok((ver, tree))
-}
-
 fn paths(cache: &Path, ver: &str, flavor: Flavor, key: &str) -> (PathBuf, PathBuf, PathBuf) {
     let sver = sanitize(ver);
     (
@@ -370,136 +332,6 @@ fn cached(cache: &Path, ver: &str, flavor: Flavor) -> Result<Option<Kernel>> {
         release: release.trim().into(),
         initrd_extra: None,
     }))
-}
-
-/// The version already unpacked in the cache, in preference order.
-pub fn unpacked_version(cache: &Path) -> Option<&'static str> {
-    VERSIONS.iter().copied().find(|ver| {
-        cache
-            .join("src")
-            .join(sanitize(ver))
-            .join("pristine/.git")
-            .is_dir()
-    })
-}
-
-/// Download and unpack linux-source-7.2 once; returns the Debian version.
-fn ensure_source(cache: &Path) -> Result<String> {
-    if let Some(ver) = unpacked_version(cache) {
-        return Ok(ver.to_string());
-    }
-    let dl = cache.join("dl");
-    fs::create_dir_all(&dl)?;
-    let deb = |ver: &str| {
-        dl.join(format!(
-            "linux-source-7.2_{}_all.deb",
-            ver.replace(':', "%3a")
-        ))
-    };
-    let mut have = VERSIONS
-        .iter()
-        .find(|v| deb(v).is_file())
-        .map(|v| v.to_string());
-    if have.is_none() {
-        let opts = newer_apt(cache, true)?;
-        for ver in VERSIONS {
-            say(format!(
-                "kernel: downloading linux-source-7.2={ver} (165 MB)"
-            ));
-            let ok = run_logged(
-                "apt-get download",
-                cmd("apt-get")
-                    .current_dir(&dl)
-                    .args(&opts)
-                    .args(["download", &format!("linux-source-7.2={ver}")]),
-                &log_path("apt-download.log")?,
-            );
-            match ok {
-                Ok(()) if deb(ver).is_file() => {
-                    have = Some(ver.to_string());
-                    break;
-                }
-                Ok(()) => say(format!("kernel: {ver} downloaded under an unexpected name")),
-                Err(e) => say(format!(
-                    "kernel: {ver} not available ({e:#}); trying the next"
-                )),
-            }
-        }
-    }
-    let Some(ver) = have else {
-        bail!(
-            "kernel: none of linux-source-7.2 {} could be downloaded",
-            VERSIONS.join(", ")
-        );
-    };
-
-    let base = cache.join("src").join(sanitize(&ver));
-    let tmp = base.join("unpack.tmp");
-    let _ = fs::remove_dir_all(&tmp);
-    fs::create_dir_all(&tmp)?;
-    say(format!("kernel: unpacking linux-source-7.2 {ver}"));
-    run_logged(
-        "dpkg -x",
-        cmd("dpkg").arg("-x").arg(deb(&ver)).arg(tmp.join("deb")),
-        &log_path("unpack.log")?,
-    )?;
-    run_logged(
-        "tar xf linux-source-7.2.tar.xz",
-        cmd("tar")
-            .current_dir(&tmp)
-            .arg("xf")
-            .arg(tmp.join("deb/usr/src/linux-source-7.2.tar.xz")),
-        &log_path("unpack.log")?,
-    )?;
-    let src = tmp.join("linux-source-7.2");
-    say("kernel: recording the pristine tree in git (for incremental patching)");
-    let git = |args: &[&str]| -> Result<()> {
-        run_logged(
-            &format!("git {}", args[0]),
-            cmd("git")
-                .current_dir(&src)
-                .args(["-c", "user.name=xtask", "-c", "user.email=xtask@localhost"])
-                .args(args),
-            &log_path("git-pristine.log")?,
-        )
-    };
-    git(&["init", "-q"])?;
-    git(&["add", "-A", "-f"])?;
-    git(&["commit", "-q", "-m", &format!("linux-source-7.2 {ver}")])?;
-    git(&["tag", "base"])?;
-    fs::rename(&src, base.join("pristine"))?;
-    let _ = fs::remove_dir_all(&tmp);
-    Ok(ver)
-}
-
-/// apt options for a private source list with trixie-backports and sid
-/// (the system's apt config is left alone); `update` refreshes the lists.
-pub fn newer_apt(cache: &Path, update: bool) -> Result<Vec<String>> {
-    let apt = cache.join("apt");
-    fs::create_dir_all(apt.join("sources"))?;
-    fs::create_dir_all(apt.join("lists/partial"))?;
-    fs::write(
-        apt.join("sources/newer.sources"),
-        "Types: deb\nURIs: http://deb.debian.org/debian\nSuites: trixie-backports sid\n\
-         Components: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n",
-    )?;
-    let opts = vec![
-        "-o".to_string(),
-        "Dir::Etc::SourceList=/dev/null".to_string(),
-        "-o".to_string(),
-        format!("Dir::Etc::SourceParts={}", apt.join("sources").display()),
-        "-o".to_string(),
-        format!("Dir::State::Lists={}", apt.join("lists").display()),
-    ];
-    if update {
-        say("fetching the package lists of trixie-backports and sid");
-        run_logged(
-            "apt-get update (trixie-backports, sid)",
-            cmd("apt-get").args(&opts).arg("update"),
-            &log_path("apt-newer-update.log")?,
-        )?;
-    }
-    Ok(opts)
 }
 
 /// The flavor's worktree with exactly its patches applied. Files a patch does
@@ -732,7 +564,7 @@ mod tests {
     fn find_in_returns_the_cached_image_of_the_flavor() {
         let t = TempDir::new("find-kernel");
         let cache = t.path();
-        let ver = VERSIONS[0];
+        let ver = crate::linux::VERSIONS[0];
         fs::create_dir_all(cache.join("src").join(sanitize(ver)).join("pristine/.git")).unwrap();
         assert!(find_in(cache, Flavor::Ublk).unwrap().is_none());
         let key = image_key(ver, Flavor::Ublk).unwrap();

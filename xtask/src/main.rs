@@ -7,6 +7,7 @@ mod build;
 mod consumer;
 mod distro;
 mod kernel;
+mod linux;
 mod powercut;
 mod selftests;
 mod setup;

@@ -2,7 +2,7 @@
 //! `kublk` against our kernel's uapi headers and a current liburing, and
 //! stage the test scripts where the guest sees them (target/selftests/ublk).
 
-use crate::kernel::{newer_apt, Kernel};
+use crate::linux::{newer_apt, Kernel};
 use crate::util::{cache_dir, cmd, log_path, root, run_logged, say, Fnv};
 use anyhow::{bail, Context, Result};
 use std::fs;

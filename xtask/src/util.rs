@@ -226,11 +226,30 @@ pub fn which(name: &str) -> Option<PathBuf> {
 
 /// `which` with an explicit search path (`PATH` syntax); `/usr/sbin` and
 /// `/sbin` are searched last, as they are often missing from a user's PATH.
+/// The search itself is the BPF build's ([`ublk_ebpf_build::find_in`]).
 pub fn which_in(name: &str, path: Option<&std::ffi::OsStr>) -> Option<PathBuf> {
-    std::env::split_paths(path?)
-        .chain([PathBuf::from("/usr/sbin"), PathBuf::from("/sbin")])
-        .map(|d| d.join(name))
-        .find(|p| p.is_file())
+    let dirs =
+        std::env::split_paths(path?).chain([PathBuf::from("/usr/sbin"), PathBuf::from("/sbin")]);
+    ublk_ebpf_build::find_in(name, Some(&std::env::join_paths(dirs).ok()?))
+}
+
+/// `stage` as a gzipped newc cpio archive at `out` (written under a
+/// temporary name, then renamed); `stage` is removed afterwards.
+pub fn pack_cpio(stage: &Path, out: &Path, what: &str, log: &str) -> Result<()> {
+    let tmp = out.with_extension("tmp");
+    let script = format!(
+        "cd {} && find . -print0 | cpio --null -o -H newc --quiet | gzip -1 > {}",
+        shell_quote(stage.to_str().context("stage path is not UTF-8")?),
+        shell_quote(tmp.to_str().context("cache path is not UTF-8")?)
+    );
+    run_logged(
+        what,
+        Command::new("sh").args(["-c", &script]),
+        &log_path(log)?,
+    )?;
+    fs::rename(&tmp, out)?;
+    let _ = fs::remove_dir_all(stage);
+    Ok(())
 }
 
 /// Quote a string for a POSIX shell.
@@ -279,13 +298,24 @@ mod tests {
     fn which_in_searches_the_given_path_only() {
         let a = TempDir::new("which-a");
         let b = TempDir::new("which-b");
-        fs::write(b.path().join("xtask-fake-tool"), "").unwrap();
+        let tool = b.path().join("xtask-fake-tool");
+        fs::write(&tool, "").unwrap();
+        let only_a = std::env::join_paths([a.path()]).unwrap();
+        // Not executable: not found.
+        assert_eq!(
+            which_in(
+                "xtask-fake-tool",
+                Some(&std::env::join_paths([b.path()]).unwrap())
+            ),
+            None
+        );
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(&tool, fs::Permissions::from_mode(0o755)).unwrap();
         let path = std::env::join_paths([a.path(), b.path()]).unwrap();
         assert_eq!(
             which_in("xtask-fake-tool", Some(&path)),
             Some(b.path().join("xtask-fake-tool"))
         );
-        let only_a = std::env::join_paths([a.path()]).unwrap();
         assert_eq!(which_in("xtask-fake-tool", Some(&only_a)), None);
         assert_eq!(which_in("xtask-fake-tool", None), None);
     }

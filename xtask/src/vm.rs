@@ -2,7 +2,7 @@
 //! kernel, the project shared over 9p at the same path, one command run.
 
 use crate::kernel::{self, Flavor};
-use crate::util::{cache_dir, lock, log_path, root, run_logged, say, shell_quote, which_in, Fnv};
+use crate::util::{cache_dir, lock, pack_cpio, root, say, shell_quote, which_in, Fnv};
 use anyhow::{bail, Context, Result};
 use std::collections::BTreeSet;
 use std::ffi::OsStr;
@@ -218,25 +218,6 @@ fn add_stamp(key: &mut Fnv, f: &Path) -> Result<()> {
     Ok(())
 }
 
-/// `stage` as a gzipped newc cpio archive at `out` (written under a
-/// temporary name, then renamed); `stage` is removed afterwards.
-pub fn pack_cpio(stage: &Path, out: &Path, what: &str, log: &str) -> Result<()> {
-    let tmp = out.with_extension("tmp");
-    let script = format!(
-        "cd {} && find . -print0 | cpio --null -o -H newc --quiet | gzip -1 > {}",
-        shell_quote(stage.to_str().context("stage path is not UTF-8")?),
-        shell_quote(tmp.to_str().context("cache path is not UTF-8")?)
-    );
-    run_logged(
-        what,
-        Command::new("sh").args(["-c", &script]),
-        &log_path(log)?,
-    )?;
-    fs::rename(&tmp, out)?;
-    let _ = fs::remove_dir_all(stage);
-    Ok(())
-}
-
 /// The common initramfs followed by a flavor's own (the kernel unpacks
 /// concatenated cpio archives in order): cached next to the common one.
 fn with_extra(base: &Path, extra: &Path) -> Result<PathBuf> {
@@ -256,7 +237,7 @@ fn with_extra(base: &Path, extra: &Path) -> Result<PathBuf> {
 }
 
 /// The shared libraries `ldd` lists for a binary (with the loader).
-fn shared_libs(bin: &Path) -> Result<Vec<PathBuf>> {
+pub fn shared_libs(bin: &Path) -> Result<Vec<PathBuf>> {
     let out = Command::new("ldd").arg(bin).output()?;
     let text = String::from_utf8_lossy(&out.stdout);
     let mut libs = Vec::new();

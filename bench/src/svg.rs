@@ -2,7 +2,7 @@
 //! (rw x iodepth), block size on a log2 x axis, the metric on a log10 y
 //! axis, one line per contender with min-max bars over the repetitions.
 
-use super::{bs_name, CellStats, Results, Stat};
+use crate::{bs_name, CellStats, Results, Stat};
 use std::fmt::Write;
 
 #[derive(Clone, Copy, Debug, PartialEq)]

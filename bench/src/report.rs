@@ -4,11 +4,11 @@
 //! matrix left out and icount's limits; a plain-TCG boot follows as a
 //! clearly marked secondary section.
 
-use super::stats::{compare, spread_pct, Stat};
-use super::svg::Metric;
-use super::{
-    bs_name, is_server, Results, RunInfo, Timing, AGREE_PCT, ICOUNT_FLOOR_PCT, LEFT_OUT, OURS,
-    TCG_SPREAD_PCT,
+use crate::stats::{compare, spread_pct, Stat};
+use crate::svg::Metric;
+use crate::{
+    bs_name, is_server, Results, RunInfo, Timing, AGREE_PCT, ICOUNT_FLOOR_PCT, LEFT_OUT,
+    LEFT_OUT_V3, OURS, TCG_SPREAD_PCT,
 };
 use std::fmt::Write;
 
@@ -195,16 +195,30 @@ fn header(res: &Results, info: &RunInfo, secondary: Option<&Results>) -> String 
                 env("kernel_version")
             ),
         ),
-        ("git commit", format!("`{}`", info.commit)),
+        (
+            "git commit",
+            if res.version >= 3 {
+                crate::report3::commit_row(info)
+            } else {
+                format!("`{}`", info.commit)
+            },
+        ),
         ("command", format!("`{}`", info.command)),
         (
             "fio",
             format!(
                 "{}, ioengine=libaio, direct=1, numjobs=1, time_based, ramp_time={}, runtime={} s; \
-                 latency = completion latency (clat) percentiles",
+                 latency = {}",
                 env("fio"),
                 env("ramp"),
-                env("runtime")
+                env("runtime"),
+                if res.version >= 3 {
+                    "total latency (fio's `lat`, submission included) percentiles; the p50/p99 \
+                     columns of the throughput tables are completion latency (`clat`), which \
+                     misses work done inside `io_submit`"
+                } else {
+                    "completion latency (clat) percentiles"
+                }
             ),
         ),
         (
@@ -316,9 +330,16 @@ fn headline(res: &Results, info: &RunInfo) -> String {
     );
     type Tally = (String, usize, usize, usize, usize, usize, usize);
     let mut tally: Vec<Tally> = Vec::new();
+    let mut gtally: Vec<(String, usize, usize, usize)> = Vec::new();
+    let v3 = res.version >= 3;
+    let mut disagree = 0;
     for (store, ..) in &res.cells {
         if let Some(x) = res.store(store).filter(|x| !x.ok) {
             let _ = writeln!(s, "\n**{store}**: n/a ({}).", x.note);
+            continue;
+        }
+        if v3 && store == "virtio" && res.timing != Timing::Tcg {
+            s.push_str(crate::report3::VIRTIO_NOT_IN_HEADLINE);
             continue;
         }
         let (wls, names) = res.store_cells(store);
@@ -327,17 +348,25 @@ fn headline(res: &Results, info: &RunInfo) -> String {
             continue;
         }
         let _ = write!(s, "\n**{store}**\n\n| workload | kublk best |");
-        let kref = crate::bench::kernel_ref(store);
+        let kref = crate::kernel_ref(store);
         for c in &ours {
             let _ = write!(s, " {c} ×{kref} | {c} ×kublk | {c} srv CPU ×kublk |");
+            if v3 {
+                let _ = write!(s, " {c} guest CPU/GiB ×kublk |");
+            }
         }
         s.push_str("\n|---|---|");
         for _ in &ours {
-            s.push_str("---:|---:|---:|");
+            s.push_str(if v3 {
+                "---:|---:|---:|---:|"
+            } else {
+                "---:|---:|---:|"
+            });
         }
         s.push('\n');
         let (mut win, mut loss, mut same) = (0, 0, 0);
         let (mut cwin, mut closs, mut csame) = (0, 0, 0);
+        let (mut gwin, mut gloss, mut gsame) = (0, 0, 0);
         for &wi in &wls {
             let best = res.kublk_best(store, wi);
             let lp = res.cell(store, wi, kref);
@@ -350,13 +379,43 @@ fn headline(res: &Results, info: &RunInfo) -> String {
             for c in &ours {
                 let x = res.cell(store, wi, c);
                 let b = best.map(|b| b.1);
-                let _ = write!(
-                    s,
-                    " {} | {} | {} |",
-                    cmp_text(x.map(|x| x.iops), lp.map(|l| l.iops)),
-                    cmp_text(x.map(|x| x.iops), b.map(|b| b.iops)),
-                    cmp_text(x.and_then(|x| x.srv), b.and_then(|b| b.srv)),
-                );
+                if v3 {
+                    use crate::report3::ratio3;
+                    let xs = x.as_ref();
+                    let _ = write!(
+                        s,
+                        " {} | {} | {} | {} |",
+                        ratio3(xs, lp.as_ref(), |c| Some(c.iops)),
+                        ratio3(xs, b.as_ref(), |c| Some(c.iops)),
+                        ratio3(xs, b.as_ref(), |c| c.srv),
+                        ratio3(xs, b.as_ref(), |c| c.guest),
+                    );
+                    if x.zip(b).is_some_and(|(x, b)| !x.agree || !b.agree) {
+                        disagree += 1;
+                        continue;
+                    }
+                    if let Some(c) = x
+                        .and_then(|x| x.guest)
+                        .zip(b.and_then(|b| b.guest))
+                        .and_then(|(a, b)| compare(&a, &b))
+                    {
+                        if c.win_lower() {
+                            gwin += 1;
+                        } else if c.same {
+                            gsame += 1;
+                        } else {
+                            gloss += 1;
+                        }
+                    }
+                } else {
+                    let _ = write!(
+                        s,
+                        " {} | {} | {} |",
+                        cmp_text(x.map(|x| x.iops), lp.map(|l| l.iops)),
+                        cmp_text(x.map(|x| x.iops), b.map(|b| b.iops)),
+                        cmp_text(x.and_then(|x| x.srv), b.and_then(|b| b.srv)),
+                    );
+                }
                 if let (Some(x), Some(b)) = (x, b) {
                     if let Some(c) = compare(&x.iops, &b.iops) {
                         if c.win_higher() {
@@ -380,7 +439,7 @@ fn headline(res: &Results, info: &RunInfo) -> String {
             }
             s.push('\n');
         }
-        if let Some(ceil) = crate::bench::ceiling(store).filter(|c| names.contains(c)) {
+        if let Some(ceil) = crate::ceiling(store).filter(|c| names.contains(c)) {
             let _ = write!(
                 s,
                 "\nAgainst the ceiling, {ceil} (our loop target on a raw image, bpf-kernel): \
@@ -405,6 +464,9 @@ fn headline(res: &Results, info: &RunInfo) -> String {
             }
         }
         tally.push((store.clone(), win, loss, same, cwin, closs, csame));
+        if v3 {
+            gtally.push((store.clone(), gwin, gloss, gsame));
+        }
     }
     if !tally.is_empty() {
         s.push_str("\nOur modes against kublk's best, outside the noise (cells x modes): ");
@@ -418,6 +480,9 @@ fn headline(res: &Results, info: &RunInfo) -> String {
             .collect();
         s.push_str(&parts.join("; "));
         s.push_str(".\n");
+    }
+    if v3 {
+        s.push_str(&crate::report3::headline_tail(&gtally, disagree));
     }
     s
 }
@@ -524,11 +589,11 @@ fn store_section(res: &Results, store: &str) -> String {
         s,
         "\n### Throughput and CPU\n\n| workload | contender | IOPS [interval] | MiB/s | p50 µs | p99 µs | ×{} | ×kublk best | server CPU s/GiB | server CPU % | guest CPU s/GiB | n (spread) |\n\
          |---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
-        crate::bench::kernel_ref(store)
+        crate::kernel_ref(store)
     );
     for &wi in &wls {
         let w = &res.workloads[wi];
-        let kref = crate::bench::kernel_ref(store);
+        let kref = crate::kernel_ref(store);
         let lp = res.cell(store, wi, kref);
         let best = res.kublk_best(store, wi);
         for &c in &names {
@@ -672,6 +737,9 @@ fn store_section(res: &Results, store: &str) -> String {
             }
         }
     }
+    if res.version >= 3 {
+        s.push_str(&crate::report3::store_extras(res, store));
+    }
     s
 }
 
@@ -715,9 +783,14 @@ fn contenders(res: &Results) -> String {
     s
 }
 
-fn limits() -> String {
+fn limits(res: &Results) -> String {
+    let left_out = if res.version >= 3 {
+        LEFT_OUT_V3
+    } else {
+        LEFT_OUT
+    };
     format!(
-        "\n## What the matrix left out\n\n{LEFT_OUT}.\n\n\
+        "\n## What the matrix left out\n\n{left_out}.\n\n\
          ## icount's limits\n\n\
          - No parallelism: all vCPUs run in one host thread, round robin, and guest time is the \
          instruction count over all of them. Work that would overlap on two real CPUs (fio on one, \
@@ -784,7 +857,7 @@ pub fn markdown(
         }
         s.push_str(&failures(r2));
     }
-    s.push_str(&limits());
+    s.push_str(&limits(res));
     let _ = writeln!(
         s,
         "\n## Raw data\n\nEvery run: [{csv}]({csv}) (one line a run: timing, store, IOPS, MiB/s, \
@@ -814,7 +887,7 @@ pub fn console_summary(res: &Results, info: &RunInfo) -> String {
         let (wls, names) = res.store_cells(store);
         let _ = writeln!(s, "[{store}]");
         for &wi in &wls {
-            let kref = crate::bench::kernel_ref(store);
+            let kref = crate::kernel_ref(store);
             let lp = res.cell(store, wi, kref);
             for &c in &names {
                 let line = match res.cell(store, wi, c) {
@@ -844,7 +917,7 @@ pub fn console_summary(res: &Results, info: &RunInfo) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bench::stats;
+    use crate::stats;
 
     #[test]
     fn number_formats() {
