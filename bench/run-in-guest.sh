@@ -208,7 +208,7 @@ store_down() {
   DMNAME=
   for l in $LOOPDEV; do $LOSETUP -d "$l" 2>/dev/null; done
   LOOPDEV=
-  for n in $NBDDEV; do qemu-nbd -d "$n" > /dev/null 2>&1; done
+  for _nbd in $NBDDEV; do qemu-nbd -d "$_nbd" > /dev/null 2>&1; done
   NBDDEV=
   rm -f "$IMG" "$IMG.0" "$IMG.1" "$IMG".*.qcow2 "$IMG.qcow2" "$IMG.raw"
 }
@@ -259,16 +259,17 @@ qcow2_setup() {
   fi
   case $1 in
   qemu-nbd)
-    n=/dev/nbd$(echo "$NBDDEV" | wc -w)
-    if ! qemu-nbd -c "$n" -f qcow2 --cache=none --pid-file="$W/nbd.pid" "$img" 2> "$W/add.err"; then
+    _nbd=/dev/nbd$(echo "$NBDDEV" | wc -w)
+    mkdir -p /var/lock # qemu-nbd -c keeps its socket there
+    if ! qemu-nbd -c "$_nbd" -f qcow2 --cache=none --pid-file="$W/nbd.pid" "$img" 2> "$W/add.err"; then
       record qemu-nbd na "" "" "" "qemu-nbd -c failed: $(clean "$(head -c 200 "$W/add.err")")"; return
     fi
-    NBDDEV="$NBDDEV $n"
-    i=0; while [ "$(cat "/sys/block/${n#/dev/}/size" 2>/dev/null || echo 0)" = 0 ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
+    NBDDEV="$NBDDEV $_nbd"
+    i=0; while [ "$(cat "/sys/block/${_nbd#/dev/}/size" 2>/dev/null || echo 0)" = 0 ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
     pid=$(cat "$W/nbd.pid" 2>/dev/null)
-    sc=$(set_sched "$n")
+    sc=$(set_sched "$_nbd")
     [ -n "$pid" ] && pin "$pid"
-    record qemu-nbd ok "$n" "$pid" nbd "qemu-nbd -c $n -f qcow2 --cache=none (QEMU's qcow2 through the kernel nbd driver), scheduler $sc, qemu-nbd on vCPU $SRV_CPU" ;;
+    record qemu-nbd ok "$_nbd" "$pid" nbd "qemu-nbd -c $_nbd -f qcow2 --cache=none (QEMU's qcow2 through the kernel nbd driver), scheduler $sc, qemu-nbd on vCPU $SRV_CPU" ;;
   copy | zc | bpf | bpf-kernel | loop-bpfk)
     m=$1; t=qcow2; f=$img
     [ "$1" = loop-bpfk ] && { m=bpf-kernel; t=loop; f=$raw; }
