@@ -7,7 +7,7 @@
 use crate::stats::{compare, spread_pct, Stat};
 use crate::svg::Metric;
 use crate::{
-    bs_name, is_server, Results, RunInfo, Timing, AGREE_PCT, ICOUNT_FLOOR_PCT, LEFT_OUT,
+    bs_name, is_server, CellStats, Results, RunInfo, Timing, AGREE_PCT, ICOUNT_FLOOR_PCT, LEFT_OUT,
     LEFT_OUT_V3, OURS, TCG_SPREAD_PCT,
 };
 use std::fmt::Write;
@@ -390,8 +390,11 @@ fn headline(res: &Results, info: &RunInfo) -> String {
                         ratio3(xs, b.as_ref(), |c| c.srv),
                         ratio3(xs, b.as_ref(), |c| c.guest),
                     );
-                    if x.zip(b).is_some_and(|(x, b)| !x.agree || !b.agree) {
+                    let off = |c: Option<CellStats>| c.is_some_and(|c| !c.agree);
+                    if x.is_some() && (off(x) || off(lp) || off(b)) {
                         disagree += 1;
+                    }
+                    if x.zip(b).is_some_and(|(x, b)| !x.agree || !b.agree) {
                         continue;
                     }
                     if let Some(c) = x

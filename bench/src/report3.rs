@@ -68,8 +68,9 @@ pub fn headline_tail(tally: &[(String, usize, usize, usize)], disagree: usize) -
     }
     let _ = writeln!(
         s,
-        "\n{disagree} mode-cell pairs are shown with `≠` and not counted: the repetitions of one \
-         of the two cells disagree beyond the rule (see *Method*)."
+        "\n{disagree} mode-cell rows show `≠` in at least one column, not counted: the \
+         repetitions of one of the two cells compared there disagree beyond the rule (see \
+         *Method*)."
     );
     s
 }

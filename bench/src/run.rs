@@ -178,6 +178,7 @@ fn run_boot(
     b: &Boot,
     dir: &Path,
     kublk: &std::result::Result<PathBuf, String>,
+    commit: &str,
 ) -> Result<(i32, String)> {
     let _ = fs::remove_dir_all(dir);
     fs::create_dir_all(dir.join("fio"))?;
@@ -298,7 +299,7 @@ fn run_boot(
             .map(|n| n.get())
             .unwrap_or(0),
         loadavg(),
-        git_commit(),
+        commit,
         extra.replace(&dir.to_string_lossy().into_owned(), "<run>"),
         trimmed.join("; "),
         suffix(o),
@@ -549,7 +550,7 @@ pub fn bench(o: &BenchOpts, h: &dyn Harness) -> Result<i32> {
         .join(format!("{}{}", stamp(), suffix(o)));
     let mut status = 0;
     for b in &boots {
-        let (s, _) = run_boot(o, h, b, &raw.join(b.timing.name()), &kublk)?;
+        let (s, _) = run_boot(o, h, b, &raw.join(b.timing.name()), &kublk, &commit)?;
         status |= s;
     }
     status |= render(&raw, o.out.as_deref(), o.force)?;
