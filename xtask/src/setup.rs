@@ -369,7 +369,10 @@ mod tests {
                 "util-linux",
                 "fdisk",
                 "qemu-utils",
-                "dmsetup"
+                "dmsetup",
+                "bsdextrautils",
+                "bsdutils",
+                "g++"
             ]
         );
         assert!(!vm.toolchain && !vm.rust_src && !vm.bpf_linker);
