@@ -22,7 +22,7 @@
 # mode the kernel has (fio runtimes 15 s), every liburing test; results
 # only, no comparison.
 # timeout: 1500
-# cost: 420
+# cost: 430
 . tests/vm/lib.sh
 . tests/vm/lib-suites.sh
 plan=${SUITES_PLAN:-ci}
