@@ -11,6 +11,7 @@ mod linux;
 mod powercut;
 mod selftests;
 mod setup;
+mod suites;
 mod test;
 mod util;
 mod vm;
@@ -98,6 +99,23 @@ enum Cmd {
         /// Use the binaries as they are; do not rebuild them first.
         #[arg(long)]
         no_build: bool,
+    },
+    /// blktests (ublk group; block group on loop and ublk-user in every
+    /// mode) and every liburing test, on the distro kernel and on ours (one
+    /// boot each); writes tests/suites-baseline.txt, which test 44 (CI) reads.
+    Suites {
+        #[command(flatten)]
+        vm: VmArgs,
+        /// Use the binaries as they are; do not rebuild them first.
+        #[arg(long)]
+        no_build: bool,
+        /// Run on this kernel only (distro or ublk); the other's results
+        /// come from its last run (target/suites/results-FLAVOR.txt).
+        #[arg(long, value_enum)]
+        only: Option<kernel::Flavor>,
+        /// Boot nothing: write the baseline from both kernels' last results.
+        #[arg(long, conflicts_with = "only")]
+        merge_only: bool,
     },
     /// fio matrix in one VM boot: kernel loop vs ublk copy / zc / bpf vs the raw
     /// backing store; writes bench/results/<date>-<kernel>-<accel>.md + SVG + CSV.
@@ -199,7 +217,12 @@ fn prep(cmd: &Cmd) -> Prep {
         Cmd::Kernel { .. } | Cmd::W1 => Prep::Check(vec![Kernel]),
         Cmd::BuildEbpf | Cmd::Build => Prep::Check(vec![Bpf]),
         Cmd::Bench { bench, .. } if bench.from.is_some() || bench.plan => Prep::Nothing,
-        Cmd::Bench { no_build, .. } | Cmd::KublkBaseline { no_build, .. } => vm_run(*no_build),
+        Cmd::Suites {
+            merge_only: true, ..
+        } => Prep::Nothing,
+        Cmd::Bench { no_build, .. }
+        | Cmd::KublkBaseline { no_build, .. }
+        | Cmd::Suites { no_build, .. } => vm_run(*no_build),
     }
 }
 
@@ -314,6 +337,12 @@ fn real_main(cli: Cli) -> Result<i32> {
             Ok(0)
         }
         Cmd::KublkBaseline { vm, no_build } => baseline::generate(&vm.opts(), no_build),
+        Cmd::Suites {
+            vm,
+            no_build,
+            only,
+            merge_only,
+        } => suites::run(&vm.opts(), no_build, only, merge_only),
     }
 }
 
@@ -364,6 +393,11 @@ mod tests {
             prep_of(&["kublk-baseline"]),
             Prep::Check(vec![Kernel, Vm, Bpf])
         );
+        assert_eq!(
+            prep_of(&["suites", "--no-build", "--only", "distro"]),
+            Prep::Check(vec![Kernel, Vm])
+        );
+        assert_eq!(prep_of(&["suites", "--merge-only"]), Prep::Nothing);
     }
 
     /// `kernel --print-path`'s lookup in an empty cache finds nothing and

@@ -59,6 +59,11 @@ const PACKAGES: &[(&str, &str, &[Need])] = &[
     // dm-stripe) (vm::GUEST_PROGRAMS)
     ("qemu-utils", "/usr/bin/qemu-nbd", &[Vm]),
     ("dmsetup", "/usr/sbin/dmsetup", &[Vm]),
+    // blktests' check (column, logger) and liburing's C++ test, built on
+    // the host for test 44 and `cargo xtask suites` (xtask/src/suites.rs)
+    ("bsdextrautils", "/usr/bin/column", &[Vm]),
+    ("bsdutils", "/usr/bin/logger", &[Vm]),
+    ("g++", "/usr/bin/g++", &[Vm]),
     // checkpatch.pl's SPDX check (scripts/spdxcheck.py) needs these.
     (
         "python3-ply",
@@ -365,7 +370,10 @@ mod tests {
                 "util-linux",
                 "fdisk",
                 "qemu-utils",
-                "dmsetup"
+                "dmsetup",
+                "bsdextrautils",
+                "bsdutils",
+                "g++"
             ]
         );
         assert!(!vm.toolchain && !vm.rust_src && !vm.bpf_linker);

@@ -49,6 +49,13 @@ const GUEST_PROGRAMS: &[&str] = &[
     "/usr/bin/qemu-img",
     // the stripe bench's dm-stripe contender
     "/usr/sbin/dmsetup",
+    // blktests (test 44, cargo xtask suites): block/012, block/004, ublk/003, check
+    "/usr/sbin/xfs_io",
+    "/usr/bin/findmnt",
+    "/sbin/wipefs",
+    "/usr/sbin/blkzone",
+    "/usr/bin/logger",
+    "/usr/bin/column",
 ];
 
 /// The guest has no udev, hence no rules for `udevadm settle` to wait for:
