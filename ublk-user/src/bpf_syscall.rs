@@ -2,7 +2,7 @@
 //! `BPF_PROG_LOAD` of any program type (aya does not know
 //! `BPF_PROG_TYPE_UBLK`), with the retry the verifier's transient `EAGAIN`
 //! needs, and `BPF_OBJ_GET_INFO_BY_FD` for the program's id. The `bpf`
-//! feature's loader ([`crate::bpf`]) uses it, and so does the VM tests'
+//! feature's loader (`ublk_user::bpf`) uses it, and so does the VM tests'
 //! fixture, which assembles its own (hostile) programs; it needs no aya and
 //! no feature.
 
