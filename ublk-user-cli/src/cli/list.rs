@@ -114,7 +114,7 @@ pub fn modes(available_only: bool, json: bool) -> Result<()> {
         let f = features?;
         for m in Mode::SERVER
             .iter()
-            .filter(|m| m.missing_feature(f).is_none())
+            .filter(|m| m.built() && m.missing_feature(f).is_none())
         {
             println!("{m}");
         }
