@@ -20,16 +20,8 @@
 . tests/vm/fault-lib.sh
 [ -c /dev/ublk-control ] || skip "no /dev/ublk-control"
 BLKDISCARD=$(tool blkdiscard)
-FALLOCATE=$(tool fallocate)
 CMP=$(tool cmp)
 MiB=1048576
-# zeroout OFFSET LENGTH DEV: REQ_OP_WRITE_ZEROES (busybox blkdiscard has no -z;
-# fallocate -z on a block device issues write-zeroes too).
-if $BLKDISCARD --help 2>&1 | grep -q -- --zeroout; then
-  zeroout() { $BLKDISCARD -z -o "$1" -l "$2" "$3"; }
-else
-  zeroout() { $FALLOCATE -z -o "$1" -l "$2" "$3"; }
-fi
 trap 'ublk-user del --all > /dev/null 2>&1' EXIT
 fails=0
 unexpected() { log "UNEXPECTED: $*"; fails=$((fails + 1)); }

@@ -17,6 +17,15 @@ jstr() { ublk-user list --json | jq -r --arg k "$1" 'first(.[][$k] | strings)'; 
 # tool NAME: NAME by full path from util-linux / coreutils (busybox sh runs
 # its own applets before PATH).
 tool() { for p in /usr/sbin/$1 /sbin/$1 /usr/bin/$1 /bin/$1; do [ -x "$p" ] && { echo "$p"; return; }; done; echo "$1"; }
+# zeroout OFFSET LENGTH DEV: REQ_OP_WRITE_ZEROES (busybox blkdiscard has no -z;
+# fallocate -z on a block device issues write-zeroes too).
+zeroout() {
+  if $(tool blkdiscard) --help 2>&1 | grep -q -- --zeroout; then
+    $(tool blkdiscard) -z -o "$1" -l "$2" "$3"
+  else
+    $(tool fallocate) -z -o "$1" -l "$2" "$3"
+  fi
+}
 # read_at DEV OFFSET LENGTH OUT: O_DIRECT read of LENGTH bytes (multiples of
 # 4 KiB) at OFFSET of DEV into OUT (uses $T).
 read_at() { dd if="$1" of="$4" bs=4096 skip=$(($2 / 4096)) count=$(($3 / 4096)) iflag=direct 2> "$T/dd.err" \

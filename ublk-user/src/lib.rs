@@ -82,6 +82,7 @@ pub struct ReadmeDoctests;
 
 #[cfg(feature = "bpf")]
 pub mod bpf;
+pub mod bpf_syscall;
 pub mod ctrl;
 pub mod device;
 pub mod error;

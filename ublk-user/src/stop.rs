@@ -36,32 +36,40 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 /// The signals that stop a server.
 pub const STOP_SIGNALS: [i32; 2] = [libc::SIGINT, libc::SIGTERM];
 
-fn stop_set() -> libc::sigset_t {
-    // SAFETY: sigemptyset/sigaddset initialise and fill a local set; the
-    // signal numbers are valid.
+/// A set of the stop signals and `extra`; an error for a number that is
+/// not a signal.
+fn signal_set(extra: &[i32]) -> io::Result<libc::sigset_t> {
+    // SAFETY: sigemptyset/sigaddset initialise and fill a local set;
+    // sigaddset checks the signal number.
     unsafe {
         let mut set: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut set);
-        for s in STOP_SIGNALS {
-            libc::sigaddset(&mut set, s);
+        for &s in STOP_SIGNALS.iter().chain(extra) {
+            if libc::sigaddset(&mut set, s) != 0 {
+                return Err(io::Error::last_os_error());
+            }
         }
-        set
+        Ok(set)
     }
 }
 
 /// Block the stop signals in the calling thread (the library's own threads
 /// call this when they start).
 pub(crate) fn block_in_this_thread() -> io::Result<()> {
-    let set = stop_set();
-    // SAFETY: changes this thread's mask from a valid local set.
-    let rc = unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) };
+    block_set(&signal_set(&[])?)
+}
+
+fn block_set(set: &libc::sigset_t) -> io::Result<()> {
+    // SAFETY: changes this thread's mask from a valid set.
+    let rc = unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, set, std::ptr::null_mut()) };
     if rc != 0 {
         return Err(io::Error::from_raw_os_error(rc));
     }
     Ok(())
 }
 
-/// SIGINT and SIGTERM, blocked and readable from a `signalfd`.
+/// SIGINT and SIGTERM (and any signals added with
+/// [`StopSignals::block_with`]), blocked and readable from a `signalfd`.
 #[derive(Debug)]
 pub struct StopSignals {
     fd: OwnedFd,
@@ -74,8 +82,14 @@ impl StopSignals {
     /// started earlier still takes the signals, and their default action
     /// ends the process.
     pub fn block() -> Result<Self> {
-        block_in_this_thread().map_err(|e| Error::io("blocking SIGINT/SIGTERM", e))?;
-        let set = stop_set();
+        Self::block_with(&[])
+    }
+
+    /// As [`StopSignals::block`], for SIGINT, SIGTERM and the signals in
+    /// `extra` (e.g. `libc::SIGHUP` for a daemon).
+    pub fn block_with(extra: &[i32]) -> Result<Self> {
+        let set = signal_set(extra).map_err(|e| Error::io("a stop signal set", e))?;
+        block_set(&set).map_err(|e| Error::io("blocking the stop signals", e))?;
         // SAFETY: a new signalfd for a valid set; the result is checked.
         let fd = unsafe { libc::signalfd(-1, &set, libc::SFD_CLOEXEC | libc::SFD_NONBLOCK) };
         if fd < 0 {
@@ -112,26 +126,36 @@ impl StopSignals {
         }
     }
 
-    /// Wait until SIGINT or SIGTERM arrives; returns its number.
+    /// Wait until a stop signal arrives; returns its number.
     pub fn wait(&self) -> Result<i32> {
         loop {
-            if let Some(sig) = self.take()? {
+            if let Some(sig) = self.wait_timeout(None)? {
                 return Ok(sig);
             }
-            let mut pfd = libc::pollfd {
-                fd: self.fd.as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            };
-            // SAFETY: one valid pollfd for the duration of the call.
-            let rc = unsafe { libc::poll(&mut pfd, 1, -1) };
-            if rc < 0 {
-                let e = io::Error::last_os_error();
-                if e.raw_os_error() != Some(libc::EINTR) {
-                    return Err(Error::io("poll on the signalfd", e));
-                }
+        }
+    }
+
+    /// Wait until a stop signal arrives or `limit` has passed (`None`: no
+    /// limit); returns the signal, if one came.
+    pub fn wait_timeout(&self, limit: Option<std::time::Duration>) -> Result<Option<i32>> {
+        if let Some(sig) = self.take()? {
+            return Ok(Some(sig));
+        }
+        let ms = limit.map_or(-1, |d| d.as_millis().min(i32::MAX as u128) as i32);
+        let mut pfd = libc::pollfd {
+            fd: self.fd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd for the duration of the call.
+        let rc = unsafe { libc::poll(&mut pfd, 1, ms) };
+        if rc < 0 {
+            let e = io::Error::last_os_error();
+            if e.raw_os_error() != Some(libc::EINTR) {
+                return Err(Error::io("poll on the signalfd", e));
             }
         }
+        self.take()
     }
 }
 
@@ -165,6 +189,10 @@ mod tests {
             }
             assert_eq!(s.wait().unwrap(), libc::SIGTERM);
             assert_eq!(s.take().unwrap(), None);
+            let t0 = std::time::Instant::now();
+            let limit = std::time::Duration::from_millis(50);
+            assert_eq!(s.wait_timeout(Some(limit)).unwrap(), None);
+            assert!(t0.elapsed() >= limit);
             // a thread started now inherits the mask
             let inherited = std::thread::spawn(|| {
                 // SAFETY: reads this thread's mask into a local set.
@@ -178,5 +206,26 @@ mod tests {
         })
         .join()
         .unwrap();
+    }
+
+    #[test]
+    fn extra_signals_stop_too() {
+        std::thread::spawn(|| {
+            let s = StopSignals::block_with(&[libc::SIGHUP]).unwrap();
+            // SAFETY: sends SIGHUP to this thread, which has it blocked.
+            unsafe {
+                libc::syscall(
+                    libc::SYS_tgkill,
+                    libc::getpid(),
+                    libc::gettid(),
+                    libc::SIGHUP,
+                );
+            }
+            let limit = Some(std::time::Duration::from_secs(5));
+            assert_eq!(s.wait_timeout(limit).unwrap(), Some(libc::SIGHUP));
+        })
+        .join()
+        .unwrap();
+        assert!(StopSignals::block_with(&[0]).is_err(), "0 is not a signal");
     }
 }

@@ -10,7 +10,7 @@
 //! 3. [`aya_obj::Object::parse`] parses the same bytes again, and
 //!    `relocate_maps` / `relocate_calls` patch in the fds of the maps aya
 //!    created;
-//! 4. a raw `BPF_PROG_LOAD` (`sys::prog_load`) loads the instructions with
+//! 4. a raw `BPF_PROG_LOAD` ([`crate::bpf_syscall::prog_load`]) loads the instructions with
 //!    program type [`BPF_PROG_TYPE_UBLK`] (33), license "GPL" (from the
 //!    object), verifier log level 1. A failure carries the full verifier log.
 //!
@@ -32,14 +32,13 @@
 //! [`stats_by_map_id`] and the id the server recorded from
 //! [`BpfProgram::stats_map_id`].
 
-mod sys;
-
 use std::collections::HashSet;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
+use crate::bpf_syscall as sys;
 use crate::error::{Error, Result, ResultExt};
 
 /// `Error::Bpf` from a format string.
@@ -57,8 +56,6 @@ use ublk_ebpf_common::{names, stat, QueueTarget, BPF_PROG_TYPE_UBLK, MAX_QUEUES}
 use crate::ctrl::Control;
 use crate::device::{BpfHook, QueueHookInfo};
 use crate::target::BpfLayout;
-
-pub use sys::LoadError;
 
 /// `BPF_F_SLEEPABLE` (`prog_flags`).
 const BPF_F_SLEEPABLE: u32 = 1 << 4;
@@ -98,7 +95,7 @@ pub struct Stats(pub [u64; stat::COUNT as usize]);
 impl Stats {
     /// Counter `idx` (`ublk_ebpf_common::stat::*`), 0 if out of range.
     pub fn get(&self, idx: u32) -> u64 {
-        self.0[idx as usize]
+        self.0.get(idx as usize).copied().unwrap_or(0)
     }
     /// Requests the program redirected (served zero-copy by the kernel).
     pub fn redirected(&self) -> u64 {
@@ -227,6 +224,8 @@ impl BpfProgram {
             &function.instructions,
             &program.license,
             flags,
+            1,
+            sys::LOG_SIZE,
         )
         .map_err(|e| {
             bpf_err!(
@@ -392,10 +391,6 @@ impl Drop for BpfProgram {
     }
 }
 
-/// Why `--mode bpf` cannot work in this process, if it cannot: the kernel
-/// refuses the program (no `BPF_PROG_TYPE_UBLK`, verifier error). Loads the program once and drops it; cheap (~ms). Meant
-/// for the pre-fork fallback decision; the kernel's `UBLK_F_BPF` bit is
-/// checked by the caller.
 /// Runs aya's one-time kernel feature probe now. aya caches the result for
 /// the life of the process, and its global-data probe is a single
 /// BPF_PROG_LOAD: if that load meets the verifier's transient EAGAIN
@@ -408,7 +403,11 @@ pub fn prime_feature_probe() {
     let _ = aya::features();
 }
 
-/// Can the embedded program be loaded here? `Err` says why not.
+/// Can the embedded program be loaded here? `Err` says why not: the
+/// kernel refuses it (no `BPF_PROG_TYPE_UBLK`, a verifier error). Loads
+/// the program once and drops it; cheap (~ms). Meant for the caller's own
+/// check in [`Mode::resolve`](crate::Mode::resolve) (which checks the
+/// kernel's `UBLK_F_BPF` bits itself).
 pub fn probe(log: bool) -> std::result::Result<(), String> {
     // The log thread is not needed for a probe, but the flag changes the code
     // the verifier walks, so probe with the same value.

@@ -276,6 +276,9 @@ fn stats_accessors() {
     assert_eq!(s.passed(), 3);
     assert_eq!(s.redirected(), 5);
     assert_eq!(s.redirected_by_class(), (0, 3, 1));
+    // out of range: 0, as documented, not a panic
+    assert_eq!(s.get(stat::COUNT), 0);
+    assert_eq!(s.get(u32::MAX), 0);
 }
 
 #[test]

@@ -37,10 +37,57 @@ impl CtrlError {
 /// `Result` of a control command.
 pub type CtrlResult<T> = Result<T, CtrlError>;
 
-/// The control device and the io_uring (SQE128) its commands go through.
-pub struct Control {
+/// The control device's io_uring (SQE128) as [`Control`] uses it: the
+/// control plane's syscall edge. Host tests (`ctrl/tests.rs`) put a
+/// scripted driver in its place.
+pub(crate) trait CtrlRing: Send {
+    /// Queue control command `op` with payload `cmd`, tagged `user_data`.
+    ///
+    /// The callers (this module only) keep the buffer `cmd.addr` points to
+    /// (if any) valid until the command's CQE has been reaped.
+    fn push(&mut self, op: u32, cmd: &CtrlCmd, user_data: u64) -> io::Result<()>;
+    /// Submit what is queued and wait for `want` CQEs.
+    fn submit_and_wait(&mut self, want: usize) -> io::Result<usize>;
+    /// The next CQE, `(user_data, result)`.
+    fn next_cqe(&mut self) -> Option<(u64, i32)>;
+}
+
+/// `/dev/ublk-control` and its ring.
+struct ControlUring {
     file: File,
     ring: IoUring<squeue::Entry128, cqueue::Entry>,
+}
+
+impl CtrlRing for ControlUring {
+    fn push(&mut self, op: u32, cmd: &CtrlCmd, user_data: u64) -> io::Result<()> {
+        let mut payload = [0u8; 80];
+        payload[..32].copy_from_slice(&cmd.to_bytes());
+        let sqe = opcode::UringCmd80::new(types::Fd(self.file.as_raw_fd()), op)
+            .cmd(payload)
+            .build()
+            .user_data(user_data);
+        // SAFETY: the SQE's only pointer is `cmd.addr`, whose buffer the
+        // caller keeps alive until the CQE is reaped (the trait's contract).
+        unsafe { self.ring.submission().push(&sqe) }
+            .map_err(|_| io::Error::other("control SQ full"))
+    }
+
+    fn submit_and_wait(&mut self, want: usize) -> io::Result<usize> {
+        self.ring.submit_and_wait(want)
+    }
+
+    fn next_cqe(&mut self) -> Option<(u64, i32)> {
+        self.ring
+            .completion()
+            .next()
+            .map(|c| (c.user_data(), c.result()))
+    }
+}
+
+/// The control device: the ublk control commands, each a method that
+/// checks its own arguments.
+pub struct Control {
+    ring: Box<dyn CtrlRing>,
     /// A STOP_DEV issued with [`Control::stop_dev_begin`]: `None` while it
     /// runs, `Some(result)` once its CQE was reaped.
     stop: Option<Option<i32>>,
@@ -64,35 +111,37 @@ impl Control {
         let ring = IoUring::<squeue::Entry128, cqueue::Entry>::builder()
             .build(4)
             .map_err(|e| crate::Error::io("cannot create the control io_uring", e))?;
-        Ok(Self {
-            file,
-            ring,
-            stop: None,
-        })
+        Ok(Self::with_ring(Box::new(ControlUring { file, ring })))
     }
 
-    /// Issue one control command and wait for its result.
-    pub fn cmd(&mut self, name: &'static str, op: u32, c: CtrlCmd) -> CtrlResult<i32> {
-        let mut cmd = [0u8; 80];
-        cmd[..32].copy_from_slice(&c.to_bytes());
-        let sqe = opcode::UringCmd80::new(types::Fd(self.file.as_raw_fd()), op)
-            .cmd(cmd)
-            .build()
-            .user_data(op as u64);
-        let wrap = |err| CtrlError { cmd: name, err };
-        // SAFETY: the SQE refers to `c.addr`, a buffer the caller keeps alive
-        // until this function returns, and we wait for the completion below.
-        unsafe { self.ring.submission().push(&sqe) }
-            .map_err(|_| wrap(io::Error::other("control SQ full")))?;
+    fn with_ring(ring: Box<dyn CtrlRing>) -> Self {
+        Self { ring, stop: None }
+    }
+
+    /// Submit and wait for one CQE, retrying an interrupted wait.
+    fn wait_one(&mut self) -> io::Result<()> {
         loop {
             match self.ring.submit_and_wait(1) {
-                Ok(_) => {}
+                Ok(_) => return Ok(()),
                 Err(e) if e.raw_os_error() == Some(libc::EINTR) => continue,
-                Err(e) => return Err(wrap(e)),
+                Err(e) => return Err(e),
             }
-            while let Some(cqe) = self.ring.completion().next() {
-                let res = cqe.result();
-                if cqe.user_data() == ASYNC_STOP_UD {
+        }
+    }
+
+    /// Issue one control command and wait for its result. Private: `c.addr`
+    /// is a pointer the kernel writes through, so only this module's typed
+    /// methods, which point it at a live buffer of the right size, build
+    /// one.
+    fn cmd(&mut self, name: &'static str, op: u32, c: CtrlCmd) -> CtrlResult<i32> {
+        let wrap = |err| CtrlError { cmd: name, err };
+        // The buffer `c.addr` points to belongs to our caller, which waits
+        // for this function, and this function for the CQE.
+        self.ring.push(op, &c, op as u64).map_err(wrap)?;
+        loop {
+            self.wait_one().map_err(wrap)?;
+            while let Some((user_data, res)) = self.ring.next_cqe() {
+                if user_data == ASYNC_STOP_UD {
                     self.stop = Some(Some(res));
                     continue;
                 }
@@ -109,7 +158,7 @@ impl Control {
     /// io_uring worker, where it waits for the requests in flight: the
     /// caller can keep serving its queues (a backend that runs its queues
     /// on the thread that stops the device needs this). Reap the result
-    /// with [`Control::stop_dev_wait`] (or poll [`Control::stop_dev_done`]).
+    /// with [`Control::stop_dev_wait`].
     pub fn stop_dev_begin(&mut self, dev_id: u32) -> CtrlResult<()> {
         let wrap = |err| CtrlError {
             cmd: "STOP_DEV",
@@ -118,33 +167,14 @@ impl Control {
         if self.stop.is_some() {
             return Err(wrap(io::Error::from_raw_os_error(libc::EALREADY)));
         }
-        let mut cmd = [0u8; 80];
-        cmd[..32].copy_from_slice(&Self::dev_cmd(dev_id).to_bytes());
-        let sqe =
-            opcode::UringCmd80::new(types::Fd(self.file.as_raw_fd()), sys::UBLK_U_CMD_STOP_DEV)
-                .cmd(cmd)
-                .build()
-                .user_data(ASYNC_STOP_UD);
-        // SAFETY: the command has no buffer (`addr` 0); the SQE is copied.
-        unsafe { self.ring.submission().push(&sqe) }
-            .map_err(|_| wrap(io::Error::other("control SQ full")))?;
-        self.ring.submit().map_err(wrap)?;
+        // no buffer (`addr` 0)
+        let c = Self::dev_cmd(dev_id);
+        self.ring
+            .push(sys::UBLK_U_CMD_STOP_DEV, &c, ASYNC_STOP_UD)
+            .map_err(wrap)?;
+        self.ring.submit_and_wait(0).map_err(wrap)?;
         self.stop = Some(None);
         Ok(())
-    }
-
-    /// Has the STOP_DEV of [`Control::stop_dev_begin`] finished? Never blocks.
-    pub fn stop_dev_done(&mut self) -> bool {
-        if let Some(None) = self.stop {
-            // runs deferred completions without waiting for any
-            let _ = self.ring.submit_and_wait(0);
-            while let Some(cqe) = self.ring.completion().next() {
-                if cqe.user_data() == ASYNC_STOP_UD {
-                    self.stop = Some(Some(cqe.result()));
-                }
-            }
-        }
-        matches!(self.stop, Some(Some(_)))
     }
 
     /// Wait for the STOP_DEV of [`Control::stop_dev_begin`]; `Ok` if none
@@ -167,14 +197,10 @@ impl Control {
                 }
                 Some(None) => {}
             }
-            match self.ring.submit_and_wait(1) {
-                Ok(_) => {}
-                Err(e) if e.raw_os_error() == Some(libc::EINTR) => continue,
-                Err(e) => return Err(wrap(e)),
-            }
-            while let Some(cqe) = self.ring.completion().next() {
-                if cqe.user_data() == ASYNC_STOP_UD {
-                    self.stop = Some(Some(cqe.result()));
+            self.wait_one().map_err(wrap)?;
+            while let Some((user_data, res)) = self.ring.next_cqe() {
+                if user_data == ASYNC_STOP_UD {
+                    self.stop = Some(Some(res));
                 }
             }
         }
@@ -240,21 +266,6 @@ impl Control {
             .map(|_| ())
     }
 
-    /// `UBLK_U_CMD_GET_PARAMS`.
-    pub fn get_params(&mut self, dev_id: u32) -> CtrlResult<Params> {
-        let mut p = Params {
-            len: std::mem::size_of::<Params>() as u32,
-            ..Default::default()
-        };
-        let c = CtrlCmd {
-            addr: &mut p as *mut Params as u64,
-            len: p.len as u16,
-            ..Self::dev_cmd(dev_id)
-        };
-        self.cmd("GET_PARAMS", sys::UBLK_U_CMD_GET_PARAMS, c)?;
-        Ok(p)
-    }
-
     /// `UBLK_U_CMD_START_DEV`; `pid` is the server's pid (`data[0]`).
     pub fn start_dev(&mut self, dev_id: u32, pid: i32) -> CtrlResult<()> {
         let c = CtrlCmd {
@@ -298,16 +309,6 @@ impl Control {
     pub fn del_dev(&mut self, dev_id: u32) -> CtrlResult<()> {
         self.cmd("DEL_DEV", sys::UBLK_U_CMD_DEL_DEV, Self::dev_cmd(dev_id))
             .map(|_| ())
-    }
-
-    /// `UBLK_U_CMD_DEL_DEV_ASYNC`: like DEL_DEV without waiting.
-    pub fn del_dev_async(&mut self, dev_id: u32) -> CtrlResult<()> {
-        self.cmd(
-            "DEL_DEV_ASYNC",
-            sys::UBLK_U_CMD_DEL_DEV_ASYNC,
-            Self::dev_cmd(dev_id),
-        )
-        .map(|_| ())
     }
 
     /// `UBLK_U_CMD_REG_BPF_PROG` (patched kernels): `data[0]` = program fd;
@@ -411,3 +412,6 @@ pub fn list_dev_ids() -> Vec<u32> {
     ids.sort_unstable();
     ids
 }
+
+#[cfg(test)]
+mod tests;

@@ -51,7 +51,7 @@ impl LoopTarget {
                     if buffered {
                         ""
                     } else {
-                        " with O_DIRECT (try --buffered)"
+                        " with O_DIRECT (without O_DIRECT: open it buffered)"
                     }
                 ),
                 e,

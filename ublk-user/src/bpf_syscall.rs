@@ -1,11 +1,14 @@
-//! Raw `bpf(2)` calls aya has no API for: `BPF_PROG_LOAD` of a program type
-//! aya does not know, and `BPF_OBJ_GET_INFO_BY_FD` for the program's id.
+//! Raw `bpf(2)` program loading, which aya has no API for:
+//! `BPF_PROG_LOAD` of any program type (aya does not know
+//! `BPF_PROG_TYPE_UBLK`), with the retry the verifier's transient `EAGAIN`
+//! needs, and `BPF_OBJ_GET_INFO_BY_FD` for the program's id. The `bpf`
+//! feature's loader (`ublk_user::bpf`) uses it, and so does the VM tests'
+//! fixture, which assembles its own (hostile) programs; it needs no aya and
+//! no feature.
 
 use std::ffi::CStr;
 use std::io;
 use std::os::fd::{FromRawFd, OwnedFd};
-
-use aya_obj::generated::bpf_insn;
 
 const BPF_PROG_LOAD: libc::c_int = 5;
 const BPF_OBJ_GET_INFO_BY_FD: libc::c_int = 15;
@@ -49,8 +52,9 @@ struct InfoAttr {
     info: u64,
 }
 
-/// Verifier log buffer size. The log rolls over (keeps the tail) when it
-/// overflows on kernels >= 6.4, so this bounds memory, not correctness.
+/// The loader's verifier log buffer size. The log rolls over (keeps the
+/// tail) when it overflows on kernels >= 6.4, so this bounds memory, not
+/// correctness.
 pub const LOG_SIZE: usize = 16 << 20;
 
 /// A failed `BPF_PROG_LOAD`: the errno and the verifier's log.
@@ -62,22 +66,29 @@ pub struct LoadError {
     pub log: String,
 }
 
-/// `BPF_PROG_LOAD` with log level 1. Returns the program fd and the
-/// verifier log (on success it holds the verifier's statistics).
-pub fn prog_load(
+/// `BPF_PROG_LOAD` of `insns` (each one `struct bpf_insn`, 8 bytes; the
+/// kernel's verifier checks what they say) as a program of `prog_type`
+/// named `name` (cut to the kernel's 15 characters of `[A-Za-z0-9_.]`),
+/// with `prog_flags` `flags` and a verifier log of `log_level` in a buffer
+/// of `log_size` bytes. Returns the program fd and the verifier log (on
+/// success at level 1 it holds the verifier's statistics).
+pub fn prog_load<I: Copy>(
     prog_type: u32,
     name: &str,
-    insns: &[bpf_insn],
+    insns: &[I],
     license: &CStr,
     flags: u32,
+    log_level: u32,
+    log_size: usize,
 ) -> Result<(OwnedFd, String), LoadError> {
-    let mut log = vec![0u8; LOG_SIZE];
+    const { assert!(std::mem::size_of::<I>() == 8, "a bpf_insn is 8 bytes") };
+    let mut log = vec![0u8; log_size];
     let mut attr = ProgLoadAttr {
         prog_type,
         insn_cnt: insns.len() as u32,
         insns: insns.as_ptr() as u64,
         license: license.as_ptr() as u64,
-        log_level: 1,
+        log_level,
         log_size: log.len() as u32,
         log_buf: log.as_mut_ptr() as u64,
         prog_flags: flags,
@@ -97,8 +108,9 @@ pub fn prog_load(
     let mut tries = 0;
     let (ret, errno) = loop {
         // SAFETY: `attr` is a valid BPF_PROG_LOAD attribute whose pointers
-        // (instructions, license, log buffer) outlive the call; the kernel
-        // writes at most `log_size` bytes into `log`.
+        // (instructions: `insn_cnt` * 8 bytes, as `I` is 8 bytes; license;
+        // log buffer) outlive the call; the kernel writes at most
+        // `log_size` bytes into `log`.
         let ret = unsafe {
             libc::syscall(
                 libc::SYS_bpf,
@@ -166,6 +178,5 @@ mod tests {
         assert_eq!(size_of::<ProgLoadAttr>(), 72);
         assert_eq!(offset_of!(ProgInfo, id), 4);
         assert_eq!(size_of::<InfoAttr>(), 16);
-        assert_eq!(size_of::<bpf_insn>(), 8);
     }
 }
