@@ -342,7 +342,7 @@ pub const MAX_QUEUES: u32 = 64;
 /// A request as the program sees it: the fields of [`UblkBpfCtx`] it reads.
 #[derive(Clone, Copy, Default)]
 #[cfg_attr(feature = "user", derive(Debug, PartialEq, Eq))]
-pub struct Request {
+pub struct BpfRequest {
     pub start_sector: u64,
     pub nr_sectors: u32,
     /// `UBLK_IO_F_*` bits (FUA is the one the plan looks at).
@@ -380,7 +380,7 @@ pub enum Plan {
 /// driver serves in its worker, as the loop driver does; in the ring mode
 /// they go to the server.
 #[inline(always)]
-pub fn plan(req: &Request, target: Option<&QueueTarget>) -> Plan {
+pub fn plan(req: &BpfRequest, target: Option<&QueueTarget>) -> Plan {
     plan_mapped(req, target, |_| None)
 }
 
@@ -389,7 +389,7 @@ pub fn plan(req: &Request, target: Option<&QueueTarget>) -> Plan {
 /// otherwise).
 #[inline(always)]
 pub fn plan_mapped(
-    req: &Request,
+    req: &BpfRequest,
     target: Option<&QueueTarget>,
     cluster: impl Fn(u64) -> Option<u64>,
 ) -> Plan {
@@ -517,8 +517,8 @@ mod tests {
         }
     }
 
-    fn req(op: u8, start_sector: u64, nr_sectors: u32) -> Request {
-        Request {
+    fn req(op: u8, start_sector: u64, nr_sectors: u32) -> BpfRequest {
+        BpfRequest {
             start_sector,
             nr_sectors,
             op_flags: 0,
@@ -532,7 +532,7 @@ mod tests {
     #[test]
     fn plan_read_write() {
         for (o, opc) in [(op::READ, IORING_OP_READ), (op::WRITE, IORING_OP_WRITE)] {
-            let req = Request {
+            let req = BpfRequest {
                 start_sector: 8,
                 nr_sectors: 16,
                 op_flags: 0,
@@ -569,7 +569,7 @@ mod tests {
 
     #[test]
     fn plan_fua_write_asks_for_dsync() {
-        let mut req = Request {
+        let mut req = BpfRequest {
             start_sector: 0,
             nr_sectors: 8,
             op_flags: UBLK_IO_F_FUA,
@@ -592,7 +592,7 @@ mod tests {
 
     #[test]
     fn plan_kernel_mode_names_a_table_index() {
-        let req = Request {
+        let req = BpfRequest {
             start_sector: 2,
             nr_sectors: 8,
             op_flags: 0,
@@ -618,7 +618,7 @@ mod tests {
 
     #[test]
     fn plan_pass() {
-        let mut req = Request {
+        let mut req = BpfRequest {
             start_sector: 0,
             nr_sectors: 8,
             op_flags: 0,
@@ -659,7 +659,7 @@ mod tests {
             flags: TARGET_FIXED_FILE,
             ..target()
         };
-        let req = |op, op_flags| Request {
+        let req = |op, op_flags| BpfRequest {
             start_sector: 16,
             nr_sectors: 8,
             op_flags,
@@ -668,7 +668,7 @@ mod tests {
             op,
             ioprio: 0,
         };
-        let sqe_of = |r: Request| match plan(&r, Some(&t)) {
+        let sqe_of = |r: BpfRequest| match plan(&r, Some(&t)) {
             Plan::Redirect {
                 sqe,
                 ring_fd,
@@ -918,7 +918,7 @@ mod tests {
     fn cluster_map_passes_unmapped_spanning_and_other_ops() {
         for kernel in [false, true] {
             let t = qcow_target(kernel);
-            let pass = |r: Request| match plan_mapped(&r, Some(&t), lookup) {
+            let pass = |r: BpfRequest| match plan_mapped(&r, Some(&t), lookup) {
                 Plan::Pass(why) => why,
                 _ => panic!("not redirected"),
             };

@@ -32,7 +32,7 @@ use aya_ebpf::{
 };
 use aya_log_ebpf::debug;
 use ublk_ebpf_common::{
-    plan_mapped, prio_stat, stat, IoUringSqe, Plan, QueueTarget, Request, UblkBpfCtx,
+    plan_mapped, prio_stat, stat, BpfRequest, IoUringSqe, Plan, QueueTarget, UblkBpfCtx,
     BPF_FUNC_UBLK_QUEUE_SQE, MAX_QUEUES, UBLK_BPF_PASS, UBLK_BPF_REDIRECT,
 };
 
@@ -99,12 +99,12 @@ fn ublk_queue_sqe(ctx: *mut UblkBpfCtx, sqe: &IoUringSqe, ring_fd: i32) -> i64 {
 /// Reads the fields the program uses, each with a load of exactly the
 /// field's size (the kernel's `is_valid_access` rejects anything else).
 #[inline(always)]
-fn read_request(ctx: *const UblkBpfCtx) -> Request {
+fn read_request(ctx: *const UblkBpfCtx) -> BpfRequest {
     // SAFETY: the kernel passes a valid, read-only `struct ublk_bpf_ctx`;
     // `addr_of!` forms field pointers without creating references, and
     // `read_volatile` keeps each load at its field's width.
     unsafe {
-        Request {
+        BpfRequest {
             start_sector: core::ptr::read_volatile(core::ptr::addr_of!((*ctx).start_sector)),
             nr_sectors: core::ptr::read_volatile(core::ptr::addr_of!((*ctx).nr_sectors)),
             op_flags: core::ptr::read_volatile(core::ptr::addr_of!((*ctx).op_flags)),
