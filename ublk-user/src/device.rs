@@ -206,10 +206,10 @@ impl Device {
     /// ADD_DEV + SET_PARAMS + open `/dev/ublkcN`.
     pub fn create(mut ctrl: Control, target: Arc<dyn Target>, opts: DeviceOptions) -> Result<Self> {
         validate_options(&opts)?;
-        if target.needs_server_buffer() && opts.mode.served() != Mode::Copy {
+        if target.needs_server_buffer() && opts.mode.served() == Mode::UserCopy {
             return Err(Error::InvalidOption(format!(
                 "the {} target serves some requests from the server's memory: \
-                 it needs the copy data path (--mode copy, bpf or bpf-kernel), not {}",
+                 it needs copy or zc (or a BPF mode), not {}",
                 target.name(),
                 opts.mode.name()
             )));
@@ -221,7 +221,19 @@ impl Device {
             )));
         }
         let features = ctrl.get_features()?;
-        let flags = negotiate_flags(&opts, features)?;
+        let mut flags = negotiate_flags(&opts, features)?;
+        // Zero copy gives the server no buffer; a target that serves some
+        // requests from its own memory moves their data with user copy
+        // (pread/pwrite on /dev/ublkcN) next to the automatic registration.
+        if target.needs_server_buffer() && opts.mode == Mode::Zc {
+            if features & sys::UBLK_F_USER_COPY == 0 {
+                return Err(Error::MissingFeature {
+                    feature: "USER_COPY",
+                    needed_for: "Mode::Zc with a target that needs the server buffer",
+                });
+            }
+            flags |= sys::UBLK_F_USER_COPY;
+        }
         let mut info = DevInfo {
             nr_hw_queues: opts.queues,
             queue_depth: opts.depth,
@@ -411,6 +423,7 @@ impl Device {
                     depth: self.info.queue_depth,
                     max_io: self.info.max_io_buf_bytes,
                     mode: self.opts.mode,
+                    user_copy: self.info.flags & sys::UBLK_F_USER_COPY != 0,
                 },
                 cdev: cdev.clone(),
                 target: self.target.clone(),

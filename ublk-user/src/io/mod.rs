@@ -73,6 +73,10 @@ pub(crate) struct QueueConfig {
     /// handling of `UBLK_IO_F_BPF_REDIRECT` requests and a sparse buffer
     /// table for the kernel's redirect registrations.
     pub mode: Mode,
+    /// The device also has `UBLK_F_USER_COPY`: deferred requests can move
+    /// their data with [`Completion::read_data`] / `write_data` (a zc
+    /// device whose target needs server-side access to some requests).
+    pub user_copy: bool,
 }
 
 /// A queue, once it has fetched all its tags.
@@ -225,7 +229,7 @@ impl Queue {
             ring.submitter().register_buffers_sparse(depth)?;
         }
         let iods = IodMap::map(cdev.as_fd(), cfg.q_id, cfg.depth)?;
-        let user_copy = (cfg.mode == Mode::UserCopy).then(|| cdev.clone());
+        let user_copy = (cfg.mode == Mode::UserCopy || cfg.user_copy).then(|| cdev.clone());
         let cq = ring.params().cq_entries() as usize;
         let ring = Box::new(ring);
         Self::with_edge(

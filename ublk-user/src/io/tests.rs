@@ -206,6 +206,7 @@ impl Harness {
             depth: DEPTH,
             max_io: 1 << 16,
             mode,
+            user_copy: false,
         };
         let mut q = Queue::with_edge(
             cfg,

@@ -108,9 +108,13 @@ pub trait Target: Send + Sync + 'static {
         None
     }
     /// The target reads or writes some requests' data in the server's
-    /// memory ([`IoCtx::data`]), so it needs a data path with server
-    /// buffers (copy, which the BPF modes use for what they pass);
-    /// [`crate::Device::create`] refuses zero copy and user copy for it.
+    /// memory: with copy buffers through [`IoCtx::data`], in zero copy
+    /// through a deferred request's [`Completion::read_data`] /
+    /// [`Completion::write_data`](crate::io::Completion::write_data)
+    /// ([`crate::Device::create`] then adds `UBLK_F_USER_COPY` to a zc
+    /// device; it refuses the user-copy mode for such a target).
+    ///
+    /// [`Completion::read_data`]: crate::io::Completion::read_data
     fn needs_server_buffer(&self) -> bool {
         false
     }

@@ -10,7 +10,10 @@
 //! unless `--buffered`). Everything else takes the slow path here, on the
 //! queue thread, under the image's lock: reads of unallocated clusters
 //! (the backing file or zeroes), zero and compressed clusters, first writes
-//! (allocation, copy on write), FLUSH, DISCARD and WRITE_ZEROES.
+//! (allocation, copy on write), FLUSH, DISCARD and WRITE_ZEROES. In zero
+//! copy the server has no buffer: the device then also has
+//! `UBLK_F_USER_COPY`, and the slow path moves a request's data through
+//! `/dev/ublkcN` ([`crate::io::Completion::read_data`]).
 //!
 //! A request never spans two clusters: the device's `chunk_sectors` is the
 //! cluster size, so the block layer splits READ and WRITE at cluster
@@ -120,15 +123,15 @@ impl Qcow2Target {
     }
 
     /// The slow path, on the queue thread under the image lock.
-    fn serve_slow(&self, ctx: &mut IoCtx<'_>, req: &Request) -> i32 {
+    fn serve_slow(&self, ctx: &mut IoCtx<'_>, req: &Request) -> Submit {
         let mut img = self.image.lock().unwrap_or_else(|e| e.into_inner());
         let off = req.offset();
         let r: std::io::Result<Vec<(u64, u64)>> = match req.op {
             Op::Read | Op::Write => {
                 let Some(buf) = ctx.data(req) else {
-                    // Device::create refuses the data paths without a
-                    // server buffer for this target.
-                    return -libc::EIO;
+                    // Zero copy: no server buffer; the data moves through
+                    // /dev/ublkcN (Device::create added USER_COPY).
+                    return self.serve_user_copy(&mut img, ctx, req);
                 };
                 if req.op == Op::Read {
                     img.read(buf, off).map(|()| Vec::new())
@@ -144,8 +147,42 @@ impl Qcow2Target {
             Op::Flush => img.flush().map(|()| Vec::new()),
             Op::Discard => img.zero(off, req.bytes() as u64, true),
             Op::WriteZeroes => img.zero(off, req.bytes() as u64, !req.flags.no_unmap()),
-            _ => return -libc::EOPNOTSUPP,
+            _ => return Submit::unsupported(),
         };
+        Submit::Done(self.finish(req, r))
+    }
+
+    /// The slow path of a READ or WRITE without a server buffer (zc): the
+    /// request is deferred and its data read from or written to
+    /// `/dev/ublkcN` with user copy, still on the queue thread.
+    fn serve_user_copy(&self, img: &mut Image, ctx: &mut IoCtx<'_>, req: &Request) -> Submit {
+        let c = match ctx.defer() {
+            Ok(c) => c,
+            Err(e) => return Submit::Done(e),
+        };
+        let off = req.offset();
+        let mut buf = vec![0u8; req.bytes() as usize];
+        let r = if req.op == Op::Write {
+            c.read_data(0, &mut buf)
+                .and_then(|()| img.write(&buf, off))
+                .and_then(|new| {
+                    if req.flags.fua() {
+                        img.flush()?;
+                    }
+                    Ok(new)
+                })
+        } else {
+            img.read(&mut buf, off)
+                .and_then(|()| c.write_data(0, &buf))
+                .map(|()| Vec::new())
+        };
+        c.complete(self.finish(req, r));
+        Submit::Deferred
+    }
+
+    /// The result of a served request: publishes new clusters, logs an
+    /// error.
+    fn finish(&self, req: &Request, r: std::io::Result<Vec<(u64, u64)>>) -> i32 {
         match r {
             Ok(new) => match self.publish(new) {
                 Ok(()) if req.op.has_data() => req.bytes() as i32,
@@ -154,9 +191,10 @@ impl Qcow2Target {
             },
             Err(e) => {
                 log::warn!(
-                    "qcow2 {}: {:?} at {off} ({} bytes): {e}",
+                    "qcow2 {}: {:?} at {} ({} bytes): {e}",
                     self.path.display(),
                     req.op,
+                    req.offset(),
                     req.bytes()
                 );
                 super::errno_of(&e)
@@ -212,7 +250,7 @@ impl Target for Qcow2Target {
                 };
             }
         }
-        Submit::Done(self.serve_slow(ctx, req))
+        self.serve_slow(ctx, req)
     }
     fn flush(&self) -> std::io::Result<()> {
         self.image.lock().unwrap_or_else(|e| e.into_inner()).flush()
