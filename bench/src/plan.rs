@@ -188,8 +188,7 @@ pub fn full_matrix() -> Vec<StorePlan> {
     ]
 }
 
-/// Who serves a qcow2 store (zc is refused for qcow2: it stays in the
-/// table as n/a with the reason).
+/// Who serves a qcow2 store (zc with its slow path through user copy).
 pub const QCOW2_CONTENDERS: &[&str] = &["qemu-nbd", "copy", "zc", "bpf", "bpf-kernel", "loop-bpfk"];
 
 /// The 2 queues x 2 jobs cell: the reference, our zero-copy and kernel
