@@ -35,12 +35,25 @@ const STAGE: &str = "target/suites";
 const REGEN: &str = "cargo xtask suites";
 
 /// Where the snapshots are.
+/// Where the snapshots are: `$UBLK_THIRD_PARTY`, else the first
+/// `shared/third_party` beside the repository or beside one of its parent
+/// directories (`../shared/third_party` for a checkout next to the share),
+/// else the share's place on the project's build machines
+/// ([`SHARED_THIRD_PARTY`]; a CI clone may live anywhere, e.g. in /tmp).
 pub fn third_party() -> PathBuf {
-    match std::env::var_os("UBLK_THIRD_PARTY") {
-        Some(d) => PathBuf::from(d),
-        None => root().join("../shared/third_party"),
+    if let Some(d) = std::env::var_os("UBLK_THIRD_PARTY") {
+        return PathBuf::from(d);
     }
+    let root = root();
+    root.ancestors()
+        .skip(1)
+        .map(|a| a.join("shared/third_party"))
+        .find(|d| d.is_dir())
+        .unwrap_or_else(|| PathBuf::from(SHARED_THIRD_PARTY))
 }
+
+/// The read-only share of suite snapshots on the project's build machines.
+const SHARED_THIRD_PARTY: &str = "/work/shared/third_party";
 
 fn sha256(p: &Path) -> Result<String> {
     let out = cmd("sha256sum")

@@ -254,6 +254,7 @@ pub fn test(t: &TestOpts, opts: &VmOpts) -> Result<i32> {
         // its own, without the CLI's or BPF's dependencies (consumer.rs);
         // and every publishable crate packages and builds from its package
         // (the CLI's BPF feature takes the object built above).
+        forget_packaged_sources();
         step(
             "cargo publish dry-run",
             cmd("cargo")
@@ -648,6 +649,42 @@ fn checkpatch(failed: &mut Vec<String>) -> Result<()> {
         failed.push(format!("checkpatch ({})", bad.join(", ")));
     }
     Ok(())
+}
+
+/// `cargo publish --workspace --dry-run` verifies each crate against the
+/// others through a local registry in `target/package/tmp-registry`, and
+/// cargo unpacks that registry's crates under `$CARGO_HOME/registry/src/-HASH/`,
+/// keyed by the registry's path and the crate's version only. A clone at a
+/// path an earlier clone had (CI's) would then build against that clone's
+/// stale sources of the same version: drop our crates from those local
+/// registries first (crates.io's directory is never touched).
+fn forget_packaged_sources() {
+    let home = std::env::var_os("CARGO_HOME")
+        .map(std::path::PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| std::path::Path::new(&h).join(".cargo")));
+    let Some(src) = home.map(|h| h.join("registry/src")) else {
+        return;
+    };
+    let Ok(regs) = std::fs::read_dir(&src) else {
+        return;
+    };
+    for reg in regs.flatten() {
+        if !reg.file_name().to_string_lossy().starts_with('-') {
+            continue; // a remote registry (index.crates.io-...)
+        }
+        let Ok(crates) = std::fs::read_dir(reg.path()) else {
+            continue;
+        };
+        for c in crates.flatten() {
+            let name = c.file_name().to_string_lossy().into_owned();
+            if ["ublk-ebpf-build-", "ublk-ebpf-common-", "ublk-user-"]
+                .iter()
+                .any(|p| name.starts_with(p))
+            {
+                let _ = std::fs::remove_dir_all(c.path());
+            }
+        }
+    }
 }
 
 #[cfg(test)]
