@@ -111,7 +111,7 @@ else
     || { cat "$T/add.err"; die "first fallback line is not bpf-kernel -> bpf"; }
   sed -n 2p "$T/fb.lines" | grep -q -- "--mode bpf .*falling back to --mode copy\$" \
     || { cat "$T/add.err"; die "second fallback line is not bpf -> copy"; }
-  sed -n 2p "$T/fb.lines" | grep -q "UBLK_F_BPF " \
+  sed -n 2p "$T/fb.lines" | grep -q "UBLK_F_BPF[^_]" \
     || { cat "$T/add.err"; die "the bpf -> copy line does not say why (UBLK_F_BPF)"; }
   log "fallback lines: $(tr '\n' '|' < "$T/fb.lines")"
   [ "$(jstr mode)" = copy ] || { ublk-user list --json; die "fallback mode is not copy"; }
