@@ -657,8 +657,11 @@ fn checkpatch(failed: &mut Vec<String>) -> Result<()> {
 /// keyed by the registry's path and the crate's version only. A clone at a
 /// path an earlier clone had (CI's) would then build against that clone's
 /// stale sources of the same version: drop our crates from those local
-/// registries first (crates.io's directory is never touched).
+/// registries first (crates.io's directory is never touched), and the
+/// verify builds of an earlier dry-run in this checkout (cargo does not
+/// rebuild a registry crate whose version did not change).
 fn forget_packaged_sources() {
+    let _ = std::fs::remove_dir_all(crate::util::root().join("target/package"));
     let home = std::env::var_os("CARGO_HOME")
         .map(std::path::PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|h| std::path::Path::new(&h).join(".cargo")));
