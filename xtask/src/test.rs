@@ -260,6 +260,7 @@ pub fn test(t: &TestOpts, opts: &VmOpts) -> Result<i32> {
             cmd("cargo")
                 .args(["publish", "--workspace", "--dry-run", "--allow-dirty"])
                 .args(["--exclude", "xtask", "--exclude", "ublk-bpf-fixture"])
+                .args(["--target-dir", "target/publish"])
                 .env("UBLK_EBPF_OBJ", crate::build::ebpf_crate().object()),
             &mut times,
         );
@@ -652,16 +653,17 @@ fn checkpatch(failed: &mut Vec<String>) -> Result<()> {
 }
 
 /// `cargo publish --workspace --dry-run` verifies each crate against the
-/// others through a local registry in `target/package/tmp-registry`, and
+/// others through a local registry in `<target dir>/package/tmp-registry`, and
 /// cargo unpacks that registry's crates under `$CARGO_HOME/registry/src/-HASH/`,
 /// keyed by the registry's path and the crate's version only. A clone at a
 /// path an earlier clone had (CI's) would then build against that clone's
 /// stale sources of the same version: drop our crates from those local
 /// registries first (crates.io's directory is never touched), and the
-/// verify builds of an earlier dry-run in this checkout (cargo does not
-/// rebuild a registry crate whose version did not change).
+/// verify builds of an earlier dry-run in this checkout (its own target
+/// directory, `target/publish`: cargo does not rebuild a registry crate
+/// whose version did not change).
 fn forget_packaged_sources() {
-    let _ = std::fs::remove_dir_all(crate::util::root().join("target/package"));
+    let _ = std::fs::remove_dir_all(crate::util::root().join("target/publish"));
     let home = std::env::var_os("CARGO_HOME")
         .map(std::path::PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|h| std::path::Path::new(&h).join(".cargo")));
