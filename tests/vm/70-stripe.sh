@@ -55,13 +55,6 @@ add_stripe() {
   echo "$_d"
 }
 
-fio_verify() { # DEV NAME ARGS...
-  _d=$1; _n=$2; shift 2
-  fio --name="$_n" --filename="$_d" --direct=1 --ioengine=libaio --iodepth=16 \
-    --verify=crc32c --do_verify=1 --verify_fatal=1 --verify_state_save=0 --randrepeat=0 \
-    "$@" --output="$T/fio.out" > /dev/null 2>&1 || { cat "$T/fio.out"; die "fio $_n on $_d ($*)"; }
-  grep -q "err= 0" "$T/fio.out" || { cat "$T/fio.out"; die "fio $_n reported errors"; }
-}
 
 log "== bad input"
 before=$(ndev)

@@ -50,13 +50,6 @@ add_qcow2() {
   echo "$_d"
 }
 
-fio_verify() { # DEV NAME ARGS...
-  _d=$1; _n=$2; shift 2
-  fio --name="$_n" --filename="$_d" --direct=1 --ioengine=libaio --iodepth=16 \
-    --verify=crc32c --do_verify=1 --verify_fatal=1 --verify_state_save=0 --randrepeat=0 \
-    "$@" --output="$T/fio.out" > /dev/null 2>&1 || { cat "$T/fio.out"; die "fio $_n on $_d ($*)"; }
-  grep -q "err= 0" "$T/fio.out" || { cat "$T/fio.out"; die "fio $_n reported errors"; }
-}
 
 # dump DEV SIZE_MIB OUT: the device's content, read with O_DIRECT
 dump() { dd if="$1" of="$3" bs=1M count="$2" iflag=direct 2> /dev/null || die "reading $1"; }

@@ -102,3 +102,12 @@ kmemleak_scan() {
   echo clear > /sys/kernel/debug/kmemleak 2> /dev/null
   return 0
 }
+# fio_verify DEV NAME ARGS...: fio write + verify (crc32c, fatal) with ARGS
+# (rw, sizes), iodepth 16; die on an error (tests 70, 72).
+fio_verify() {
+  _d=$1; _n=$2; shift 2
+  fio --name="$_n" --filename="$_d" --direct=1 --ioengine=libaio --iodepth=16 \
+    --verify=crc32c --do_verify=1 --verify_fatal=1 --verify_state_save=0 --randrepeat=0 \
+    "$@" --output="$T/fio.out" > /dev/null 2>&1 || { cat "$T/fio.out"; die "fio $_n on $_d ($*)"; }
+  grep -q "err= 0" "$T/fio.out" || { cat "$T/fio.out"; die "fio $_n reported errors"; }
+}

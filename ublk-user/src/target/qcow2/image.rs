@@ -415,6 +415,17 @@ impl Image {
             .write_all_at(&entry.to_be_bytes(), l2off + (vc % n) * 8)
     }
 
+    /// Writes a whole cluster's data `c` at `host` and points `vc`'s L2
+    /// entry at it, in qcow2's order: the data (and the refcount, already
+    /// written by the caller), `fdatasync`, the L2 entry, `fdatasync`; after
+    /// this the cluster may be published.
+    fn commit_cluster(&mut self, vc: u64, host: u64, c: &[u8]) -> io::Result<()> {
+        self.file.write_all_at(c, host)?;
+        self.sync()?;
+        self.set_l2(vc, host | COPIED)?;
+        self.sync()
+    }
+
     /// The whole current content of virtual cluster `vc` (for copy on write).
     fn cluster_content(&mut self, vc: u64) -> io::Result<Vec<u8>> {
         let cs = self.h.cluster_size();
@@ -450,10 +461,7 @@ impl Image {
                     // flag (its refcount is already ours).
                     let mut c = vec![0u8; cs as usize];
                     c[in_c as usize..in_c as usize + n].copy_from_slice(piece);
-                    self.file.write_all_at(&c, host)?;
-                    self.sync()?;
-                    self.set_l2(vc, host | COPIED)?;
-                    self.sync()?;
+                    self.commit_cluster(vc, host, &c)?;
                     if self.refcount(host)? == 1 {
                         new.push((vc, host));
                     }
@@ -468,11 +476,7 @@ impl Image {
                     };
                     c[in_c as usize..in_c as usize + n].copy_from_slice(piece);
                     let host = self.alloc_cluster()?;
-                    self.file.write_all_at(&c, host)?;
-                    // data and refcount before the L2 entry
-                    self.sync()?;
-                    self.set_l2(vc, host | COPIED)?;
-                    self.sync()?;
+                    self.commit_cluster(vc, host, &c)?;
                     match old {
                         Cluster::Compressed(e) => {
                             let (o, l) = format::compressed_range(e, self.h.cluster_bits);

@@ -136,12 +136,7 @@ impl Qcow2Target {
                 if req.op == Op::Read {
                     img.read(buf, off).map(|()| Vec::new())
                 } else {
-                    img.write(buf, off).and_then(|new| {
-                        if req.flags.fua() {
-                            img.flush()?;
-                        }
-                        Ok(new)
-                    })
+                    write_fua(&mut img, buf, off, req.flags.fua())
                 }
             }
             Op::Flush => img.flush().map(|()| Vec::new()),
@@ -164,13 +159,7 @@ impl Qcow2Target {
         let mut buf = vec![0u8; req.bytes() as usize];
         let r = if req.op == Op::Write {
             c.read_data(0, &mut buf)
-                .and_then(|()| img.write(&buf, off))
-                .and_then(|new| {
-                    if req.flags.fua() {
-                        img.flush()?;
-                    }
-                    Ok(new)
-                })
+                .and_then(|()| write_fua(img, &buf, off, req.flags.fua()))
         } else {
             img.read(&mut buf, off)
                 .and_then(|()| c.write_data(0, &buf))
@@ -201,6 +190,16 @@ impl Qcow2Target {
             }
         }
     }
+}
+
+/// [`Image::write`], then for a FUA write `fdatasync` (the metadata of a
+/// cluster it allocated is durable already; its data may not be).
+fn write_fua(img: &mut Image, buf: &[u8], off: u64, fua: bool) -> std::io::Result<Vec<(u64, u64)>> {
+    let new = img.write(buf, off)?;
+    if fua {
+        img.flush()?;
+    }
+    Ok(new)
 }
 
 impl Target for Qcow2Target {
