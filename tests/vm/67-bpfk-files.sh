@@ -14,16 +14,15 @@
 #   32768 of the backing file, which does not grow;
 # * ADD_DEV with UBLK_F_ZONED | UBLK_F_BPF | UBLK_F_BPF_KERNEL_IO (and
 #   UBLK_F_USER_COPY, which mainline asks of zoned devices): EINVAL, and no
-#   device is left behind.
+#   device is left behind; the control, the same flags without
+#   UBLK_F_BPF_KERNEL_IO, is accepted (the kernel has CONFIG_BLK_DEV_ZONED,
+#   so only the series' own rule can refuse the first).
 # A table the kernel wrongly accepts (a cycle, an O_APPEND file) is replaced
 # by the backing file at once by the fixture (--restore), before any I/O.
 # Skips when the kernel lacks UBLK_F_BPF_KERNEL_IO.
 . tests/vm/lib.sh
 . tests/vm/fault-lib.sh
-command -v fio > /dev/null || skip "no fio"
-command -v ublk-bpf-fixture > /dev/null || skip "no ublk-bpf-fixture (cargo xtask build)"
-[ -c /dev/ublk-control ] || skip "no /dev/ublk-control"
-has_feature bpf_kernel_io || skip "kernel lacks UBLK_F_BPF_KERNEL_IO"
+requires fio fixture control bpf_kernel_io
 CMP=$(tool cmp)
 B=$T/b.img
 MNT=$T/mnt
@@ -95,8 +94,13 @@ log "ok: the device serves verified I/O after the on-self case"
 ublk-user del --all || die "del"
 wait_gone "$id" 10 || die "device $id still there after del"
 
-log "== ADD_DEV UBLK_F_ZONED | UBLK_F_BPF | UBLK_F_BPF_KERNEL_IO"
+log "== ADD_DEV UBLK_F_ZONED | UBLK_F_BPF (control: accepted)"
 n0=$(nchar)
+out=$(ublk-bpf-fixture add-zoned-kernel-io --control 2>&1)
+log "$out"
+[ "$(errno_of "$out")" = OK ] || unexpected "zoned device in ring mode refused (no CONFIG_BLK_DEV_ZONED?): $out"
+case $out in *del=OK*) ;; *) unexpected "the control device was not deleted: $out" ;; esac
+log "== ADD_DEV UBLK_F_ZONED | UBLK_F_BPF | UBLK_F_BPF_KERNEL_IO"
 out=$(ublk-bpf-fixture add-zoned-kernel-io 2>&1)
 log "$out"
 [ "$(errno_of "$out")" = EINVAL ] || unexpected "zoned kernel-mode device not refused with EINVAL: $out"
