@@ -32,6 +32,21 @@ pub struct Kernel {
     pub initrd_extra: Option<PathBuf>,
 }
 
+impl Kernel {
+    /// `make headers_install` into the build directory (`usr/include`): the
+    /// uapi headers the selftests and the suites build against.
+    pub fn headers_install(&self, log: &str) -> Result<()> {
+        run_logged(
+            "make headers_install",
+            cmd("make")
+                .current_dir(&self.tree)
+                .arg(format!("O={}", self.build.display()))
+                .arg("headers_install"),
+            &log_path(log)?,
+        )
+    }
+}
+
 pub fn sanitize(ver: &str) -> String {
     ver.replace('~', "_")
 }

@@ -72,14 +72,7 @@ pub fn build(k: &Kernel) -> Result<PathBuf> {
         return Ok(out);
     }
     say("selftests: building kublk (tools/testing/selftests/ublk)");
-    run_logged(
-        "make headers_install",
-        cmd("make")
-            .current_dir(&k.tree)
-            .arg(format!("O={}", k.build.display()))
-            .arg("headers_install"),
-        &log_path("selftests-headers.log")?,
-    )?;
+    k.headers_install("selftests-headers.log")?;
     let _ = fs::remove_dir_all(&out);
     fs::create_dir_all(&out)?;
     copy_dir(&src, &out)?;

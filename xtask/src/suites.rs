@@ -34,26 +34,55 @@ pub const EXPECT: &str = "target/suites/expect-pass.txt";
 const STAGE: &str = "target/suites";
 const REGEN: &str = "cargo xtask suites";
 
-/// Where the snapshots are.
 /// Where the snapshots are: `$UBLK_THIRD_PARTY`, else the first
 /// `shared/third_party` beside the repository or beside one of its parent
 /// directories (`../shared/third_party` for a checkout next to the share),
-/// else the share's place on the project's build machines
-/// ([`SHARED_THIRD_PARTY`]; a CI clone may live anywhere, e.g. in /tmp).
+/// else the same search from the repository this one was cloned from, when
+/// `origin` is a local path (a CI clone may live anywhere, e.g. in /tmp,
+/// while its origin is the checkout next to the share), else the directory
+/// an earlier run on this machine found (remembered in the cache, outside
+/// the repository).
 pub fn third_party() -> PathBuf {
     if let Some(d) = std::env::var_os("UBLK_THIRD_PARTY") {
         return PathBuf::from(d);
     }
     let root = root();
-    root.ancestors()
-        .skip(1)
-        .map(|a| a.join("shared/third_party"))
-        .find(|d| d.is_dir())
-        .unwrap_or_else(|| PathBuf::from(SHARED_THIRD_PARTY))
+    let beside = |r: &Path| {
+        r.ancestors()
+            .skip(1)
+            .map(|a| a.join("shared/third_party"))
+            .find(|d| d.is_dir())
+    };
+    let memo = cache_dir().ok().map(|c| c.join("third-party-dir"));
+    let found = beside(&root).or_else(|| local_origin(&root).and_then(|o| beside(&o)));
+    match (found, &memo) {
+        (Some(d), Some(m)) => {
+            // best effort: only a later run from elsewhere reads it
+            let _ = fs::write(m, d.as_os_str().as_encoded_bytes());
+            d
+        }
+        (Some(d), None) => d,
+        (None, _) => memo
+            .and_then(|m| fs::read_to_string(m).ok())
+            .map(PathBuf::from)
+            .filter(|d| d.is_dir())
+            .unwrap_or_else(|| root.join("../shared/third_party")),
+    }
 }
 
-/// The read-only share of suite snapshots on the project's build machines.
-const SHARED_THIRD_PARTY: &str = "/work/shared/third_party";
+/// `git remote get-url origin` of `root`, if it is a directory here.
+fn local_origin(root: &Path) -> Option<PathBuf> {
+    let out = cmd("git")
+        .arg("-C")
+        .arg(root)
+        .args(["remote", "get-url", "origin"])
+        .output()
+        .ok()?;
+    let url = String::from_utf8(out.stdout).ok()?;
+    let url = url.trim();
+    let path = Path::new(url.strip_prefix("file://").unwrap_or(url));
+    (out.status.success() && path.is_absolute() && path.is_dir()).then(|| path.to_path_buf())
+}
 
 fn sha256(p: &Path) -> Result<String> {
     let out = cmd("sha256sum")
@@ -123,14 +152,7 @@ pub fn stage(k: &Kernel) -> Result<PathBuf> {
     );
     let hdrs = k.build.join("usr/include");
     if !hdrs.join("linux/ublk_cmd.h").is_file() {
-        run_logged(
-            "make headers_install",
-            cmd("make")
-                .current_dir(&k.tree)
-                .arg(format!("O={}", k.build.display()))
-                .arg("headers_install"),
-            &log_path("suites-headers.log")?,
-        )?;
+        k.headers_install("suites-headers.log")?;
     }
     let key = format!("{}\n", hdrs.display());
     let inc = format!("-I{}", hdrs.display());
@@ -645,6 +667,35 @@ pub fn run(opts: &VmOpts, no_build: bool, only: Option<Flavor>, merge_only: bool
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_clone_anywhere_finds_the_share_beside_its_origin() {
+        let t = std::env::temp_dir().join(format!("xtask-origin-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&t);
+        let origin = t.join("work/main");
+        fs::create_dir_all(t.join("work/shared/third_party")).unwrap();
+        fs::create_dir_all(&origin).unwrap();
+        let git = |dir: &Path, args: &[&str]| {
+            let st = cmd("git").arg("-C").arg(dir).args(args).output().unwrap();
+            assert!(st.status.success(), "git {args:?}: {st:?}");
+        };
+        git(&origin, &["init", "-q"]);
+        let clone = t.join("elsewhere/ci");
+        fs::create_dir_all(&clone).unwrap();
+        git(&clone, &["init", "-q"]);
+        git(
+            &clone,
+            &["remote", "add", "origin", origin.to_str().unwrap()],
+        );
+        assert_eq!(local_origin(&clone), Some(origin.clone()));
+        // a remote that is not a local directory is no origin to search
+        git(
+            &origin,
+            &["remote", "add", "origin", "https://example.invalid/x.git"],
+        );
+        assert_eq!(local_origin(&origin), None);
+        let _ = fs::remove_dir_all(&t);
+    }
 
     fn heads() -> [String; 4] {
         [
