@@ -7,8 +7,7 @@
 # non-zero exit, no device left behind).
 . tests/vm/lib.sh
 command -v ublk-user >/dev/null || die "ublk-user not on PATH"
-[ -c /dev/ublk-control ] || skip "no /dev/ublk-control"
-T=${TEST_TMP:-/tmp}
+requires control
 
 ndev() { ls /sys/class/ublk-char 2>/dev/null | wc -l; }
 # expect_fail WHAT WORD CMD...: CMD fails (no panic) with an error line containing WORD.

@@ -7,9 +7,7 @@
 # byte for byte with what was written; the null target exercised (it drops
 # writes, so it is checked for errors only, not verified).
 . tests/vm/lib.sh
-command -v fio >/dev/null || skip "no fio"
-[ -c /dev/ublk-control ] || skip "no /dev/ublk-control"
-T=${TEST_TMP:-/tmp}
+requires fio control
 MODES=${MODES:-copy zc}
 
 fio_verify() { # DEV RW BS SIZE

@@ -6,8 +6,7 @@
 # target: blkdiscard must read back zeroes from the device and the backing
 # file, blkdiscard -z too, and sync must succeed.
 . tests/vm/lib.sh
-[ -c /dev/ublk-control ] || skip "no /dev/ublk-control"
-T=${TEST_TMP:-/tmp}
+requires control
 BLKDISCARD=$(tool blkdiscard)
 FALLOCATE=$(tool fallocate)
 MODES=${MODES:-copy zc}

@@ -9,9 +9,7 @@
 # 4k randread iodepth 32 (IOPS), 1M sequential read and write (bandwidth).
 # Set BENCH_RUNTIME (seconds, default 10) and BENCH_SIZE (default 256M).
 . tests/vm/lib.sh
-command -v fio >/dev/null || skip "no fio"
-[ -c /dev/ublk-control ] || skip "no /dev/ublk-control"
-T=${TEST_TMP:-/tmp}
+requires fio control
 RT=${BENCH_RUNTIME:-10}
 SIZE=${BENCH_SIZE:-256M}
 LOSETUP=$(tool losetup)

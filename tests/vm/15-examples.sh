@@ -12,13 +12,11 @@
 # 512 B and with fsync); after a clean stop (SIGTERM) the backing file
 # holds exactly what the device read back before the stop.
 . tests/vm/lib.sh
-command -v fio >/dev/null || skip "no fio"
-[ -c /dev/ublk-control ] || skip "no /dev/ublk-control"
+requires fio control
 EX=target/release/examples
 for e in null loop pool; do
   [ -x "$EX/$e" ] || die "$EX/$e is missing (cargo xtask builds the examples)"
 done
-T=${TEST_TMP:-/tmp}
 EXPID=
 # a failed check must not leave an example serving its device (the
 # runner's cleanup would wait for it)

@@ -7,10 +7,8 @@
 # checked independently of fio, in both directions, byte for byte against
 # the backing file. Skips when the kernel lacks UBLK_F_BPF.
 . tests/vm/lib.sh
-command -v fio >/dev/null || skip "no fio"
-[ -c /dev/ublk-control ] || skip "no /dev/ublk-control"
+requires fio control
 has_feature bpf || skip "kernel lacks UBLK_F_BPF (ublk-user features: $(ublk-user features 2>&1 | tr '\n' ' '))"
-T=${TEST_TMP:-/tmp}
 
 
 add_bpf() { # FILE [ARGS...]: add a loop device in bpf mode, no fallback; print its path

@@ -10,10 +10,7 @@
 # file. Skips when the kernel lacks UBLK_F_BPF.
 . tests/vm/lib.sh
 . tests/vm/lib-mixed.sh
-command -v fio >/dev/null || skip "no fio"
-[ -c /dev/ublk-control ] || skip "no /dev/ublk-control"
-has_feature bpf || skip "kernel lacks UBLK_F_BPF"
-T=${TEST_TMP:-/tmp}
+requires fio control bpf
 BLKDISCARD=$(tool blkdiscard)
 MiB=1048576
 

@@ -16,10 +16,7 @@
 # The bpf_* fields are required; the server_* ones are checked when present.
 # Skips when the kernel lacks UBLK_F_BPF.
 . tests/vm/lib.sh
-command -v fio >/dev/null || skip "no fio"
-[ -c /dev/ublk-control ] || skip "no /dev/ublk-control"
-has_feature bpf || skip "kernel lacks UBLK_F_BPF"
-T=${TEST_TMP:-/tmp}
+requires fio control bpf
 
 truncate -s 64M "$T/c.img"
 d=$(ublk-user add loop --file "$T/c.img" --mode bpf --no-fallback --queues 2 2> "$T/add.err") \

@@ -18,9 +18,7 @@
 #   bpf -> copy, one line each, naming UBLK_F_BPF; mode_requested=bpf-kernel,
 #   mode=copy, the device works; --no-fallback fails, leaving no device.
 . tests/vm/lib.sh
-command -v fio >/dev/null || skip "no fio"
-[ -c /dev/ublk-control ] || skip "no /dev/ublk-control"
-T=${TEST_TMP:-/tmp}
+requires fio control
 ndev() { ublk-user list --json | jq length; }
 
 quick_io() { # DEV

@@ -25,10 +25,8 @@
 # ublk_queue_rqs() (a nested plug: the backing block device's request lands
 # in the plug list being dispatched to ublk).
 . tests/vm/lib.sh
-command -v fio > /dev/null || skip "no fio"
-[ -c /dev/ublk-control ] || skip "no /dev/ublk-control"
+requires fio control
 has_feature bpf_kernel_io || skip "kernel lacks UBLK_F_BPF_KERNEL_IO (ublk-user features: $(ublk-user features 2>&1 | tr '\n' ' '))"
-T=${TEST_TMP:-/tmp}
 LOSETUP=$(tool losetup)
 CMP=$(tool cmp)
 SIZE=32M

@@ -15,10 +15,7 @@
 # Measured: 33 s on kdev-bzImage-1 (TCG, 2 vCPUs).
 . tests/vm/lib.sh
 . tests/vm/lib-mixed.sh
-command -v fio > /dev/null || skip "no fio"
-[ -c /dev/ublk-control ] || skip "no /dev/ublk-control"
-has_feature bpf_kernel_io || skip "kernel lacks UBLK_F_BPF_KERNEL_IO"
-T=${TEST_TMP:-/tmp}
+requires fio control bpf_kernel_io
 BLKDISCARD=$(tool blkdiscard)
 MiB=1048576
 trap 'ublk-user del --all > /dev/null 2>&1' EXIT

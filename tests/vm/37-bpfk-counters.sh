@@ -18,9 +18,7 @@
 # The counters are read from `ublk-user list --json` with jq.
 # Skips when the kernel lacks UBLK_F_BPF_KERNEL_IO.
 . tests/vm/lib.sh
-[ -c /dev/ublk-control ] || skip "no /dev/ublk-control"
-has_feature bpf_kernel_io || skip "kernel lacks UBLK_F_BPF_KERNEL_IO"
-T=${TEST_TMP:-/tmp}
+requires control bpf_kernel_io
 CMP=$(tool cmp)
 N=${N:-1000}
 KEYS="kernel_completed kernel_redirected kernel_punted kernel_errors bpf_redirected bpf_passed server_cqes server_sqes server_enters server_served"

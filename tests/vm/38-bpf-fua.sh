@@ -19,7 +19,7 @@
 # Measured: 16 s on kdev-bzImage-1 (TCG, 2 vCPUs).
 . tests/vm/lib.sh
 . tests/vm/fault-lib.sh
-[ -c /dev/ublk-control ] || skip "no /dev/ublk-control"
+requires control
 CMP=$(tool cmp)
 N=${N:-200}
 trap 'ublk-user del --all > /dev/null 2>&1' EXIT

@@ -11,8 +11,7 @@
 # KILLS per mode (5 in CI: four modes now; UBLK_SOAK=1, i.e. cargo xtask test --soak: 100).
 . tests/vm/lib.sh
 . tests/vm/fault-lib.sh
-command -v fio > /dev/null || skip "no fio"
-[ -c /dev/ublk-control ] || skip "no /dev/ublk-control"
+requires fio control
 KILLS=${KILLS:-5}
 [ "$SOAK" = 1 ] && KILLS=100
 MAXERR=${MAXERR:-20}   # seconds from the kill to fio's exit

@@ -8,8 +8,7 @@
 # grace period it kills the server and deletes the device (rc 0).
 . tests/vm/lib.sh
 . tests/vm/fault-lib.sh
-command -v fio > /dev/null || skip "no fio"
-[ -c /dev/ublk-control ] || skip "no /dev/ublk-control"
+requires fio control
 # ROUNDS per mode (3 in CI: four modes now; UBLK_SOAK=1, i.e. cargo xtask test --soak: 50).
 ROUNDS=${ROUNDS:-3}
 [ "$SOAK" = 1 ] && ROUNDS=50

@@ -13,8 +13,7 @@
 #   8 MiB still verify.
 . tests/vm/lib.sh
 . tests/vm/fault-lib.sh
-command -v fio > /dev/null || skip "no fio"
-[ -c /dev/ublk-control ] || skip "no /dev/ublk-control"
+requires fio control
 mkdir -p "$T/small"
 mount -t tmpfs -o size=8m tmpfs "$T/small" || skip "cannot mount a small tmpfs"
 for mode in $(modes); do

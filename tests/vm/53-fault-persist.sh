@@ -7,8 +7,7 @@
 # checksum through the device.
 . tests/vm/lib.sh
 . tests/vm/fault-lib.sh
-command -v fio > /dev/null || skip "no fio"
-[ -c /dev/ublk-control ] || skip "no /dev/ublk-control"
+requires fio control
 n=0
 k=0
 for mode in $(modes); do

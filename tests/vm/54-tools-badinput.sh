@@ -10,8 +10,7 @@
 # (open-file limit sweep), many devices.
 . tests/vm/lib.sh
 . tests/vm/fault-lib.sh
-[ -c /dev/ublk-control ] || skip "no /dev/ublk-control"
-command -v ublk-bpf-fixture > /dev/null || skip "no ublk-bpf-fixture (cargo xtask build)"
+requires control fixture
 n=0
 notes=0
 base_dev=$(ndev)

@@ -11,8 +11,7 @@
 # Each must fail to load with its expected verifier message; a valid
 # control program must load.
 . tests/vm/lib.sh
-command -v ublk-bpf-fixture > /dev/null || skip "no ublk-bpf-fixture (cargo xtask build)"
-has_feature bpf || skip "kernel lacks UBLK_F_BPF"
+requires fixture bpf
 ublk-bpf-fixture verifier > "$TEST_TMP/v.out" 2>&1; rc=$?
 cat "$TEST_TMP/v.out"
 [ "$rc" = 0 ] || die "some hostile program was not rejected as expected"

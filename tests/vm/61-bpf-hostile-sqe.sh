@@ -15,9 +15,7 @@
 # and "twice" (second call -EBUSY, request redirected once).
 . tests/vm/lib.sh
 . tests/vm/fault-lib.sh
-command -v fio > /dev/null || skip "no fio"
-command -v ublk-bpf-fixture > /dev/null || skip "no ublk-bpf-fixture (cargo xtask build)"
-has_feature bpf || skip "kernel lacks UBLK_F_BPF"
+requires fio fixture bpf
 truncate -s 16M "$T/h.img"
 d=$(add_dev "$T/h.img" bpf --queues 1 --depth 16) || exit 1
 id=$(devid "$d")

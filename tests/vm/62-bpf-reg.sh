@@ -18,9 +18,7 @@
 # Devices keep serving verified I/O after every refused command.
 . tests/vm/lib.sh
 . tests/vm/fault-lib.sh
-command -v fio > /dev/null || skip "no fio"
-command -v ublk-bpf-fixture > /dev/null || skip "no ublk-bpf-fixture (cargo xtask build)"
-has_feature bpf || skip "kernel lacks UBLK_F_BPF"
+requires fio fixture bpf
 fails=0
 # expect DEV CASE ERRNO_NAME...: run `reg`, check the errno name is one of the given
 expect() {

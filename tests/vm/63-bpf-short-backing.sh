@@ -17,9 +17,7 @@
 # kernel lacks.
 . tests/vm/lib.sh
 . tests/vm/fault-lib.sh
-command -v fio > /dev/null || skip "no fio"
-[ -c /dev/ublk-control ] || skip "no /dev/ublk-control"
-has_feature bpf || skip "kernel lacks UBLK_F_BPF"
+requires fio control bpf
 LOSETUP=$(tool losetup)
 MiB=1048576
 lo=""

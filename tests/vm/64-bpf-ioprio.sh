@@ -20,7 +20,7 @@
 # Measured: 8 s (TCG, 2 vCPUs).
 . tests/vm/lib.sh
 . tests/vm/fault-lib.sh
-[ -c /dev/ublk-control ] || skip "no /dev/ublk-control"
+requires control
 CMP=$(tool cmp)
 IONICE=$(tool ionice)
 N=${N:-128}

@@ -15,8 +15,7 @@
 # read back through the top and compared. Measured: 4 s (TCG, 2 vCPUs).
 . tests/vm/lib.sh
 . tests/vm/fault-lib.sh
-[ -c /dev/ublk-control ] || skip "no /dev/ublk-control"
-has_feature bpf_kernel_io || skip "kernel lacks UBLK_F_BPF_KERNEL_IO"
+requires control bpf_kernel_io
 CMP=$(tool cmp)
 AWK=$(tool awk)
 N=${N:-64}

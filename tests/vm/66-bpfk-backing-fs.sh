@@ -31,8 +31,7 @@
 . tests/vm/lib.sh
 . tests/vm/fault-lib.sh
 . tests/vm/lib-bounded.sh
-command -v fio > /dev/null || skip "no fio"
-[ -c /dev/ublk-control ] || skip "no /dev/ublk-control"
+requires fio control
 LOSETUP=$(tool losetup)
 CMP=$(tool cmp)
 TRUNCATE=$(tool truncate)

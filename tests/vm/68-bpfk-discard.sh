@@ -18,7 +18,7 @@
 # and server_served does not move.
 . tests/vm/lib.sh
 . tests/vm/fault-lib.sh
-[ -c /dev/ublk-control ] || skip "no /dev/ublk-control"
+requires control
 BLKDISCARD=$(tool blkdiscard)
 CMP=$(tool cmp)
 MiB=1048576

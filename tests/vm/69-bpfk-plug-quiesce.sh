@@ -21,8 +21,7 @@
 # quiet (the runner fails a test on any kernel report).
 . tests/vm/lib.sh
 . tests/vm/fault-lib.sh
-command -v fio > /dev/null || skip "no fio"
-has_feature bpf_kernel_io || skip "kernel lacks UBLK_F_BPF_KERNEL_IO"
+requires fio bpf_kernel_io
 [ -b /dev/nullb0 ] || skip "no /dev/nullb0 (CONFIG_BLK_DEV_NULL_BLK)"
 NR=/sys/block/nullb0/queue/nr_requests
 [ -w "$NR" ] || skip "no writable $NR"

@@ -26,9 +26,7 @@
 #   stderr, no device left.
 . tests/vm/lib.sh
 . tests/vm/fault-lib.sh
-command -v fio > /dev/null || skip "no fio"
-[ -c /dev/ublk-control ] || skip "no /dev/ublk-control"
-T=${TEST_TMP:-/tmp}
+requires fio control
 FIX=target/release/ublk-bpf-fixture
 [ -x "$FIX" ] || die "$FIX is missing (cargo xtask build builds it)"
 trap 'ublk-user del --all > /dev/null 2>&1' EXIT
@@ -156,16 +154,9 @@ if has_feature bpf_kernel_io && has_feature user_recovery; then
   args=$(mk_files 3 8)
   d=$(add_stripe bpf-kernel 64K $args --recovery --reissue) || exit 1
   id=$(devid "$d")
-  fio --name=rec --filename="$d" --rw=randwrite --bs=4k --size=24m --rate_iops=1000 --direct=1 \
-    --ioengine=libaio --iodepth=16 --verify=crc32c --do_verify=1 --verify_fatal=1 \
-    --output="$T/rec.out" > /dev/null 2>&1 &
-  fpid=$!
-  kill_under_fio "$id" "$fpid" "$T/rec.out"
-  ublk-user recover --id "$id" > "$T/recover.out" 2>&1 || { cat "$T/recover.out"; die "recover"; }
-  [ "$(field_of "$id" mode)" = bpf-kernel ] || { ublk-user list --json; die "recovered in another mode"; }
+  kill_and_recover "$d" "$id" bpf-kernel
   [ "$(field_of "$id" chunk)" = 65536 ] || { ublk-user list --json; die "recovered without its chunk"; }
-  wait "$fpid" || { cat "$T/rec.out"; die "fio across kill + recover failed"; }
-  grep -q 'err= 0' "$T/rec.out" || { cat "$T/rec.out"; die "fio reported errors"; }
+  fio_ends_clean bpf-kernel
   $FIX stripe-check --chunk 65536 "$d" $(files_of 3) > "$T/chk.out" 2>&1 \
     || { cat "$T/chk.out"; die "after recovery: the files do not hold the reference striping"; }
   ublk-user del --id "$id" || die "del"

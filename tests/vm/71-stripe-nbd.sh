@@ -12,12 +12,10 @@
 # (kernel_completed > 0) and the server served none (server_served = 0).
 . tests/vm/lib.sh
 . tests/vm/fault-lib.sh
-T=${TEST_TMP:-/tmp}
 FIX=target/release/ublk-bpf-fixture
-command -v fio > /dev/null || skip "no fio"
+requires fio bpf_kernel_io
 command -v qemu-nbd > /dev/null || skip "no qemu-nbd (qemu-utils) in the guest"
 [ -b /dev/nbd1 ] || skip "no /dev/nbd0, /dev/nbd1 (CONFIG_BLK_DEV_NBD)"
-has_feature bpf_kernel_io || skip "kernel lacks UBLK_F_BPF_KERNEL_IO"
 servers=""
 cleanup() {
   ublk-user del --all > /dev/null 2>&1

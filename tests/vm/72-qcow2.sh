@@ -29,10 +29,8 @@
 #   no device is left, nothing in dmesg.
 . tests/vm/lib.sh
 . tests/vm/fault-lib.sh
-command -v fio > /dev/null || skip "no fio"
+requires fio control
 command -v qemu-img > /dev/null || skip "no qemu-img (qemu-utils)"
-[ -c /dev/ublk-control ] || skip "no /dev/ublk-control"
-T=${TEST_TMP:-/tmp}
 trap 'ublk-user del --all > /dev/null 2>&1' EXIT
 
 # the modes that serve qcow2 (every server mode; the library's user-copy
@@ -188,16 +186,9 @@ if has_feature bpf_kernel_io && has_feature user_recovery; then
   qemu-img create -q -f qcow2 "$T/r.qcow2" 32M
   d=$(add_qcow2 bpf-kernel "$T/r.qcow2" --recovery --reissue) || exit 1
   id=$(devid "$d")
-  fio --name=rec --filename="$d" --rw=randwrite --bs=4k --size=24m --rate_iops=1000 --direct=1 \
-    --ioengine=libaio --iodepth=16 --verify=crc32c --do_verify=1 --verify_fatal=1 \
-    --output="$T/rec.out" > /dev/null 2>&1 &
-  fpid=$!
-  kill_under_fio "$id" "$fpid" "$T/rec.out"
-  ublk-user recover --id "$id" > "$T/recover.out" 2>&1 || { cat "$T/recover.out"; die "recover"; }
-  [ "$(field_of "$id" mode)" = bpf-kernel ] || { ublk-user list --json; die "recovered in another mode"; }
+  kill_and_recover "$d" "$id" bpf-kernel
   [ "$(field_of "$id" target)" = qcow2 ] || { ublk-user list --json; die "recovered as another target"; }
-  wait "$fpid" || { cat "$T/rec.out"; die "fio across kill + recover failed"; }
-  grep -q 'err= 0' "$T/rec.out" || { cat "$T/rec.out"; die "fio reported errors"; }
+  fio_ends_clean bpf-kernel
   dump "$d" 32 "$T/r.raw"
   ublk-user del --id "$id" || die "del"
   # a kill between a refcount and its L2 entry leaks a cluster (exit 3):

@@ -1,6 +1,5 @@
 # Helpers for the reliability tests (tests/vm/5x, 6x): `. tests/vm/fault-lib.sh`
 # after lib.sh. Not a test itself (no NN- prefix).
-T=${TEST_TMP:-/tmp}
 # Soak variants: `cargo xtask test --soak --filter 5` (or, for one test,
 # `cargo xtask run -- sh -c 'UBLK_SOAK=1 sh tests/vm/50-fault-kill.sh'`).
 SOAK=${UBLK_SOAK:-0}
@@ -71,6 +70,30 @@ kill_under_fio() {
     sleep 0.1
   done
   kill -0 "$2" 2> /dev/null || { cat "$3"; die "fio ended while the server was gone"; }
+}
+# kill_and_recover DEV ID MODE: fio verify on DEV (24 MiB of 4 KiB random
+# writes, rate-limited so that it lasts >= 6 s in any mode; $FPID, output
+# $T/rec.out), SIGKILL of the server under it (kill_under_fio), then
+# `ublk-user recover`: the device must come back live in MODE without a
+# fallback. $KC_BEFORE is kernel_completed at the kill. The caller checks
+# what its target adds, then fio_ends_clean.
+kill_and_recover() {
+  fio --name=rec --filename="$1" --rw=randwrite --bs=4k --size=24m --rate_iops=1000 --direct=1 \
+    --ioengine=libaio --iodepth=16 --verify=crc32c --do_verify=1 --verify_fatal=1 \
+    --output="$T/rec.out" > /dev/null 2>&1 &
+  FPID=$!
+  kill_under_fio "$2" "$FPID" "$T/rec.out"
+  KC_BEFORE=$(field_of "$2" kernel_completed)
+  ublk-user recover --id "$2" > "$T/recover.out" 2>&1 || { cat "$T/recover.out"; die "$3: recover"; }
+  grep -qi "falling back" "$T/recover.out" && { cat "$T/recover.out"; die "$3: the recovered server fell back"; }
+  [ "$(field_of "$2" state)" = live ] || { ublk-user list --json; die "$3: device not live after recover"; }
+  [ "$(field_of "$2" mode)" = "$3" ] || { ublk-user list --json; die "$3: recovered in mode $(field_of "$2" mode)"; }
+}
+# fio_ends_clean MODE: the fio of kill_and_recover ends with status 0 and no error.
+fio_ends_clean() {
+  wait "$FPID"; _rc=$?
+  [ "$_rc" = 0 ] || { cat "$T/rec.out"; die "$1: fio across kill + recover failed (rc $_rc)"; }
+  grep -q 'err= 0' "$T/rec.out" || { cat "$T/rec.out"; die "$1: fio reported errors"; }
 }
 # wait_gone ID SECS: /dev/ublkbID and /dev/ublkcID disappear within SECS.
 wait_gone() {

@@ -1,5 +1,7 @@
 # Helpers for VM tests: `. tests/vm/lib.sh`
 set -u
+# Scratch space of the test (run.sh gives each its own TEST_TMP).
+T=${TEST_TMP:-/tmp}
 log() { echo "[$(basename "$0" .sh)] $*"; }
 die() { echo "[$(basename "$0" .sh)] FAIL: $*" >&2; exit 1; }
 skip() { echo "[$(basename "$0" .sh)] SKIP: $*"; exit 77; }
@@ -7,6 +9,21 @@ skip() { echo "[$(basename "$0" .sh)] SKIP: $*"; exit 77; }
 run() { "$@" || die "command failed ($?): $*"; }
 # has_feature NAME: the kernel advertises this ublk feature (ublk-user features).
 has_feature() { ublk-user features 2>/dev/null | grep -qw "$1"; }
+# What a test needs, each missing one a SKIP with the reason:
+# requires control fio fixture bpf bpf_kernel_io user_recovery
+requires() {
+	for r; do
+		case $r in
+		control) [ -c /dev/ublk-control ] || skip "no /dev/ublk-control" ;;
+		fio) command -v fio > /dev/null || skip "no fio" ;;
+		fixture) command -v ublk-bpf-fixture > /dev/null || skip "no ublk-bpf-fixture (cargo xtask build)" ;;
+		bpf) has_feature bpf || skip "kernel lacks UBLK_F_BPF" ;;
+		bpf_kernel_io) has_feature bpf_kernel_io || skip "kernel lacks UBLK_F_BPF_KERNEL_IO" ;;
+		user_recovery) has_feature user_recovery || skip "kernel lacks UBLK_F_USER_RECOVERY" ;;
+		*) die "requires: unknown requirement $r" ;;
+		esac
+	done
+}
 # `ublk-user list --json` (an array, one object per device; every key is in
 # the README's "list --json" table) is read with jq, never by key order.
 command -v jq > /dev/null || die "no jq in the guest (cargo xtask setup installs it; xtask/src/vm.rs copies it in)"
