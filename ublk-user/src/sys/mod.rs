@@ -363,6 +363,21 @@ pub struct ParamDiscard {
     pub reserved0: u16,
 }
 
+impl ParamDiscard {
+    /// DISCARD and WRITE_ZEROES of any length (one segment), in units of
+    /// `granularity` bytes: what a target that punches or zeroes a range of
+    /// a file (or of memory) in one call can take.
+    pub fn any_length(granularity: u32) -> Self {
+        Self {
+            discard_granularity: granularity,
+            max_discard_sectors: u32::MAX >> 9,
+            max_write_zeroes_sectors: u32::MAX >> 9,
+            max_discard_segments: 1,
+            ..Default::default()
+        }
+    }
+}
+
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ParamDevt {

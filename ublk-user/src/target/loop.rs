@@ -174,13 +174,7 @@ pub(super) fn file_params(p: &mut Params, lbs_shift: u8, direct: bool) {
     p.basic.physical_bs_shift = p.basic.physical_bs_shift.max(lbs_shift);
     p.basic.io_min_shift = lbs_shift;
     p.types |= sys::UBLK_PARAM_TYPE_DISCARD | sys::UBLK_PARAM_TYPE_DMA_ALIGN;
-    p.discard = sys::ParamDiscard {
-        discard_granularity: 4096,
-        max_discard_sectors: u32::MAX >> 9,
-        max_write_zeroes_sectors: u32::MAX >> 9,
-        max_discard_segments: 1,
-        ..Default::default()
-    };
+    p.discard = sys::ParamDiscard::any_length(4096);
     // Zero copy hands the client's pages straight to the backing file's
     // O_DIRECT I/O: make the block layer enforce its memory alignment.
     p.dma.alignment = if direct { (1u32 << lbs_shift) - 1 } else { 3 };

@@ -31,13 +31,7 @@ impl Target for NullTarget {
     }
     fn params(&self, p: &mut Params) {
         p.types |= sys::UBLK_PARAM_TYPE_DISCARD;
-        p.discard = sys::ParamDiscard {
-            discard_granularity: 4096,
-            max_discard_sectors: u32::MAX >> 9,
-            max_write_zeroes_sectors: u32::MAX >> 9,
-            max_discard_segments: 1,
-            ..Default::default()
-        };
+        p.discard = sys::ParamDiscard::any_length(4096);
     }
     fn queue_io(&self, _ctx: &mut IoCtx<'_>, req: &Request) -> Submit {
         match req.op {
