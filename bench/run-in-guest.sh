@@ -20,17 +20,19 @@
 # Contenders:
 #   raw          fio on the store itself (O_DIRECT; upper bound)
 #   loop         kernel loop driver, losetup --direct-io=on
-#   copy|zc|bpf|bpf-kernel   ublk-user add loop --mode M (bpf*: --no-fallback)
+#   MODE         every data mode `ublk-user modes` lists (copy, zc, bpf,
+#                bpf-kernel): ublk-user add loop --mode MODE (--no-fallback
+#                for a mode that has a fallback)
 #   kublk        the driver's selftest server: kublk add -t loop -q 1 -d 128
 #   kublk-zc     ... --auto_zc (UBLK_F_AUTO_BUF_REG)
 #   kublk-batch  ... --auto_zc -b (UBLK_F_AUTO_BUF_REG + UBLK_F_BATCH_IO)
 # On a stripe store (chunk 64 KiB everywhere):
 #   dm           dm-stripe (dmsetup), over loop devices (--direct-io=on) for files
-#   copy|zc|bpf|bpf-kernel   ublk-user add stripe -f A -f B --chunk 64K --mode M
+#   MODE         ublk-user add stripe -f A -f B --chunk 64K --mode MODE
 #   kublk|kublk-zc           kublk add -t stripe -q 1 -d 128 [--auto_zc] A B
 # On a qcow2 store:
 #   qemu-nbd     QEMU's qcow2: qemu-nbd -c /dev/nbd0 -f qcow2 --cache=none
-#   copy|zc|bpf|bpf-kernel   ublk-user add qcow2 -f IMAGE --mode M
+#   MODE         ublk-user add qcow2 -f IMAGE --mode MODE
 #   loop-bpfk    ublk-user add loop on the raw image, bpf-kernel (the ceiling)
 # A contender (or a store) that cannot be set up is recorded as n/a with the
 # reason; its runs are recorded as "na".
@@ -214,6 +216,16 @@ store_down() {
 }
 
 # --- contenders ---------------------------------------------------------------
+# ublk-user's data modes, as the binary lists them, and those that have a
+# fallback (they run with --no-fallback: a server that fell back would be
+# measured under the wrong name).
+MODES=$(ublk-user modes --json 2>/dev/null | tr '{' '\n' | sed -n 's/.*"name":"\([^"]*\)".*/\1/p' | tr '\n' ' ')
+FALLS_BACK=$(ublk-user modes --json 2>/dev/null | tr '{' '\n' | grep -v '"fallback":null' \
+  | sed -n 's/.*"name":"\([^"]*\)".*/\1/p' | tr '\n' ' ')
+in_list() { case " $2 " in *" $1 "*) return 0 ;; esac; return 1; }
+# kind CONTENDER: "mode" for one of ublk-user's data modes, else the name.
+kind() { if in_list "$1" "$MODES"; then echo mode; else echo "$1"; fi; }
+no_fallback() { in_list "$1" "$FALLS_BACK" && echo --no-fallback; }
 record() {
   echo "$STORE|$1|$2|$3|$4|$5|$6" >> "$OUT/contenders.txt"; echo "bench: [$STORE] contender $1: $2 $3${6:+ ($6)}"
   [ "$2" = ok ] && [ -b "$3" ] && limits "$1" "$3"
@@ -257,7 +269,7 @@ qcow2_setup() {
     set -- "$1" $STORE_DEV
     img=$2; raw=$3
   fi
-  case $1 in
+  case $(kind "$1") in
   qemu-nbd)
     _nbd=/dev/nbd$(echo "$NBDDEV" | wc -w)
     mkdir -p /var/lock # qemu-nbd -c keeps its socket there
@@ -270,11 +282,10 @@ qcow2_setup() {
     sc=$(set_sched "$_nbd")
     [ -n "$pid" ] && pin "$pid"
     record qemu-nbd ok "$_nbd" "$pid" nbd "qemu-nbd -c $_nbd -f qcow2 --cache=none (QEMU's qcow2 through the kernel nbd driver), scheduler $sc, qemu-nbd on vCPU $SRV_CPU" ;;
-  copy | zc | bpf | bpf-kernel | loop-bpfk)
+  mode | loop-bpfk)
     m=$1; t=qcow2; f=$img
     [ "$1" = loop-bpfk ] && { m=bpf-kernel; t=loop; f=$raw; }
-    extra=
-    case $m in bpf*) extra=--no-fallback ;; esac
+    extra=$(no_fallback "$m")
     if ! d=$(ublk-user add "$t" -f "$f" --mode "$m" $extra 2> "$W/add.err"); then
       record "$1" na "" "" "" "ublk-user add $t --mode $m $extra failed: $(clean "$(head -c 300 "$W/add.err")")"; return
     fi
@@ -294,7 +305,7 @@ qcow2_setup() {
 # the two members).
 stripe_setup() {
   set -- "$1" $STORE_DEV
-  case $1 in
+  case $(kind "$1") in
   dm)
     m0=$2; m1=$3
     if [ ! -b "$m0" ]; then # files: dm needs block devices
@@ -312,9 +323,8 @@ stripe_setup() {
     [ -b "$d" ] || d=/dev/$(basename "$(ls -d /sys/block/dm-* | tail -n 1)")
     sc=$(set_sched "$d")
     record dm ok "$d" "" dm "dm-stripe, 2 members ($m0 $m1), chunk 64 KiB${LOOPDEV:+ (loop devices, dio)}, scheduler $sc" ;;
-  copy | zc | bpf | bpf-kernel)
-    extra=
-    case $1 in bpf*) extra=--no-fallback ;; esac
+  mode)
+    extra=$(no_fallback "$1")
     if ! d=$(ublk-user add stripe -f "$2" -f "$3" --chunk 64K --mode "$1" $extra 2> "$W/add.err"); then
       record "$1" na "" "" "" "ublk-user add stripe --mode $1 $extra failed: $(clean "$(head -c 300 "$W/add.err")")"; return
     fi
@@ -350,7 +360,7 @@ stripe_setup() {
 }
 setup() { # CONTENDER
   case $STORE in stripe-*) stripe_setup "$1"; return ;; qcow2-*) qcow2_setup "$1"; return ;; esac
-  case $1 in
+  case $(kind "$1") in
   raw)
     sc=
     [ -b "$STORE_DEV" ] && sc=$(set_sched "$STORE_DEV")
@@ -367,9 +377,8 @@ setup() { # CONTENDER
     else
       record loop ok "$d" "" buffered "losetup --direct-io=on but the driver fell back to buffered I/O (dio=${dio:-?}), scheduler $sc"
     fi ;;
-  copy | zc | bpf | bpf-kernel)
-    extra=
-    case $1 in bpf*) extra=--no-fallback ;; esac
+  mode)
+    extra=$(no_fallback "$1")
     if ! d=$(ublk-user add loop --file "$STORE_DEV" --mode "$1" --queues "$NQ" $extra 2> "$W/add.err"); then
       record "$1" na "" "" "" "ublk-user add loop --mode $1 $extra failed: $(clean "$(head -c 300 "$W/add.err")")"; return
     fi
@@ -503,12 +512,12 @@ while read -r idx store rep cont job rw bs qd wl cond <&3; do
     continue
   fi
   rm -f "$W/pre" "$W/post" "$W"/pre.* "$W"/post.* "$W/out.json" "$W"/*_iops*.log
-  case $cont in copy | zc | bpf | bpf-kernel | loop-bpfk) ublk-user list --json > "$OUT/list/$idx-pre.json" 2>/dev/null ;; esac
+  case $(kind "$cont") in mode | loop-bpfk) ublk-user list --json > "$OUT/list/$idx-pre.json" 2>/dev/null ;; esac
   c0=$(counters "$DEV" "$SRV_PID")
   fio --output-format=json --output="$W/out.json" "$HERE/fio/$job.fio" > "$W/fio.log" 2>&1 < /dev/null
   rc=$?
   c1=$(counters "$DEV" "$SRV_PID")
-  case $cont in copy | zc | bpf | bpf-kernel | loop-bpfk) ublk-user list --json > "$OUT/list/$idx-post.json" 2>/dev/null ;; esac
+  case $(kind "$cont") in mode | loop-bpfk) ublk-user list --json > "$OUT/list/$idx-post.json" 2>/dev/null ;; esac
   if [ "$rc" = 0 ] && { [ ! -s "$W/pre" ] || [ ! -s "$W/post" ]; }; then rc=99; fi
   cp "$W/out.json" "$OUT/fio/$idx.json" 2>/dev/null
   for f in pre.cpus post.cpus pre.threads post.threads; do

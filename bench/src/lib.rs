@@ -24,6 +24,7 @@ mod report;
 mod report3;
 mod run;
 pub mod stats;
+pub mod summary;
 mod svg;
 #[cfg(test)]
 mod tests;
@@ -243,6 +244,10 @@ pub struct BenchOpts {
     /// (target/bench-out/NAME).
     #[arg(long, value_name = "DIR")]
     pub from: Option<PathBuf>,
+    /// Do not boot: rewrite the generated results blocks of FILE (README.md,
+    /// the cover letter) from the committed reports they name.
+    #[arg(long, value_name = "FILE")]
+    pub summary: Option<PathBuf>,
     /// Where the report goes (default: bench/results for the full matrix and
     /// --quick, the run's raw directory when --filter is given).
     #[arg(long, value_name = "DIR")]

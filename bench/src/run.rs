@@ -6,7 +6,7 @@ use crate::plan::{
 };
 use crate::{
     collect, parse_kv, report, root, say, svg, BenchOpts, GuestRun, Harness, Results, Timing,
-    AGREE_PCT, MAX_SECTORS_KB, REPORT_VERSION,
+    AGREE_PCT, MAX_SECTORS_KB, OURS, REPORT_VERSION,
 };
 use anyhow::{bail, Result};
 use std::fs;
@@ -47,6 +47,31 @@ fn loadavg() -> String {
         .take(3)
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+/// The data modes `ublk-user modes --json` lists, in its order.
+fn binary_modes(json: &[u8]) -> Result<Vec<String>> {
+    let v: Vec<serde_json::Value> = serde_json::from_slice(json)?;
+    v.iter()
+        .map(|m| match m["name"].as_str() {
+            Some(n) => Ok(n.to_string()),
+            None => bail!("`ublk-user modes --json`: an entry without a name: {m}"),
+        })
+        .collect()
+}
+
+/// The guest script takes its contenders' modes from the binary; the
+/// report's tables, colours and headline know [`OURS`]. A mode the binary
+/// gains (or loses) must not be measured under no name, or vanish: refuse.
+pub(crate) fn check_modes(json: &[u8]) -> Result<()> {
+    let got = binary_modes(json)?;
+    if got != OURS {
+        bail!(
+            "ublk-user offers the modes {got:?} but the bench reports {OURS:?}: add the new mode to \
+             OURS (bench/src/lib.rs), its colour (svg.rs) and the stores it runs on (plan.rs)"
+        );
+    }
+    Ok(())
 }
 
 fn git_commit() -> String {
@@ -489,6 +514,19 @@ pub(crate) fn render(raw: &Path, out: Option<&Path>, force: bool) -> Result<i32>
 /// `cargo xtask bench`: plan, boot (through the harness), render; or only
 /// the plan (`--plan`) or only the rendering (`--from`).
 pub fn bench(o: &BenchOpts, h: &dyn Harness) -> Result<i32> {
+    if let Some(file) = &o.summary {
+        let changed = crate::summary::update(file, &root())?;
+        say(format!(
+            "bench: {}: generated results {}",
+            file.display(),
+            if changed {
+                "rewritten"
+            } else {
+                "already current"
+            }
+        ));
+        return Ok(0);
+    }
     if let Some(from) = &o.from {
         return render(from, o.out.as_deref(), o.force);
     }
@@ -541,6 +579,19 @@ pub fn bench(o: &BenchOpts, h: &dyn Harness) -> Result<i32> {
         );
     }
     h.build()?;
+    let bin = root().join("target/release/ublk-user");
+    let out = std::process::Command::new(&bin)
+        .args(["modes", "--json"])
+        .output()
+        .map_err(|e| anyhow::anyhow!("cannot run {} modes --json: {e}", bin.display()))?;
+    if !out.status.success() {
+        bail!(
+            "{} modes --json failed: {}",
+            bin.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    check_modes(&out.stdout)?;
     let kublk = h.kublk();
     if let Err(w) = &kublk {
         say(format!("bench: kublk contenders n/a: {w}"));

@@ -436,6 +436,7 @@ fn from_renders_a_synthetic_run_offline() {
         size_mb: 512,
         force: false,
         plan: false,
+        summary: None,
         from: Some(raw.clone()),
         out: Some(out.clone()),
     };
@@ -513,6 +514,17 @@ fn both_timings_render_tcg_as_secondary() {
     assert_eq!(csv.matches("timing,idx").count(), 1);
 }
 
+#[test]
+fn the_bench_refuses_a_binary_whose_modes_it_does_not_report() {
+    let all = r#"[{"name":"copy"},{"name":"zc"},{"name":"bpf"},{"name":"bpf-kernel"}]"#;
+    crate::run::check_modes(all.as_bytes()).unwrap();
+    let more =
+        r#"[{"name":"copy"},{"name":"zc"},{"name":"bpf"},{"name":"bpf-kernel"},{"name":"x"}]"#;
+    assert!(crate::run::check_modes(more.as_bytes()).is_err());
+    assert!(crate::run::check_modes(br#"[{"name":"copy"}]"#).is_err());
+    assert!(crate::run::check_modes(b"not json").is_err());
+}
+
 /// ublk-user stand-in for the host-side run of the guest script: `add`
 /// makes a file "device" and a sleeping "server", `list --json` reports
 /// them with counters that grow by 2 CQEs/SQEs per call, `del --all`
@@ -520,6 +532,8 @@ fn both_timings_render_tcg_as_secondary() {
 const STUB_UBLK_USER: &str = r#"#!/bin/sh
 D=$STUB_DIR
 case $1 in
+modes)
+  cat "$D/modes.json" ;;
 add)
   mode=copy
   while [ $# -gt 0 ]; do [ "$1" = --mode ] && mode=$2; shift; done
@@ -579,6 +593,13 @@ fn guest_script_runs_a_plan_with_stub_tools() {
     fs::create_dir_all(&bin).unwrap();
     fs::create_dir_all(&stub).unwrap();
     fs::create_dir_all(&out).unwrap();
+    // The modes come from the binary: this one offers no zc, so the plan's
+    // zc is no contender of ours (n/a), while copy is.
+    fs::write(
+        stub.join("modes.json"),
+        r#"[{"name":"copy","fallback":null},{"name":"bpf","fallback":"copy"}]"#,
+    )
+    .unwrap();
     for (name, text) in [
         ("ublk-user", STUB_UBLK_USER),
         ("losetup", STUB_LOSETUP),
@@ -593,7 +614,11 @@ fn guest_script_runs_a_plan_with_stub_tools() {
         Workload::rfc(512 << 10),
     ];
     let m = [
-        sp("tmpfs", w.clone(), &["loop", "copy", "kublk-zc", "raw"]),
+        sp(
+            "tmpfs",
+            w.clone(),
+            &["loop", "copy", "zc", "kublk-zc", "raw"],
+        ),
         sp("virtio", w[..1].to_vec(), &["copy"]),
     ];
     let p = plan(&m, 2, true);
@@ -639,6 +664,9 @@ fn guest_script_runs_a_plan_with_stub_tools() {
             assert!(matches!(n, Some(2) | Some(3)), "{c} {wi}: {n:?}");
         }
     }
+    let cont = fs::read_to_string(out.join("contenders.txt")).unwrap();
+    assert!(cont.contains("tmpfs|zc|na|"), "{cont}");
+    assert!(cont.contains("tmpfs|copy|ok|"), "{cont}");
     // copy's counters: the stub adds 2 CQEs per list call around each run.
     // (Per request needs /sys/block/<dev>/stat, which a file has not.)
     let key = ("tmpfs".to_string(), 0, "copy".to_string());
@@ -670,7 +698,7 @@ fn guest_script_runs_a_plan_with_stub_tools() {
         .lines()
         .filter(|l| l.split(',').nth(2) == Some("3"))
         .collect();
-    assert_eq!(third.len(), 4 * 2 + 1, "{runs}");
+    assert_eq!(third.len(), 5 * 2 + 1, "{runs}");
     assert!(
         third.iter().all(|l| {
             let rc = l.split(',').nth(5).unwrap();
@@ -781,6 +809,7 @@ fn v3_report_sections() {
         size_mb: 512,
         force: false,
         plan: false,
+        summary: None,
         from: Some(raw.clone()),
         out: Some(out.clone()),
     };
@@ -799,4 +828,64 @@ fn v3_report_sections() {
         csv.lines().next().unwrap().ends_with(",cpu1_busy_s"),
         "{csv}"
     );
+}
+
+/// Every generated results block of README.md and the cover letter is what
+/// its committed report gives (`cargo xtask bench --summary FILE` rewrites
+/// them), and each document has at least one.
+#[test]
+fn generated_results_match_their_reports() {
+    for doc in crate::summary::DOCUMENTS {
+        let text = fs::read_to_string(root().join(doc)).unwrap();
+        assert!(
+            text.contains("bench-summary bench/results/"),
+            "{doc} quotes no generated results block"
+        );
+        let new = crate::summary::regenerate(&text, &root()).unwrap();
+        assert!(
+            new == text,
+            "{doc}: a generated results block differs from its report; run `cargo xtask bench --summary {doc}`"
+        );
+    }
+}
+
+#[test]
+fn a_summary_block_is_rewritten_from_its_report() {
+    let t = tempfile::tempdir().unwrap();
+    let rep = fs::read_to_string(
+        root().join("bench/results/2026-12-04-7.2.12+-icount-filtered-164145.md"),
+    )
+    .unwrap();
+    fs::create_dir_all(t.path().join("r")).unwrap();
+    fs::write(t.path().join("r/x.md"), &rep).unwrap();
+    let doc = "intro\n<!-- bench-summary r/x.md -->\nstale 9.99×\n<!-- /bench-summary -->\n\
+               text\n[bench-summary r/x.md]\nstale\n[/bench-summary]\nend\n";
+    let new = crate::summary::regenerate(doc, t.path()).unwrap();
+    assert!(!new.contains("stale"), "{new}");
+    assert!(
+        new.starts_with("intro\n") && new.ends_with("[/bench-summary]\nend\n"),
+        "{new}"
+    );
+    // the headline's figures, as the report prints them
+    assert!(
+        new.contains(
+            "| randread-4k-qd1 | n/a | 1.10× [1.07–1.12] | - | 1.23× [1.20–1.25] | - | - |"
+        ),
+        "{new}"
+    );
+    assert!(new.contains("`a676a98260f3` (clean tree)"), "{new}");
+    assert!(
+        new.contains(
+            "| randread-4k-qd1 | 24.7 / 28.3 / 37.1 | 22.4 / 23.9 / 35.1 | 19.8 / 21.1 / 32.3 |"
+        ),
+        "{new}"
+    );
+    // the cover letter's text keeps the ratio, not the interval
+    assert!(new.contains("1.23x") && !new.contains("1.23x ["), "{new}");
+    // a report that is no report is refused
+    fs::write(t.path().join("r/x.md"), "# nothing\n").unwrap();
+    assert!(crate::summary::regenerate(doc, t.path()).is_err());
+    // an unclosed block is refused
+    fs::write(t.path().join("r/x.md"), &rep).unwrap();
+    assert!(crate::summary::regenerate("<!-- bench-summary r/x.md -->\nx\n", t.path()).is_err());
 }
