@@ -316,10 +316,7 @@ fn text(path: &str, r: &Report) -> String {
     }
     for t in &r.tallies {
         s.push('\n');
-        s.push_str(&wrap(
-            &t.replace('×', "x").replace(['`', '*'], ""),
-            72,
-        ));
+        s.push_str(&wrap(&t.replace('×', "x").replace(['`', '*'], ""), 72));
     }
     s
 }

@@ -678,6 +678,18 @@ fn wait_block_device(path: &Path, limit: Duration) -> Result<()> {
     }
 }
 
+impl std::fmt::Debug for Device {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Device")
+            .field("id", &self.info.dev_id)
+            .field("flags", &format_args!("{:#x}", self.info.flags))
+            .field("mode", &self.opts.mode)
+            .field("target", &self.target.name())
+            .field("started", &self.started)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Drop for Device {
     fn drop(&mut self) {
         if self.deleted {
@@ -709,6 +721,185 @@ fn open_retry(path: &Path) -> Result<File> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ctrl::fake::Fake;
+    use crate::target::NullTarget as Null;
+
+    /// A driver with these features (and the ioctl encoding every command
+    /// needs).
+    fn kernel(features: u64) -> Fake {
+        let f = Fake::default();
+        f.driver().features = Some(features | sys::UBLK_F_CMD_IOCTL_ENCODE);
+        f
+    }
+
+    /// A device id no host has a `/dev/ublkcN` for.
+    const NO_CDEV: u32 = 1_000_000;
+
+    fn null() -> Arc<dyn Target> {
+        Arc::new(Null::new(1 << 20).unwrap())
+    }
+
+    fn opts(mode: Mode) -> DeviceOptions {
+        DeviceOptions {
+            id: Some(NO_CDEV),
+            mode,
+            ..Default::default()
+        }
+    }
+
+    /// A target like null that serves some requests from server memory.
+    struct NeedsBuffer(Null);
+    impl Target for NeedsBuffer {
+        fn name(&self) -> &'static str {
+            "needs-buffer"
+        }
+        fn size(&self) -> u64 {
+            self.0.size()
+        }
+        fn needs_server_buffer(&self) -> bool {
+            true
+        }
+        fn queue_io(
+            &self,
+            ctx: &mut crate::io::IoCtx<'_>,
+            req: &crate::target::Request,
+        ) -> crate::target::Submit {
+            self.0.queue_io(ctx, req)
+        }
+    }
+
+    /// Every failure after ADD_DEV deletes the device it added: a refused
+    /// SET_PARAMS, and a char device that never appears.
+    #[test]
+    fn a_failure_after_add_dev_deletes_the_device() {
+        let f = kernel(0);
+        f.answer(sys::UBLK_U_CMD_SET_PARAMS, -libc::EINVAL);
+        let e = Device::create(f.control(), null(), opts(Mode::Copy)).unwrap_err();
+        assert!(
+            matches!(e, Error::Ctrl(ref c) if c.cmd == "SET_PARAMS"),
+            "{e}"
+        );
+        use sys::*;
+        assert_eq!(
+            f.ops(),
+            [
+                UBLK_U_CMD_GET_FEATURES,
+                UBLK_U_CMD_ADD_DEV,
+                UBLK_U_CMD_SET_PARAMS,
+                UBLK_U_CMD_STOP_DEV,
+                UBLK_U_CMD_DEL_DEV
+            ]
+        );
+        assert_eq!(f.last().1.dev_id, NO_CDEV);
+
+        let f = kernel(0);
+        let e = Device::create(f.control(), null(), opts(Mode::Copy)).unwrap_err();
+        assert!(matches!(e, Error::Io { .. }), "{e}");
+        assert_eq!(f.ops().last(), Some(&UBLK_U_CMD_DEL_DEV));
+        assert_eq!(f.last().1.dev_id, NO_CDEV);
+    }
+
+    /// An id in use is `Error::Exists`, and nothing is deleted: the device
+    /// is someone else's.
+    #[test]
+    fn an_existing_id_is_reported_not_deleted() {
+        let f = kernel(0);
+        f.answer(sys::UBLK_U_CMD_ADD_DEV, -libc::EEXIST);
+        let e = Device::create(f.control(), null(), opts(Mode::Copy)).unwrap_err();
+        assert!(matches!(e, Error::Exists(NO_CDEV)), "{e}");
+        assert_eq!(
+            f.ops(),
+            [sys::UBLK_U_CMD_GET_FEATURES, sys::UBLK_U_CMD_ADD_DEV]
+        );
+    }
+
+    /// What ADD_DEV asks for comes from the mode and the kernel's features:
+    /// zc asks for AUTO_BUF_REG, and for USER_COPY too when the target
+    /// needs the server's buffer; without USER_COPY that is refused before
+    /// ADD_DEV; a mode the kernel lacks never reaches ADD_DEV.
+    #[test]
+    fn add_dev_asks_for_what_the_mode_and_target_need() {
+        let f = kernel(sys::UBLK_F_AUTO_BUF_REG | sys::UBLK_F_USER_COPY);
+        let _ = Device::create(f.control(), null(), opts(Mode::Zc));
+        let asked = f.driver().added[0].flags;
+        assert_ne!(asked & sys::UBLK_F_AUTO_BUF_REG, 0);
+        assert_eq!(asked & sys::UBLK_F_USER_COPY, 0, "null needs no user copy");
+
+        let f = kernel(sys::UBLK_F_AUTO_BUF_REG | sys::UBLK_F_USER_COPY);
+        let t: Arc<dyn Target> = Arc::new(NeedsBuffer(Null::new(1 << 20).unwrap()));
+        let _ = Device::create(f.control(), t.clone(), opts(Mode::Zc));
+        let asked = f.driver().added[0].flags;
+        assert_ne!(asked & sys::UBLK_F_AUTO_BUF_REG, 0);
+        assert_ne!(asked & sys::UBLK_F_USER_COPY, 0);
+
+        let f = kernel(sys::UBLK_F_AUTO_BUF_REG);
+        let e = Device::create(f.control(), t, opts(Mode::Zc)).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                Error::MissingFeature {
+                    feature: "USER_COPY",
+                    ..
+                }
+            ),
+            "{e}"
+        );
+        assert_eq!(f.ops(), [sys::UBLK_U_CMD_GET_FEATURES]);
+
+        let f = kernel(0);
+        let e = Device::create(f.control(), null(), opts(Mode::Zc)).unwrap_err();
+        assert!(matches!(e, Error::MissingFeature { .. }), "{e}");
+        assert_eq!(f.ops(), [sys::UBLK_U_CMD_GET_FEATURES]);
+    }
+
+    /// Flags the kernel drops at ADD_DEV are an error, and the device it
+    /// made is deleted.
+    #[test]
+    fn flags_not_granted_delete_the_device() {
+        let f = kernel(sys::UBLK_F_AUTO_BUF_REG);
+        // the driver grants nothing: the answer's flags are cleared
+        f.driver().clear_add_dev_flags = true;
+        let e = Device::create(f.control(), null(), opts(Mode::Zc)).unwrap_err();
+        assert!(matches!(e, Error::NotGranted { .. }), "{e}");
+        assert_eq!(f.ops().last(), Some(&sys::UBLK_U_CMD_DEL_DEV));
+    }
+
+    /// Taking over a device: one created without user recovery is refused;
+    /// START_USER_RECOVERY is retried while the old server's char device is
+    /// busy; a failure before start leaves the device alone (no DEL_DEV).
+    #[test]
+    fn recover_retries_busy_and_never_deletes() {
+        let f = Fake::default();
+        f.driver().dev_info = Some(DevInfo {
+            dev_id: NO_CDEV,
+            ..Default::default()
+        });
+        let e = Device::recover(f.control(), null(), opts(Mode::Copy), NO_CDEV).unwrap_err();
+        assert!(matches!(e, Error::InvalidOption(_)), "{e}");
+        assert_eq!(f.ops(), [sys::UBLK_U_CMD_GET_DEV_INFO]);
+
+        let f = Fake::default();
+        f.driver().dev_info = Some(DevInfo {
+            dev_id: NO_CDEV,
+            flags: sys::UBLK_F_USER_RECOVERY,
+            ..Default::default()
+        });
+        f.driver()
+            .first
+            .insert(sys::UBLK_U_CMD_START_USER_RECOVERY, (2, -libc::EBUSY));
+        let e = Device::recover(f.control(), null(), opts(Mode::Copy), NO_CDEV).unwrap_err();
+        assert!(matches!(e, Error::Io { .. }), "no /dev/ublkcN here: {e}");
+        use sys::*;
+        assert_eq!(
+            f.ops(),
+            [
+                UBLK_U_CMD_GET_DEV_INFO,
+                UBLK_U_CMD_START_USER_RECOVERY,
+                UBLK_U_CMD_START_USER_RECOVERY,
+                UBLK_U_CMD_START_USER_RECOVERY
+            ]
+        );
+    }
 
     #[test]
     fn bpf_layouts_over_several_files_must_be_the_target_files() {

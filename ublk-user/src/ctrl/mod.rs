@@ -114,7 +114,7 @@ impl Control {
         Ok(Self::with_ring(Box::new(ControlUring { file, ring })))
     }
 
-    fn with_ring(ring: Box<dyn CtrlRing>) -> Self {
+    pub(crate) fn with_ring(ring: Box<dyn CtrlRing>) -> Self {
         Self { ring, stop: None }
     }
 
@@ -413,5 +413,7 @@ pub fn list_dev_ids() -> Vec<u32> {
     ids
 }
 
+#[cfg(test)]
+pub(crate) mod fake;
 #[cfg(test)]
 mod tests;
