@@ -223,14 +223,28 @@ fn header(res: &Results, info: &RunInfo, secondary: Option<&Results>) -> String 
         ),
         (
             "pinning",
-            format!(
-                "fio on vCPU {}; every thread of each ublk server (ublk-user, kublk) on vCPU {} \
-                 (`taskset -a`); bpf-kernel's work runs in fio's context (vCPU {}); kernel workers \
-                 (loop's, kblockd) are not pinned",
-                env("fio_cpu"),
-                env("srv_cpu"),
-                env("fio_cpu")
-            ),
+            if res.version >= 3 {
+                // Since the kernel mode was made safe its backing I/O mostly
+                // runs in the device's unbound worker (CPU attribution).
+                format!(
+                    "fio on vCPU {}; every thread of each ublk server (ublk-user, kublk) on vCPU \
+                     {} (`taskset -a`); bpf-kernel's requests are issued in fio's context (vCPU \
+                     {}) or by the device's unbound worker (`kworker/u*-ublkN-kio`); kernel \
+                     workers (loop's, bpf-kernel's, kblockd) are not pinned",
+                    env("fio_cpu"),
+                    env("srv_cpu"),
+                    env("fio_cpu")
+                )
+            } else {
+                format!(
+                    "fio on vCPU {}; every thread of each ublk server (ublk-user, kublk) on vCPU \
+                     {} (`taskset -a`); bpf-kernel's work runs in fio's context (vCPU {}); kernel \
+                     workers (loop's, kblockd) are not pinned",
+                    env("fio_cpu"),
+                    env("srv_cpu"),
+                    env("fio_cpu")
+                )
+            },
         ),
         ("trimmed", info.trimmed.clone()),
         (
