@@ -417,13 +417,9 @@ fn write_synthetic(raw: &Path) {
 
 /// `--from` renders a synthetic run directory into `--out` without
 /// building or booting anything.
-#[test]
-fn from_renders_a_synthetic_run_offline() {
-    let t = tempfile::tempdir().unwrap();
-    let raw = t.path().join("raw");
-    let out = t.path().join("out");
-    write_synthetic(&raw);
-    let o = BenchOpts {
+/// `--from RAW --out OUT`, every other option at its default.
+fn render_opts(raw: &Path, out: &Path) -> BenchOpts {
+    BenchOpts {
         quick: false,
         filter: None,
         timing: Timing::Icount,
@@ -437,9 +433,18 @@ fn from_renders_a_synthetic_run_offline() {
         force: false,
         plan: false,
         summary: None,
-        from: Some(raw.clone()),
-        out: Some(out.clone()),
-    };
+        from: Some(raw.to_path_buf()),
+        out: Some(out.to_path_buf()),
+    }
+}
+
+#[test]
+fn from_renders_a_synthetic_run_offline() {
+    let t = tempfile::tempdir().unwrap();
+    let raw = t.path().join("raw");
+    let out = t.path().join("out");
+    write_synthetic(&raw);
+    let o = render_opts(&raw, &out);
     assert_eq!(bench(&o, &NoVm).unwrap(), 0);
     let md = fs::read_to_string(out.join("2026-12-02-7.2.12+-icount.md")).unwrap();
     // Per-store sections; the n/a store says why.
@@ -796,23 +801,7 @@ fn v3_report_sections() {
     let j = format!("{}121000{}", &j[..at], &j[end..]);
     fs::write(&p, j).unwrap();
     fs::write(d.join("runs.csv"), runs).unwrap();
-    let o = BenchOpts {
-        quick: false,
-        filter: None,
-        timing: Timing::Icount,
-        icount: false,
-        tcg: false,
-        no_erms: false,
-        reps: None,
-        runtime: None,
-        ramp_ms: None,
-        size_mb: 512,
-        force: false,
-        plan: false,
-        summary: None,
-        from: Some(raw.clone()),
-        out: Some(out.clone()),
-    };
+    let o = render_opts(&raw, &out);
     assert_eq!(bench(&o, &NoVm).unwrap(), 0);
     // v3 names carry the time of the run directory's name.
     let md = fs::read_to_string(out.join("2026-12-02-7.2.12+-icount-101500.md")).unwrap();
