@@ -342,6 +342,177 @@ fn wrap(p: &str, width: usize) -> String {
     out
 }
 
+/// One cell of a report's *Throughput and CPU* table.
+#[derive(Clone, Copy, Debug)]
+struct Iops {
+    median: f64,
+    lo: f64,
+    hi: f64,
+    /// No `†`: the repetitions agreed.
+    agree: bool,
+}
+
+/// `37.7k`, `9644`, `1.2M`.
+fn number(t: &str) -> Option<f64> {
+    let t = t.trim();
+    let (n, m) = match t.strip_suffix('k') {
+        Some(n) => (n, 1e3),
+        None => match t.strip_suffix('M') {
+            Some(n) => (n, 1e6),
+            None => (t, 1.0),
+        },
+    };
+    n.parse::<f64>().ok().map(|v| v * m)
+}
+
+/// `37.7k [37.3k–38.0k]`.
+fn iops_cell(c: &str) -> Option<(f64, f64, f64)> {
+    let (med, rest) = c.split_once(" [")?;
+    let (lo, hi) = rest.strip_suffix(']')?.split_once('–')?;
+    Some((number(med)?, number(lo)?, number(hi)?))
+}
+
+type CellKey = (String, String, String);
+
+/// Every (store, workload, contender) of a report's throughput tables, in
+/// the report's order.
+fn throughput(md: &str) -> Vec<(CellKey, Iops)> {
+    let lines: Vec<&str> = md.lines().collect();
+    let mut out = Vec::new();
+    let mut store = String::new();
+    for (i, l) in lines.iter().enumerate() {
+        if let Some(s) = l.strip_prefix("## Backing store: ") {
+            store = s.to_string();
+        } else if *l == "### Throughput and CPU" {
+            let Some(t) = table_at(&lines[i + 1..]) else {
+                continue;
+            };
+            let col = |name: &str| t.head.iter().position(|h| h == name);
+            let (Some(w), Some(c), Some(v)) =
+                (col("workload"), col("contender"), col("IOPS [interval]"))
+            else {
+                continue;
+            };
+            for r in &t.rows {
+                let name = r[c].trim_end_matches(" †");
+                if let Some((median, lo, hi)) = r.get(v).and_then(|x| iops_cell(x)) {
+                    out.push((
+                        (store.clone(), r[w].clone(), name.to_string()),
+                        Iops {
+                            median,
+                            lo,
+                            hi,
+                            agree: !r[c].ends_with('†'),
+                        },
+                    ));
+                }
+            }
+        }
+    }
+    out
+}
+
+/// `b` over `a`: `≠` when either disagrees, `~` when the intervals
+/// overlap, else the ratio of medians and of the interval ends.
+fn change(a: Iops, b: Iops) -> String {
+    if !a.agree || !b.agree {
+        "≠".into()
+    } else if b.lo <= a.hi && a.lo <= b.hi {
+        "~".into()
+    } else {
+        format!(
+            "{:.3}× [{:.3}–{:.3}]",
+            b.median / a.median,
+            b.lo / a.hi,
+            b.hi / a.lo
+        )
+    }
+}
+
+fn iops_text(v: f64) -> String {
+    if v >= 10_000.0 {
+        format!("{:.1}k", v / 1e3)
+    } else {
+        format!("{v:.0}")
+    }
+}
+
+/// The cells both reports have: IOPS in each and the second over the first.
+fn compare_table(a: &str, b: &str) -> Table {
+    let ta = throughput(a);
+    let mut t = Table {
+        head: [
+            "store",
+            "workload",
+            "contender",
+            "IOPS A",
+            "IOPS B",
+            "B / A",
+        ]
+        .map(String::from)
+        .to_vec(),
+        rows: Vec::new(),
+    };
+    for (k, vb) in throughput(b) {
+        if let Some((_, va)) = ta.iter().find(|(ka, _)| *ka == k) {
+            t.rows.push(vec![
+                k.0.clone(),
+                k.1.clone(),
+                k.2.clone(),
+                iops_text(va.median),
+                iops_text(vb.median),
+                change(*va, vb),
+            ]);
+        }
+    }
+    t
+}
+
+/// A compare block: the cells two reports share, B's IOPS over A's.
+fn compare_block(pa: &str, pb: &str, a: &str, b: &str, md: bool) -> Result<String> {
+    let ra = parse(a).with_context(|| pa.to_string())?;
+    let rb = parse(b).with_context(|| pb.to_string())?;
+    let t = compare_table(a, b);
+    if t.rows.is_empty() {
+        bail!("{pa} and {pb} have no cell in common");
+    }
+    let head = |p: &str, r: &Report| {
+        format!(
+            "{p} ({}, commit {})",
+            r.command.replace('`', ""),
+            r.commit.replace('`', "")
+        )
+    };
+    let mut s = String::new();
+    if md {
+        let _ = writeln!(
+            s,
+            "A: [{pa}]({pa}) (`{}`, commit {}); B: [{pb}]({pb}) (`{}`, commit {}).\n",
+            ra.command.trim_matches('`'),
+            ra.commit,
+            rb.command.trim_matches('`'),
+            rb.commit
+        );
+        s.push_str(&t.markdown());
+    } else {
+        s.push_str(&wrap(
+            &format!(
+                "A: {}; B: {}. B / A: ~ = inside the noise, ≠ = repetitions disagree.",
+                head(pa, &ra),
+                head(pb, &rb)
+            ),
+            72,
+        ));
+        s.push_str(&t.text());
+    }
+    Ok(s)
+}
+
+const MDC_OPEN: &str = "<!-- bench-compare ";
+const MDC_CLOSE: &str = "<!-- /bench-compare -->";
+const TXTC_OPEN: &str = "[bench-compare ";
+const TXTC_CLOSE: &str = "[/bench-compare]";
+
 const MD_OPEN: &str = "<!-- bench-summary ";
 const MD_CLOSE: &str = "<!-- /bench-summary -->";
 const TXT_OPEN: &str = "[bench-summary ";
@@ -355,23 +526,38 @@ pub fn regenerate(doc: &str, root: &Path) -> Result<String> {
     while let Some(l) = lines.next() {
         out.push_str(l);
         let t = l.trim_end();
-        let (path, md) =
+        let read = |p: &str| {
+            fs::read_to_string(root.join(p))
+                .with_context(|| format!("the generated block names {p}, which cannot be read"))
+        };
+        let (path, close) =
             if let Some(p) = t.strip_prefix(MD_OPEN).and_then(|p| p.strip_suffix(" -->")) {
-                (p, true)
+                out.push_str(&markdown(
+                    p,
+                    &parse(&read(p)?).with_context(|| p.to_string())?,
+                ));
+                (p, MD_CLOSE)
             } else if let Some(p) = t.strip_prefix(TXT_OPEN).and_then(|p| p.strip_suffix(']')) {
-                (p, false)
+                out.push_str(&text(p, &parse(&read(p)?).with_context(|| p.to_string())?));
+                (p, TXT_CLOSE)
+            } else if let Some((p, md, close)) = t
+                .strip_prefix(MDC_OPEN)
+                .and_then(|p| p.strip_suffix(" -->"))
+                .map(|p| (p, true, MDC_CLOSE))
+                .or_else(|| {
+                    t.strip_prefix(TXTC_OPEN)
+                        .and_then(|p| p.strip_suffix(']'))
+                        .map(|p| (p, false, TXTC_CLOSE))
+                })
+            {
+                let Some((pa, pb)) = p.split_once(' ') else {
+                    bail!("a compare block names two reports: {t}");
+                };
+                out.push_str(&compare_block(pa, pb, &read(pa)?, &read(pb)?, md)?);
+                (p, close)
             } else {
                 continue;
             };
-        let close = if md { MD_CLOSE } else { TXT_CLOSE };
-        let report = fs::read_to_string(root.join(path))
-            .with_context(|| format!("the generated block names {path}, which cannot be read"))?;
-        let r = parse(&report).with_context(|| path.to_string())?;
-        out.push_str(&if md {
-            markdown(path, &r)
-        } else {
-            text(path, &r)
-        });
         loop {
             match lines.next() {
                 Some(l) if l.trim_end() == close => {

@@ -878,3 +878,24 @@ fn a_summary_block_is_rewritten_from_its_report() {
     fs::write(t.path().join("r/x.md"), &rep).unwrap();
     assert!(crate::summary::regenerate("<!-- bench-summary r/x.md -->\nx\n", t.path()).is_err());
 }
+
+#[test]
+fn a_compare_block_quotes_the_cells_two_reports_share() {
+    let doc = "x\n<!-- bench-compare bench/results/2026-12-04-7.2.12+-icount-filtered-164145.md bench/results/2026-12-04-7.2.12+-icount-195017.md -->\n<!-- /bench-compare -->\n\
+               [bench-compare bench/results/2026-12-04-7.2.12+-icount-filtered-164145.md bench/results/2026-12-04-7.2.12+-icount-195017.md]\n[/bench-compare]\n";
+    let new = crate::summary::regenerate(doc, &root()).unwrap();
+    // nullb loop 4K qd1: 37.8k [37.4k-38.2k] then 37.7k [37.3k-38.0k]: overlap
+    assert!(
+        new.contains("| nullb | randread-4k-qd1 | loop | 37.8k | 37.7k | ~ |"),
+        "{new}"
+    );
+    // stores only one report has are not compared
+    assert!(!new.contains("| tmpfs |"), "{new}");
+    assert!(new.contains("inside the noise"), "{new}");
+    // a block naming one report is refused
+    assert!(crate::summary::regenerate(
+        "<!-- bench-compare bench/results/2026-12-04-7.2.12+-icount-195017.md -->\n<!-- /bench-compare -->\n",
+        &root()
+    )
+    .is_err());
+}
