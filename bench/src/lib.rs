@@ -50,6 +50,11 @@ pub trait Harness {
     fn perf(&self) -> Result<PathBuf, String>;
     /// Boot the VM and run the guest script in it.
     fn run_guest(&self, g: &GuestRun) -> anyhow::Result<GuestExit>;
+    /// The option that chose a kernel other than the patched one (e.g.
+    /// `--vanilla`), recorded in the run's command; none by default.
+    fn kernel_flag(&self) -> Option<&'static str> {
+        None
+    }
 }
 
 /// One boot: `sh SCRIPT ARGS...` with ENV exported, QEMU started with the

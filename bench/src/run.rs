@@ -197,6 +197,45 @@ pub(crate) fn qemu_extra(timing: Timing, no_erms: bool, virtio_img: Option<&Path
     v.join(" ")
 }
 
+/// The command a run records (`host.txt`, the report's header): the
+/// options that change what was measured, the kernel flag included.
+pub(crate) fn command_line(o: &BenchOpts, kernel_flag: Option<&str>) -> String {
+    let mut command = String::from("cargo xtask bench");
+    if o.quick {
+        command.push_str(" --quick");
+    }
+    command.push_str(&format!(" --timing {}", o.timing().name()));
+    if let Some(k) = kernel_flag {
+        command.push(' ');
+        command.push_str(k);
+    }
+    if o.no_erms {
+        command.push_str(" --no-erms");
+    }
+    if let Some(f) = &o.filter {
+        command.push_str(&format!(
+            " --filter {}",
+            shlex::try_quote(f).unwrap_or_default()
+        ));
+    }
+    if let Some(r) = o.reps {
+        command.push_str(&format!(" --reps {r}"));
+    }
+    if let Some(r) = o.runtime {
+        command.push_str(&format!(" --runtime {r}"));
+    }
+    if let Some(r) = o.ramp_ms {
+        command.push_str(&format!(" --ramp-ms {r}"));
+    }
+    if o.size_mb != 512 {
+        command.push_str(&format!(" --size-mb {}", o.size_mb));
+    }
+    if o.force {
+        command.push_str(" --force");
+    }
+    command
+}
+
 fn run_boot(
     o: &BenchOpts,
     h: &dyn Harness,
@@ -280,35 +319,7 @@ fn run_boot(
             (1, n)
         }
     };
-    let mut command = String::from("cargo xtask bench");
-    if o.quick {
-        command.push_str(" --quick");
-    }
-    command.push_str(&format!(" --timing {}", o.timing().name()));
-    if o.no_erms {
-        command.push_str(" --no-erms");
-    }
-    if let Some(f) = &o.filter {
-        command.push_str(&format!(
-            " --filter {}",
-            shlex::try_quote(f).unwrap_or_default()
-        ));
-    }
-    if let Some(r) = o.reps {
-        command.push_str(&format!(" --reps {r}"));
-    }
-    if let Some(r) = o.runtime {
-        command.push_str(&format!(" --runtime {r}"));
-    }
-    if let Some(r) = o.ramp_ms {
-        command.push_str(&format!(" --ramp-ms {r}"));
-    }
-    if o.size_mb != 512 {
-        command.push_str(&format!(" --size-mb {}", o.size_mb));
-    }
-    if o.force {
-        command.push_str(" --force");
-    }
+    let command = command_line(o, h.kernel_flag());
     let mut trimmed = Vec::new();
     if o.quick {
         trimmed.push("--quick: tmpfs only, 4k randread qd32 and the RFC v2 job".to_string());

@@ -899,3 +899,20 @@ fn a_compare_block_quotes_the_cells_two_reports_share() {
     )
     .is_err());
 }
+
+/// The recorded command names a kernel other than the patched one.
+#[test]
+fn the_recorded_command_names_the_kernel_flavor() {
+    let t = tempfile::tempdir().unwrap();
+    let mut o = render_opts(t.path(), t.path());
+    o.filter = Some("tmpfs,loop".into());
+    let c = crate::run::command_line(&o, Some("--vanilla"));
+    assert_eq!(
+        c,
+        "cargo xtask bench --timing icount --vanilla --filter 'tmpfs,loop'"
+    );
+    assert_eq!(
+        crate::run::command_line(&o, None),
+        "cargo xtask bench --timing icount --filter 'tmpfs,loop'"
+    );
+}

@@ -19,6 +19,15 @@ struct Xtask<'a> {
 }
 
 impl Harness for Xtask<'_> {
+    fn kernel_flag(&self) -> Option<&'static str> {
+        match self.vm_opts.flavor {
+            crate::kernel::Flavor::Ublk => None,
+            crate::kernel::Flavor::Vanilla => Some("--vanilla"),
+            crate::kernel::Flavor::Debug => Some("--debug-kernel"),
+            crate::kernel::Flavor::Distro => Some("--distro"),
+        }
+    }
+
     fn build(&self) -> Result<()> {
         if self.no_build {
             return Ok(());
