@@ -219,9 +219,9 @@ store_down() {
 # ublk-user's data modes, as the binary lists them, and those that have a
 # fallback (they run with --no-fallback: a server that fell back would be
 # measured under the wrong name).
-MODES=$(ublk-user modes --json 2>/dev/null | tr '{' '\n' | sed -n 's/.*"name":"\([^"]*\)".*/\1/p' | tr '\n' ' ')
-FALLS_BACK=$(ublk-user modes --json 2>/dev/null | tr '{' '\n' | grep -v '"fallback":null' \
-  | sed -n 's/.*"name":"\([^"]*\)".*/\1/p' | tr '\n' ' ')
+_modes=$(ublk-user modes --json 2>/dev/null | tr '{' '\n')
+MODES=$(echo "$_modes" | sed -n 's/.*"name":"\([^"]*\)".*/\1/p' | tr '\n' ' ')
+FALLS_BACK=$(echo "$_modes" | grep -v '"fallback":null' | sed -n 's/.*"name":"\([^"]*\)".*/\1/p' | tr '\n' ' ')
 in_list() { case " $2 " in *" $1 "*) return 0 ;; esac; return 1; }
 # kind CONTENDER: "mode" for one of ublk-user's data modes, else the name.
 kind() { if in_list "$1" "$MODES"; then echo mode; else echo "$1"; fi; }

@@ -159,6 +159,27 @@ fn section<'a>(lines: &'a [&'a str], title: &str) -> &'a [&'a str] {
     &lines[start + 1..end]
 }
 
+/// Every table under a `title` heading, with the backing store whose
+/// section (`## Backing store: X`) holds it.
+fn store_tables(lines: &[&str], title: &str) -> Vec<(String, Table)> {
+    let mut out = Vec::new();
+    let mut store = "";
+    for (i, l) in lines.iter().enumerate() {
+        if let Some(s) = l.strip_prefix("## Backing store: ") {
+            store = s;
+        } else if *l == title {
+            let end = lines[i + 1..]
+                .iter()
+                .position(|l| l.starts_with('#'))
+                .map_or(lines.len(), |e| i + 1 + e);
+            if let Some(t) = table_at(&lines[i + 1..end]) {
+                out.push((store.to_string(), t));
+            }
+        }
+    }
+    out
+}
+
 fn parse(md: &str) -> Result<Report> {
     let lines: Vec<&str> = md.lines().collect();
     let mut r = Report::default();
@@ -203,20 +224,7 @@ fn parse(md: &str) -> Result<Report> {
             r.tallies.push(l.to_string());
         }
     }
-    let mut store = String::new();
-    for (i, l) in lines.iter().enumerate() {
-        if let Some(s) = l.strip_prefix("## Backing store: ") {
-            store = s.to_string();
-        } else if *l == "### Total latency" {
-            let end = lines[i + 1..]
-                .iter()
-                .position(|l| l.starts_with("#"))
-                .map_or(lines.len(), |e| i + 1 + e);
-            if let Some(t) = table_at(&lines[i + 1..end]) {
-                r.latency.push((store.clone(), t));
-            }
-        }
-    }
+    r.latency = store_tables(&lines, "### Total latency");
     Ok(r)
 }
 
@@ -379,33 +387,25 @@ type CellKey = (String, String, String);
 fn throughput(md: &str) -> Vec<(CellKey, Iops)> {
     let lines: Vec<&str> = md.lines().collect();
     let mut out = Vec::new();
-    let mut store = String::new();
-    for (i, l) in lines.iter().enumerate() {
-        if let Some(s) = l.strip_prefix("## Backing store: ") {
-            store = s.to_string();
-        } else if *l == "### Throughput and CPU" {
-            let Some(t) = table_at(&lines[i + 1..]) else {
-                continue;
-            };
-            let col = |name: &str| t.head.iter().position(|h| h == name);
-            let (Some(w), Some(c), Some(v)) =
-                (col("workload"), col("contender"), col("IOPS [interval]"))
-            else {
-                continue;
-            };
-            for r in &t.rows {
-                let name = r[c].trim_end_matches(" †");
-                if let Some((median, lo, hi)) = r.get(v).and_then(|x| iops_cell(x)) {
-                    out.push((
-                        (store.clone(), r[w].clone(), name.to_string()),
-                        Iops {
-                            median,
-                            lo,
-                            hi,
-                            agree: !r[c].ends_with('†'),
-                        },
-                    ));
-                }
+    for (store, t) in store_tables(&lines, "### Throughput and CPU") {
+        let col = |name: &str| t.head.iter().position(|h| h == name);
+        let (Some(w), Some(c), Some(v)) =
+            (col("workload"), col("contender"), col("IOPS [interval]"))
+        else {
+            continue;
+        };
+        for r in &t.rows {
+            let name = r[c].trim_end_matches(" †");
+            if let Some((median, lo, hi)) = r.get(v).and_then(|x| iops_cell(x)) {
+                out.push((
+                    (store.clone(), r[w].clone(), name.to_string()),
+                    Iops {
+                        median,
+                        lo,
+                        hi,
+                        agree: !r[c].ends_with('†'),
+                    },
+                ));
             }
         }
     }

@@ -125,6 +125,14 @@ blktests_run() {
 # liburing_run RESULTS DEVLABEL DEV|- TEST.t...: each test binary in turn, as
 # liburing's runtests.sh runs it (./NAME.t [DEV], exit 0 pass, 77 skip),
 # under `timeout` (LIBURING_TIMEOUT, 60 s as runtests.sh).
+# _lu_once TEST.t: one run of it, on $_dev unless that is -, into its log.
+_lu_once() {
+  if [ "$_dev" = - ]; then
+    (cd "$_wd" && timeout -k 5 "$_lim" "$SUITES_DIR/liburing/$1" > "$_wd/$1.log" 2>&1 < /dev/null)
+  else
+    (cd "$_wd" && timeout -k 5 "$_lim" "$SUITES_DIR/liburing/$1" "$_dev" > "$_wd/$1.log" 2>&1 < /dev/null)
+  fi
+}
 liburing_run() {
   _res=$1 _label=$2 _dev=$3
   shift 3
@@ -135,11 +143,7 @@ liburing_run() {
   mkdir -p "$_wd"
   for t in "$@"; do
     _start=$(date +%s)
-    if [ "$_dev" = - ]; then
-      (cd "$_wd" && timeout -k 5 "$_lim" "$SUITES_DIR/liburing/$t" > "$_wd/$t.log" 2>&1 < /dev/null)
-    else
-      (cd "$_wd" && timeout -k 5 "$_lim" "$SUITES_DIR/liburing/$t" "$_dev" > "$_wd/$t.log" 2>&1 < /dev/null)
-    fi
+    _lu_once "$t"
     rc=$?
     if [ "$rc" = 77 ] && [ "$_dev" != - ]; then
       # A device test skips when it cannot open the device O_EXCL (EBUSY):
@@ -147,7 +151,7 @@ liburing_run() {
       # why it skipped, and run it once more.
       echo "liburing $t $_d: skipped once, again in 2 s: $(tail -n 3 "$_wd/$t.log" | tr '\n' ' ')"
       sleep 2
-      (cd "$_wd" && timeout -k 5 "$_lim" "$SUITES_DIR/liburing/$t" "$_dev" > "$_wd/$t.log" 2>&1 < /dev/null)
+      _lu_once "$t"
       rc=$?
     fi
     _secs=$(( $(date +%s) - _start ))
